@@ -1,0 +1,56 @@
+"""One source of truth for AnnData keys, file names and column conventions.
+
+Every module that needs one of these strings imports it from here; no other module spells
+``"imputed_count"`` or ``"_betadata.feather"`` itself.
+"""
+
+from __future__ import annotations
+
+# --- AnnData --------------------------------------------------------------------------------
+SPATIAL_KEYS: tuple[str, ...] = ("spatial", "X_spatial", "spatial_loc")
+"""``obsm`` keys searched, in order, for spatial coordinates."""
+UMAP_KEYS: tuple[str, ...] = ("X_umap", "umap")
+"""``obsm`` keys searched, in order, for the 2-D embedding used by transitions."""
+DEFAULT_LAYER = "imputed_count"
+NORMALIZED_LAYER = "normalized_count"
+RAW_LAYER = "raw_count"
+DEFAULT_CLUSTER_ANNOT = "cell_type"
+SPATIAL_UNSCALED_KEY = "spatial_unscaled"
+MIN_EXPRESSION = 1e-9
+"""Expression values ``<= MIN_EXPRESSION`` are treated as exactly 0 (SPEC §2.1)."""
+
+# --- Network --------------------------------------------------------------------------------
+NETWORK_FILE = "{species}_network.parquet"
+NETWORK_COLUMNS: tuple[str, ...] = ("source", "target", "edge_type", "weight", "signaling")
+EDGE_GRN = "grn"
+EDGE_LR = "lr"
+EDGE_NICHENET = "nichenet"
+EDGE_TYPES: tuple[str, ...] = (EDGE_GRN, EDGE_LR, EDGE_NICHENET)
+SECRETED = "Secreted Signaling"
+SPECIES: tuple[str, ...] = ("mouse", "human")
+DATA_DIR_ENV = "SPACETRAVLR_DATA_DIR"
+
+# --- Modulator names and betadata columns ---------------------------------------------------
+LR_SEP = "$"
+"""``L$R``: ligand–receptor pair (group 1)."""
+TFL_SEP = "#"
+"""``L#TF``: ligand–TF pair (group 2), ligand first."""
+BETA_PREFIX = "beta_"
+INTERCEPT = "beta0"
+INTERCEPT_ALIASES: tuple[str, ...] = ("beta0", "beta_0")
+CLUSTER_COL = "Cluster"
+CELLID_COL = "CellID"
+GROUP_TF, GROUP_LR, GROUP_TFL, GROUP_EXTRA = 0, 1, 2, 3
+GROUP_NAMES: tuple[str, ...] = ("tf", "lr", "tfl", "extra")
+
+# --- Run directory files ---------------------------------------------------------------------
+BETADATA_SUFFIX = "_betadata"
+BETADATA_FEATHER = "{gene}_betadata.feather"
+BETADATA_EXTS: tuple[str, ...] = (".feather", ".parquet", ".csv")
+ORPHAN_FILE = "{gene}.orphan"
+LOCK_FILE = "{gene}.lock"
+LOG_DIR = "log"
+GENE_LOG = "{gene}.log"
+REPRO_TOML = "spacetravlr_run_repro.toml"
+MANIFEST_JSON = "spacetravlr_manifest.json"
+CONFIG_TOML = "spaceship_config.toml"

@@ -1,0 +1,1 @@
+"""Thin command-line programs over the library (``spacetravlr``, ``spacetravlr-perturb``)."""

@@ -1,0 +1,32 @@
+"""Shared plumbing of the programs: one-line errors, exit codes, lazy imports."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+EXIT_OK = 0
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def guarded(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None, prog: str) -> int:
+    """Run ``main(argv)``; print user errors as one ``prog: error: ...`` line and return an exit code.
+
+    Set ``SPACETRAVLR_DEBUG=1`` to see the traceback of user errors too.
+    """
+    from ..errors import SpaceTravLRError
+
+    try:
+        return main(argv)
+    except SpaceTravLRError as e:
+        if os.environ.get("SPACETRAVLR_DEBUG"):
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK

@@ -1,0 +1,149 @@
+"""``spacetravlr``: train spatial GRN models; subcommands for the other stages.
+
+Heavy libraries (numpy, anndata, numba) are imported only after the arguments are parsed, so
+``spacetravlr --help`` answers immediately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._common import EXIT_OK, guarded
+
+PROG = "spacetravlr"
+
+#: subcommand -> (module under spacetravlr.cli, one-line description)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "network": ("network", "build or inspect the {species}_network.parquet prior network"),
+    "demo": ("demo", "run the whole pipeline on the built-in synthetic tissue"),
+    "run-summary": ("summary", "write an HTML summary of a training run"),
+    "prep": ("prep", "turn a raw-count .h5ad into a trainable one (normalise, impute, cluster, UMAP)"),
+    "config": ("configcmd", "print the configuration schema or a resolved configuration"),
+}
+
+EPILOG = """\
+subcommands (spacetravlr SUBCOMMAND --help for their flags):
+{subs}
+
+examples:
+  spacetravlr demo --out demo_output                   # synthetic tissue, whole pipeline
+  spacetravlr -c spaceship_config.toml --plain         # train with a config file
+  spacetravlr --h5ad tissue.h5ad --genes Foxo1,Pax5 --parallel 2 --output-dir runs/a
+  spacetravlr --join-output-dir runs/a                 # a second process/host joins the run
+  spacetravlr network build --grn mouse_base_grn.parquet --lr cellchat_mouse.csv -o data/
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    subs = "\n".join(f"  {name:<12} {desc}" for name, (_, desc) in SUBCOMMANDS.items())
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train per-gene, per-cell-type spatial regulatory models (TFs + ligands received "
+        "from neighbouring cells) and write betadata files.",
+        epilog=EPILOG.format(subs=subs),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-c", "--config", metavar="TOML", help="spaceship_config.toml (CLI flags override it)")
+    p.add_argument("--h5ad", metavar="PATH", help="dataset ([data].adata_path)")
+    p.add_argument("--layer", help="expression layer ([data].layer, default imputed_count; '' = X)")
+    p.add_argument("--cluster-annot", help="obs column with cell types ([data].cluster_annot)")
+    p.add_argument("--network-dir", metavar="DIR", help="folder with {species}_network.parquet")
+    p.add_argument("--training-mode", choices=["seed", "full"], help="seed (cluster lasso) or full (CNN)")
+    p.add_argument("--epochs", type=int, help="CNN epochs (full mode)")
+    p.add_argument("--lr", dest="learning_rate", type=float, help="CNN learning rate (full mode)")
+    p.add_argument("--parallel", type=int, metavar="N", help="worker processes ([execution].n_parallel)")
+    p.add_argument("--genes", metavar="A,B,...", help="train only these target genes")
+    p.add_argument("--max-genes", type=int, metavar="N", help="train at most N genes")
+    p.add_argument("--max-ligands", type=int, metavar="K", help="keep LR pairs of the K most expressed ligands")
+    p.add_argument("--extra-modulators", metavar="A,B,...", help="extra modulator genes (group 3)")
+    p.add_argument("--extra-lr", metavar="L$R,...", help="extra ligand-receptor pairs (L$R or L,R;L,R)")
+    p.add_argument("--radius", type=float, help="received-ligand kernel radius ([spatial].radius)")
+    p.add_argument("--weighted-ligand-scale-factor", type=float, metavar="S",
+                   help="scale s of received ligands ([spatial].weighted_ligand_scale_factor)")
+    p.add_argument("--l1-reg", type=float, help="L1 penalty ([lasso].l1_reg)")
+    p.add_argument("--group-reg", type=float, help="group penalty ([lasso].group_reg)")
+    p.add_argument("--n-iter", type=int, help="FISTA iterations ([lasso].n_iter)")
+    p.add_argument("--tol", type=float, help="FISTA tolerance ([lasso].tol)")
+    p.add_argument("--output-dir", metavar="DIR", help="where betadata go ([execution].output_dir)")
+    p.add_argument("--join-output-dir", metavar="DIR",
+                   help="join an existing run: read DIR/spacetravlr_run_repro.toml and train its remaining genes")
+    p.add_argument("--stale-lock-secs", type=float, help="reclaim .lock files older than this")
+    p.add_argument("--save-cnn-weights", action="store_true", default=None, help="export CNN weights (full mode)")
+    p.add_argument("--compat", choices=["seed", "python-reference"], help="[compat].mode")
+    p.add_argument("--plain", action="store_true", help="plain line-oriented progress (default when not a TTY)")
+    p.add_argument("--quiet", action="store_true", help="only errors and the final summary")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    return p
+
+
+def _split_lr(value: str) -> list[str]:
+    """``L1$R1,L2$R2`` or ``L1,R1;L2,R2`` -> ``["L1$R1", "L2$R2"]``."""
+    if ";" in value or ("$" not in value and value.count(",") % 2 == 1):
+        parts = [p.strip() for p in value.split(";") if p.strip()]
+        return [p.replace(",", "$") for p in parts]
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+def overrides_from_args(a: argparse.Namespace) -> dict[str, Any]:
+    """CLI flags -> ``{"section.key": value}`` (None = not given)."""
+    return {
+        "data.adata_path": a.h5ad,
+        "data.layer": a.layer,
+        "data.cluster_annot": a.cluster_annot,
+        "grn.network_data_dir": a.network_dir,
+        "training.mode": a.training_mode,
+        "training.epochs": a.epochs,
+        "training.learning_rate": a.learning_rate,
+        "execution.n_parallel": a.parallel,
+        "training.genes": [g.strip() for g in a.genes.split(",") if g.strip()] if a.genes else None,
+        "training.max_genes": a.max_genes,
+        "grn.max_ligands": a.max_ligands,
+        "grn.extra_modulators": ([g.strip() for g in a.extra_modulators.split(",") if g.strip()]
+                                 if a.extra_modulators else None),
+        "grn.extra_lr": _split_lr(a.extra_lr) if a.extra_lr else None,
+        "spatial.radius": a.radius,
+        "spatial.weighted_ligand_scale_factor": a.weighted_ligand_scale_factor,
+        "lasso.l1_reg": a.l1_reg,
+        "lasso.group_reg": a.group_reg,
+        "lasso.n_iter": a.n_iter,
+        "lasso.tol": a.tol,
+        "execution.output_dir": a.output_dir,
+        "execution.stale_lock_secs": a.stale_lock_secs,
+        "model_export.save_cnn_weights": a.save_cnn_weights,
+        "compat.mode": a.compat,
+    }
+
+
+def _train_main(argv: Sequence[str] | None) -> int:
+    a = build_parser().parse_args(argv)
+    if a.version:
+        from .. import __version__
+
+        print(f"{PROG} {__version__}")
+        return EXIT_OK
+    from ..training.run import train_from_cli
+
+    return train_from_cli(a, overrides_from_args(a))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point, testable in-process: ``main(["--help"])``; returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in SUBCOMMANDS:
+        import importlib
+
+        mod = importlib.import_module(f"{__package__}.{SUBCOMMANDS[args[0]][0]}")
+        return guarded(mod.main, args[1:], f"{PROG} {args[0]}")
+    return guarded(_train_main, args, PROG)
+
+
+def run() -> None:
+    """Console-script wrapper."""
+    try:
+        code = main()
+    except SystemExit as e:  # argparse --help / usage errors
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    sys.exit(code)

@@ -1,0 +1,118 @@
+"""numba kernels of the received-ligand operator. Arrays and scalars in, arrays out; nothing else.
+
+Conventions: coordinates ``(n, 2)`` float64 C-contiguous, ligand matrices ``(n, m)`` float64
+C-contiguous (cells × ligands), grids ``(nx, ny, m)`` float64 C-contiguous.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, nogil=True)
+def gaussian_block(xa: np.ndarray, xb: np.ndarray, inv_two_var: float, out: np.ndarray) -> None:
+    """``out[i, j] = exp(-|xa_i - xb_j|^2 * inv_two_var)``.
+
+    Serial and ``nogil``: callers run one block per thread, each followed by a single-threaded GEMM
+    (interleaving numba's and BLAS's own thread pools makes them fight for the cores).
+    """
+    na = xa.shape[0]
+    nb = xb.shape[0]
+    for i in range(na):
+        x0 = xa[i, 0]
+        y0 = xa[i, 1]
+        for j in range(nb):
+            dx = x0 - xb[j, 0]
+            dy = y0 - xb[j, 1]
+            out[i, j] = np.exp(-(dx * dx + dy * dy) * inv_two_var)
+
+
+@njit(cache=True)
+def bspline_weights(t: float, p: int, w: np.ndarray) -> None:
+    """Cardinal B-spline of order ``p`` at ``t + k``: ``w[k] = M_p(t + k)``, ``k = 0..p-1``, t in [0, 1).
+
+    Cox–de Boor recursion ``M_n(u) = (u M_{n-1}(u) + (n - u) M_{n-1}(u - 1)) / (n - 1)``, started from
+    ``M_2(t) = t``, ``M_2(t + 1) = 1 - t``. The weights sum to 1 (partition of unity).
+    """
+    for k in range(p):
+        w[k] = 0.0
+    w[0] = t
+    w[1] = 1.0 - t
+    for n in range(3, p + 1):
+        # in-place, from the top so that w[k-1] is still the order n-1 value
+        for k in range(n - 1, -1, -1):
+            u = t + k
+            a = w[k] if k < n - 1 else 0.0
+            b = w[k - 1] if k >= 1 else 0.0
+            w[k] = (u * a + (n - u) * b) / (n - 1)
+
+
+@njit(cache=True, nogil=True)
+def spread_bspline(u: np.ndarray, values: np.ndarray, p: int, grid: np.ndarray) -> None:
+    """Spread ``values`` (n, m) of points at grid coordinates ``u`` (n, 2) onto ``grid`` (nx, ny, m).
+
+    Point ``i`` adds ``M_p(u_i - node + p/2)``-weighted copies of its row to the ``p × p`` nodes
+    around it. Serial (the scatter would race under ``prange``); ``nogil`` so that callers can run
+    column chunks in threads.
+    """
+    n = u.shape[0]
+    m = values.shape[1]
+    half = p // 2
+    wx = np.empty(p)
+    wy = np.empty(p)
+    for i in range(n):
+        fx = np.floor(u[i, 0])
+        fy = np.floor(u[i, 1])
+        bspline_weights(u[i, 0] - fx, p, wx)
+        bspline_weights(u[i, 1] - fy, p, wy)
+        ix = int(fx) + half
+        iy = int(fy) + half
+        for a in range(p):
+            for b in range(p):
+                w = wx[a] * wy[b]
+                for c in range(m):
+                    grid[ix - a, iy - b, c] += w * values[i, c]
+
+
+@njit(parallel=True, cache=True)
+def interpolate_bspline(u: np.ndarray, grid: np.ndarray, p: int, out: np.ndarray) -> None:
+    """``out[i] = Σ_nodes M_p-weights(u_i) · grid[node]`` — the adjoint of :func:`spread_bspline`."""
+    n = u.shape[0]
+    m = grid.shape[2]
+    half = p // 2
+    for i in prange(n):
+        wx = np.empty(p)
+        wy = np.empty(p)
+        fx = np.floor(u[i, 0])
+        fy = np.floor(u[i, 1])
+        bspline_weights(u[i, 0] - fx, p, wx)
+        bspline_weights(u[i, 1] - fy, p, wy)
+        ix = int(fx) + half
+        iy = int(fy) + half
+        for c in range(m):
+            out[i, c] = 0.0
+        for a in range(p):
+            for b in range(p):
+                w = wx[a] * wy[b]
+                for c in range(m):
+                    out[i, c] += w * grid[ix - a, iy - b, c]
+
+
+@njit(parallel=True, cache=True)
+def csr_weighted_sum(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray,
+                     values: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = Σ_{k in row i} weights[k] · values[indices[k]]`` (sparse kernel × dense ligands).
+
+    Rows are independent: one output row per iteration of the ``prange`` loop, no reduction races.
+    """
+    n = indptr.shape[0] - 1
+    m = values.shape[1]
+    for i in prange(n):
+        for c in range(m):
+            out[i, c] = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            w = weights[k]
+            j = indices[k]
+            for c in range(m):
+                out[i, c] += w * values[j, c]
