@@ -1,0 +1,25 @@
+"""Shared test fixtures: paths to ../shared/data (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = (ROOT / ".." / "shared").resolve()
+SHARED_DATA = SHARED / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared/data; skips the calling test when it does not exist."""
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"shared data not available: {p} (tests that read ../shared/data need it beside the repo)")
+    return p
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The ../shared/data folder (skips when absent)."""
+    return shared_path()
