@@ -93,8 +93,13 @@ def _fmt_value(v: Any) -> str:
 def _coerce(value: Any, meta: Mapping[str, Any], where: str) -> Any:
     """Validate ``value`` against ``meta``; return the normalised value or raise ConfigError."""
 
+    given = value  # the value as written, for the message (``value`` is normalised below)
+
     def bad() -> ConfigError:
-        return ConfigError(f"{where} = {_fmt_value(value)}: expected {_expected(meta)}")
+        hint = ""
+        if isinstance(given, str) and meta["kind"] in ("float", "int"):
+            hint = " (write numbers without quotes)"
+        return ConfigError(f"{where} = {_fmt_value(given)}: expected {_expected(meta)}{hint}")
 
     if value is None:
         if meta["optional"]:
@@ -105,7 +110,7 @@ def _coerce(value: Any, meta: Mapping[str, Any], where: str) -> Any:
         if not isinstance(value, str):
             raise bad()
         if meta["choices"] and value not in meta["choices"]:
-            raise ConfigError(f"{where} = {_fmt_value(value)}: expected {_expected(meta)}"
+            raise ConfigError(f"{where} = {_fmt_value(given)}: expected {_expected(meta)}"
                               + near_matches(value, meta["choices"]))
         return value
     if kind == "bool":
@@ -289,6 +294,14 @@ def _fields(section_cls: type) -> dict[str, dataclasses.Field[Any]]:
     return {f.name: f for f in dataclasses.fields(section_cls)}
 
 
+def _field_name(section_cls: type, key: str) -> str | None:
+    """The field ``key`` names in ``section_cls`` (itself or through an alias), or None."""
+    flds = _fields(section_cls)
+    if key in flds:
+        return key
+    return next((n for n, f in flds.items() if key in f.metadata.get("aliases", ())), None)
+
+
 def config_keys() -> list[str]:
     """Every ``section.key`` of the schema, in schema order."""
     return [f"{s}.{k}" for s, cls in SECTIONS.items() for k in _fields(cls)]
@@ -331,13 +344,25 @@ class SpaceshipConfig:
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{label}: expected a table of sections")
         for sec_name, sec_raw in raw.items():
+            if sec_name not in SECTIONS and not isinstance(sec_raw, Mapping):
+                # a key written above every [section] header
+                homes = [s for s, c in SECTIONS.items() if _field_name(c, sec_name) is not None]
+                where = f"; put it under [{homes[0]}]" if homes else ""
+                raise ConfigError(f"{label}: key {sec_name!r} is outside any [section]{where}")
             if sec_name not in SECTIONS:
                 raise ConfigError(f"{label}: unknown section [{sec_name}]"
                                   + near_matches(sec_name, SECTIONS) + "; known sections: "
                                   + ", ".join(f"[{s}]" for s in SECTIONS))
             if not isinstance(sec_raw, Mapping):
                 raise ConfigError(f"{label}: [{sec_name}] must be a table, got {_fmt_value(sec_raw)}")
+            seen: dict[str, str] = {}
             for key, value in sec_raw.items():
+                name = _field_name(SECTIONS[sec_name], key)
+                if name is not None and name in seen:
+                    raise ConfigError(f"{label}: [{sec_name}] sets both {seen[name]} and {key} "
+                                      f"(aliases of one key); keep one")
+                if name is not None:
+                    seen[name] = key
                 cfg._set(sec_name, key, value, where=f"{label}: [{sec_name}].{key}")
         cfg._apply_compat()
         if cfg.source is not None:
@@ -365,25 +390,23 @@ class SpaceshipConfig:
     def _set(self, sec_name: str, key: str, value: Any, *, where: str) -> None:
         sec = getattr(self, sec_name)
         flds = _fields(type(sec))
-        name = key
-        if name not in flds:
-            for fname, f in flds.items():
-                if key in f.metadata.get("aliases", ()):
-                    name = fname
-                    break
-            else:
-                raise ConfigError(f"{where}: unknown key" + near_matches(key, flds)
-                                  + f"; keys of [{sec_name}]: " + ", ".join(flds))
+        name = _field_name(type(sec), key)
+        if name is None:
+            raise ConfigError(f"{where}: unknown key" + near_matches(key, flds)
+                              + f"; keys of [{sec_name}]: " + ", ".join(flds))
         setattr(sec, name, _coerce(value, flds[name].metadata, where))
         self.explicit.add(f"{sec_name}.{name}")
 
     def _apply_compat(self) -> None:
-        if self.compat.mode != "python-reference":
-            return
+        # keys not set explicitly follow the mode: the reference's values, or the schema defaults
+        # (so that switching the mode back by an override also switches them back)
         for dotted, value in REFERENCE_COMPAT.items():
             if dotted not in self.explicit:
                 s, k = dotted.split(".")
-                setattr(getattr(self, s), k, value)
+                sec = getattr(self, s)
+                if not self.reference_compat:
+                    value = _fields(type(sec))[k].default
+                setattr(sec, k, value)
 
     def _resolve_paths(self, base: Path) -> None:
         for dotted in _PATH_KEYS:
@@ -397,7 +420,8 @@ class SpaceshipConfig:
     def with_overrides(self, overrides: Mapping[str, Any], *, source: str = "command line") -> SpaceshipConfig:
         """Return a copy with ``{"section.key": value}`` applied (``None`` values are skipped).
 
-        Values are validated like TOML values; errors name ``source`` (e.g. the flag).
+        Values are validated like TOML values; errors name ``source`` (e.g. the flag). Relative paths
+        given here are command-line paths: they resolve against the current directory.
         """
         new = copy.deepcopy(self)
         for dotted, value in overrides.items():
@@ -409,6 +433,10 @@ class SpaceshipConfig:
             if s not in SECTIONS:
                 raise ConfigError(f"{source}: unknown section [{s}]" + near_matches(s, SECTIONS))
             new._set(s, k, value, where=f"{source}: [{s}].{k}")
+            name = _field_name(SECTIONS[s], k)
+            assert name is not None  # _set validated it
+            if _fields(SECTIONS[s])[name].metadata["kind"] == "path" and value:
+                setattr(getattr(new, s), name, str(Path(value).expanduser().resolve()))
         new._apply_compat()
         return new
 

@@ -94,8 +94,12 @@ def _read_elem(group: Any) -> Any:
     return read_elem(group)
 
 
-def _read_partial(path: Path, layer: str) -> dict[str, Any]:
-    """Read obs, var, obsm and one layer (or X) from an h5ad without loading the rest."""
+def _read_partial(path: Path, layer: str, spatial_key: str | None = None) -> dict[str, Any]:
+    """Read obs, var, obsm and one layer (or X) from an h5ad without loading the rest.
+
+    Of ``obsm`` only the coordinates (``spatial_key`` or the default keys) and the UMAP are read; the
+    other keys are listed with a ``None`` value.
+    """
     import h5py
 
     if not path.exists():
@@ -111,6 +115,8 @@ def _read_partial(path: Path, layer: str) -> dict[str, Any]:
                 raise InputError(f"{path}: HDF5 file is not an AnnData .h5ad (no {', '.join(missing)} group)")
             obs = _read_elem(f["obs"])
             var = _read_elem(f["var"])
+            if not (isinstance(obs, pd.DataFrame) and isinstance(var, pd.DataFrame)):
+                raise InputError(f"{path}: HDF5 file is not an AnnData .h5ad (obs/var are not dataframes)")
             obsm = {k: f["obsm"][k] for k in f["obsm"]} if "obsm" in f else {}
             layers = list(f["layers"].keys()) if "layers" in f else []
             if layer == "":
@@ -124,22 +130,26 @@ def _read_partial(path: Path, layer: str) -> dict[str, Any]:
                         f"{path}: layer '{layer}' not found (available layers: {short_list(layers)}; "
                         "use '' for X); set [data].layer or --layer, or run `spacetravlr prep`")
                 X = _read_elem(f["layers"][layer])
+            wanted = {*_keys.SPATIAL_KEYS, *_keys.UMAP_KEYS, *([spatial_key] if spatial_key else [])}
             obsm_arrays = {}
             for k, ds in obsm.items():
-                if k in _keys.SPATIAL_KEYS or k in _keys.UMAP_KEYS:
+                if k in wanted:
                     obsm_arrays[k] = np.asarray(_read_elem(ds))
                 else:
                     obsm_arrays[k] = None  # present but not needed
     except InputError:
         raise
-    except OSError as e:
-        raise InputError(f"{path}: cannot read .h5ad ({e})") from None
+    except Exception as e:  # h5py/anndata errors of a damaged or foreign file
+        raise InputError(f"{path}: cannot read as AnnData .h5ad ({e.__class__.__name__}: {e})") from None
     return dict(obs=obs, var=var, obsm=obsm_arrays, X=X, layers=layers)
 
 
 def _from_adata(adata: ad.AnnData, layer: str) -> dict[str, Any]:
     if layer == "":
         X = adata.X
+        if X is None:
+            raise InputError(f"AnnData: has no X matrix; choose a layer (available layers: "
+                             f"{short_list(adata.layers.keys())})")
     else:
         if layer not in adata.layers:
             raise InputError(f"AnnData: layer '{layer}' not found (available layers: "
@@ -168,7 +178,8 @@ def _where_nonfinite(values: np.ndarray, rows: np.ndarray, cols: list[str] | Non
     i = idx[0]
     loc = f"cell '{rows[i[0]]}'" + (f", gene '{cols[i[1]]}'" if cols is not None and len(i) > 1 else "")
     n_nan = int(np.isnan(values).sum())
-    return f"{n} non-finite values ({n_nan} NaN, {n - n_nan} inf) in {int(bad.any(axis=tuple(range(1, bad.ndim))).sum())} cells; first at {loc}"
+    n_rows = int(bad.any(axis=tuple(range(1, bad.ndim))).sum())
+    return f"{n} non-finite values ({n_nan} NaN, {n - n_nan} inf) in {n_rows} cells; first at {loc}"
 
 
 def cluster_ids(labels: pd.Series | np.ndarray, *, column: str = "") -> tuple[np.ndarray, list[str]]:
@@ -233,7 +244,7 @@ def load_tissue(
         label = "AnnData"
     else:
         path = Path(data).expanduser().resolve()
-        parts = _read_partial(path, layer)
+        parts = _read_partial(path, layer, spatial_key)
         label = str(path)
 
     obs: pd.DataFrame = parts["obs"]
@@ -269,19 +280,23 @@ def load_tissue(
                          "remove or fix those cells")
 
     X = parts["X"]
+    lname = f"layer '{layer}'" if layer else "X"
     if X.shape != (n, len(var_names)):
-        raise InputError(f"{label}: layer '{layer or 'X'}' has shape {X.shape}, expected ({n}, {len(var_names)})")
+        raise InputError(f"{label}: {lname} has shape {X.shape}, expected ({n}, {len(var_names)})")
+    # non-finite values are checked before the min_expression cut, which would turn -inf into 0
     if sp.issparse(X):
         data_vals = X.tocsr().data
         if not np.isfinite(data_vals).all():
             dense = X.toarray() if X.shape[0] * X.shape[1] < 5e8 else None
             where = (_where_nonfinite(dense, obs_names, var_names) if dense is not None
                      else f"{int((~np.isfinite(data_vals)).sum())} non-finite values")
-            raise InputError(f"{label}: layer '{layer or 'X'}': {where}; impute or drop them")
+            raise InputError(f"{label}: {lname}: {where}; impute or drop them")
+    else:
+        X = np.asarray(X)
+        if not np.isfinite(X).all():
+            raise InputError(f"{label}: {lname}: {_where_nonfinite(X, obs_names, var_names)}; "
+                             "impute or drop them")
     expression = _dense_expression(X, min_expression)
-    if not sp.issparse(X) and not np.isfinite(expression).all():
-        raise InputError(f"{label}: layer '{layer or 'X'}': {_where_nonfinite(expression, obs_names, var_names)}; "
-                         "impute or drop them")
 
     if cluster_annot in obs.columns:
         clusters, cluster_labels = cluster_ids(obs[cluster_annot], column=cluster_annot)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _keys
-from ..errors import InputError
+from ..errors import InputError, short_list
 from .atomic import atomic_write
 
 
@@ -102,6 +102,8 @@ def write_betadata(path: str | os.PathLike[str], frame: BetaFrame) -> Path:
     return atomic_write(path, lambda p: feather.write_feather(table, p, compression="lz4"))
 
 
+_ID_COLUMNS = (_keys.CLUSTER_COL, _keys.CELLID_COL, "Unnamed: 0", "", "index", "NAME")
+"""First columns that hold row ids (the last three: a table saved with its index)."""
 _SUFFIX_RE = re.compile(re.escape(_keys.BETADATA_SUFFIX) + r"\.(feather|parquet|csv)$")
 
 
@@ -124,7 +126,11 @@ def _read_table(p: Path) -> pd.DataFrame:
         if ext == ".parquet":
             return pd.read_parquet(p)
         if ext == ".csv":
-            return pd.read_csv(p)
+            # ids stay strings (cluster "01" or cell id "1e5" must not become numbers), and floats
+            # are parsed exactly (pandas' default parser can be 1 ulp off)
+            head = pd.read_csv(p, nrows=0).columns
+            id_col = [c for c in head[:1] if c in _ID_COLUMNS]
+            return pd.read_csv(p, dtype=dict.fromkeys(id_col, str), float_precision="round_trip")
     except FileNotFoundError:
         raise InputError(f"{p}: betadata file not found") from None
     except Exception as e:
@@ -136,11 +142,15 @@ def frame_from_table(df: pd.DataFrame, gene: str, *, source: str = "<table>") ->
     """Interpret a betadata table in any of the accepted layouts."""
     cols = [str(c) for c in df.columns]
     row_kind = _keys.CELLID_COL
+    if df.index.name in (_keys.CLUSTER_COL, _keys.CELLID_COL):
+        # the id column saved as the (named) index, e.g. by DataFrame.to_parquet
+        df = df.reset_index()
+        cols = [str(c) for c in df.columns]
     if cols and cols[0] in (_keys.CLUSTER_COL, _keys.CELLID_COL):
         row_kind = cols[0]
         row_ids = [str(v) for v in df.iloc[:, 0].tolist()]
         body = df.iloc[:, 1:]
-    elif cols and cols[0] in ("Unnamed: 0", "", "index", "NAME") and not cols[0].startswith("beta"):
+    elif cols and cols[0] in _ID_COLUMNS:
         # a CSV written with its index: the first column holds the ids
         row_ids = [str(v) for v in df.iloc[:, 0].tolist()]
         body = df.iloc[:, 1:]
@@ -165,14 +175,22 @@ def frame_from_table(df: pd.DataFrame, gene: str, *, source: str = "<table>") ->
     if len(set(mods)) != len(mods):
         dup = sorted({m for m in mods if mods.count(m) > 1})
         raise InputError(f"{source}: duplicate modulator columns {dup}")
-    try:
-        coefs = body[mod_cols].to_numpy(dtype=np.float64) if mod_cols else np.zeros((len(row_ids), 0))
-        intercept = (body[intercept_col].to_numpy(dtype=np.float64) if intercept_col
-                     else np.zeros(len(row_ids)))
-    except (TypeError, ValueError) as e:
-        raise InputError(f"{source}: non-numeric beta column ({e})") from None
+    if intercept_col is None and not mod_cols:
+        raise InputError(f"{source}: no beta columns (expected beta0 and beta_<modulator> columns; "
+                         f"found: {short_list(names)})")
+    for c in [*([intercept_col] if intercept_col else []), *mod_cols]:
+        if not (pd.api.types.is_numeric_dtype(body[c]) and not pd.api.types.is_bool_dtype(body[c])):
+            raise InputError(f"{source}: column '{c}' is not numeric (dtype {body[c].dtype}); "
+                             "beta columns hold numbers")
+    coefs = body[mod_cols].to_numpy(dtype=np.float64) if mod_cols else np.zeros((len(row_ids), 0))
+    intercept = body[intercept_col].to_numpy(dtype=np.float64) if intercept_col else np.zeros(len(row_ids))
     if not (np.isfinite(coefs).all() and np.isfinite(intercept).all()):
-        raise InputError(f"{source}: contains NaN or inf coefficients")
+        allc = np.column_stack([intercept, coefs])
+        bad = ~np.isfinite(allc)
+        r, c = np.argwhere(bad)[0]
+        col = (intercept_col or _keys.INTERCEPT) if c == 0 else mod_cols[c - 1]
+        raise InputError(f"{source}: {int(bad.sum())} NaN/inf coefficients in {int(bad.any(axis=0).sum())} "
+                         f"columns; first at row '{row_ids[r]}', column '{col}'; betadata must be finite")
     return BetaFrame(gene=gene, row_kind=row_kind, row_ids=row_ids, intercept=intercept,
                      modulators=mods, coefs=coefs)
 

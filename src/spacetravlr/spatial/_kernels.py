@@ -116,3 +116,65 @@ def csr_weighted_sum(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarra
             j = indices[k]
             for c in range(m):
                 out[i, c] += w * values[j, c]
+
+
+@njit(cache=True)
+def pairs_to_csr(coords: np.ndarray, pairs: np.ndarray, inv_two_var: float, indptr: np.ndarray,
+                 indices: np.ndarray, data: np.ndarray) -> None:
+    """CSR of the symmetric kernel matrix over ``pairs`` plus the unit diagonal.
+
+    ``pairs`` (P, 2) lists each unordered pair ``{i, j}``, ``i != j``, once (``cKDTree.query_pairs``).
+    Fills ``indptr`` (n + 1,), ``indices`` and ``data`` (2P + n,) with ``K[i, j] = K[j, i] =
+    exp(-|x_i - x_j|² · inv_two_var)`` and ``K[i, i] = 1``, column indices ascending within each row
+    (what ``scipy.sparse.csr_matrix((v, (r, c))).sort_indices()`` gives, without its general sort).
+
+    Two counting sorts, O(n + P): entries are bucketed by column, then the buckets are read in
+    column order and scattered into row buckets, so each row receives its columns in ascending
+    order. The matrix is symmetric, so one count array gives both the column and the row buckets.
+    Serial: both passes are scatters.
+    """
+    n = coords.shape[0]
+    n_pairs = pairs.shape[0]
+    nnz = 2 * n_pairs + n
+    deg = np.ones(n, dtype=np.int64)  # the diagonal entry
+    for k in range(n_pairs):
+        deg[pairs[k, 0]] += 1
+        deg[pairs[k, 1]] += 1
+    indptr[0] = 0
+    for r in range(n):
+        indptr[r + 1] = indptr[r] + deg[r]
+    # pass 1: bucket by column, keeping the row and the weight of each entry
+    pos = np.empty(n, dtype=np.int64)
+    for r in range(n):
+        pos[r] = indptr[r]
+    tmp_row = np.empty(nnz, dtype=indices.dtype)
+    tmp_val = np.empty(nnz)
+    for r in range(n):
+        p = pos[r]
+        tmp_row[p] = r
+        tmp_val[p] = 1.0
+        pos[r] = p + 1
+    for k in range(n_pairs):
+        a = pairs[k, 0]
+        b = pairs[k, 1]
+        dx = coords[a, 0] - coords[b, 0]
+        dy = coords[a, 1] - coords[b, 1]
+        w = np.exp(-(dx * dx + dy * dy) * inv_two_var)
+        p = pos[b]  # entry (a, b) in column b
+        tmp_row[p] = a
+        tmp_val[p] = w
+        pos[b] = p + 1
+        p = pos[a]  # entry (b, a) in column a
+        tmp_row[p] = b
+        tmp_val[p] = w
+        pos[a] = p + 1
+    # pass 2: columns in ascending order, each entry to the next free slot of its row
+    for r in range(n):
+        pos[r] = indptr[r]
+    for c in range(n):
+        for p in range(indptr[c], indptr[c + 1]):
+            r = tmp_row[p]
+            q = pos[r]
+            indices[q] = c
+            data[q] = tmp_val[p]
+            pos[r] = q + 1

@@ -1,0 +1,247 @@
+"""Betabase: every betadata file of a run, mapped onto the cells of a tissue once.
+
+* Files are read in parallel (pyarrow and pandas release the GIL while parsing).
+* Cells are mapped to rows once per distinct row layout and the mapping is shared by every frame
+  with that layout (seed runs: one mapping, cluster label → row, for all genes).
+* Modulator names are resolved to gene indices once; the perturbation kernels then work on integer
+  arrays only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import _keys
+from ..errors import InputError, short_list
+from ..io.anndata import Tissue
+from ..io.betadata import BetaFrame, list_betadata, read_betadata
+
+log = logging.getLogger("spacetravlr.betadata")
+
+TERM_TF, TERM_LR, TERM_TFL = 0, 1, 2
+
+
+@dataclass
+class GeneModel:
+    """One trained gene with its modulators resolved to gene indices.
+
+    Attributes
+    ----------
+    gene, gene_index : target name and its column in the expression matrix.
+    coefs : (R, M) float64 — beta rows (intercept excluded).
+    mapping : int — index into :attr:`Betabase.mappings` giving each cell's row (−1 = zero row).
+    kind : (M,) int — TERM_TF (TF or extra), TERM_LR or TERM_TFL.
+    a, b : (M,) int — gene indices: TF → (tf, −1); ``L$R`` → (L, R); ``L#TF`` → (L, TF).
+    modulator_genes : (U,) int — sorted unique gene indices of the splash output.
+    """
+
+    gene: str
+    gene_index: int
+    frame: BetaFrame
+    coefs: np.ndarray
+    mapping: int
+    kind: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    modulator_genes: np.ndarray
+    dropped: list[str] = field(default_factory=list)
+
+
+def _split(name: str) -> tuple[int, str, str]:
+    if _keys.LR_SEP in name:
+        l, r = name.split(_keys.LR_SEP, 1)
+        return TERM_LR, l, r
+    if _keys.TFL_SEP in name:
+        l, t = name.split(_keys.TFL_SEP, 1)
+        return TERM_TFL, l, t
+    return TERM_TF, name, ""
+
+
+class Betabase:
+    """The betadata of a run mapped onto a tissue's cells.
+
+    Parameters
+    ----------
+    frames : sequence of BetaFrame
+    tissue : Tissue
+        The cells (obs names, cluster labels) and genes (var names) to map onto.
+    """
+
+    def __init__(self, frames: Sequence[BetaFrame], tissue: Tissue) -> None:
+        self.tissue = tissue
+        self.var_names = list(tissue.var_names)
+        gi = tissue.gene_index
+        self.mappings: list[np.ndarray] = []
+        self._mapping_key: dict[tuple[str, tuple[str, ...]], int] = {}
+        self.models: list[GeneModel] = []
+        self.unmatched_cells: dict[str, int] = {}
+        unknown_targets = []
+        for f in frames:
+            if f.gene not in gi:
+                unknown_targets.append(f.gene)
+                continue
+            m = self._mapping_for(f)
+            kinds, aa, bb, keep, dropped = [], [], [], [], []
+            for j, name in enumerate(f.modulators):
+                kind, x, y = _split(name)
+                if x not in gi or (y and y not in gi):
+                    dropped.append(name)
+                    continue
+                kinds.append(kind)
+                aa.append(gi[x])
+                bb.append(gi[y] if y else -1)
+                keep.append(j)
+            kind_arr = np.array(kinds, dtype=np.int64)
+            a_arr = np.array(aa, dtype=np.int64)
+            b_arr = np.array(bb, dtype=np.int64)
+            mods = np.unique(np.concatenate([a_arr, b_arr[b_arr >= 0]])) if keep else np.zeros(0, np.int64)
+            self.models.append(GeneModel(
+                gene=f.gene, gene_index=gi[f.gene], frame=f,
+                coefs=np.ascontiguousarray(f.coefs[:, keep]), mapping=m, kind=kind_arr, a=a_arr, b=b_arr,
+                modulator_genes=mods.astype(np.int64), dropped=dropped))
+            if dropped:
+                log.warning("%s: %d modulators are not genes of the dataset and are ignored (%s)",
+                            f.gene, len(dropped), short_list(dropped, 4))
+        if unknown_targets:
+            log.warning("%d betadata genes are not in the dataset and are ignored (%s)",
+                        len(unknown_targets), short_list(unknown_targets, 5))
+        self.models.sort(key=lambda gm: gm.gene_index)
+        self._by_gene = {gm.gene: gm for gm in self.models}
+        self._flat: dict[str, np.ndarray] | None = None
+
+    # -- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_dir(cls, directory: str | os.PathLike[str], tissue: Tissue, *, genes: Sequence[str] | None = None,
+                 n_jobs: int | None = None) -> Betabase:
+        """Read every ``*_betadata.{feather,parquet,csv}`` in ``directory`` (in parallel)."""
+        files = list_betadata(directory)
+        if genes is not None:
+            files = {g: p for g, p in files.items() if g in set(genes)}
+        if not files:
+            raise InputError(f"{directory}: no *_betadata.feather/.parquet/.csv files; train first "
+                             "(spacetravlr) or point to the folder that holds them")
+        workers = n_jobs or min(8, (os.cpu_count() or 1) * 2)
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            frames = list(ex.map(lambda kv: read_betadata(kv[1], kv[0]), sorted(files.items())))
+        return cls(frames, tissue)
+
+    def _mapping_for(self, f: BetaFrame) -> int:
+        key = (f.row_kind, tuple(f.row_ids))
+        if key in self._mapping_key:
+            return self._mapping_key[key]
+        t = self.tissue
+        rows = {r: i for i, r in enumerate(f.row_ids)}
+        labels = np.asarray(t.cluster_labels, dtype=object)[t.clusters]
+        if f.row_kind == _keys.CLUSTER_COL or all(str(lab) in rows for lab in t.cluster_labels):
+            if all(str(lab) in rows for lab in t.cluster_labels):
+                lut = np.array([rows[str(lab)] for lab in t.cluster_labels], dtype=np.int64)
+                mapping = lut[t.clusters]
+            else:
+                missing = [lab for lab in t.cluster_labels if str(lab) not in rows]
+                raise InputError(f"betadata of {f.gene}: no row for cluster(s) {short_list(missing, 5)} of "
+                                 f"obs['{t.cluster_annot}'] (rows: {short_list(f.row_ids, 5)}); the betadata "
+                                 "come from another dataset or cluster column")
+        else:
+            mapping = np.fromiter((rows.get(str(c), -1) for c in t.obs_names), np.int64, t.n_cells)
+            n_miss = int((mapping < 0).sum())
+            if n_miss == t.n_cells:
+                raise InputError(f"betadata of {f.gene}: none of its {len(f.row_ids)} cell ids is a cell of the "
+                                 "dataset; the betadata come from another dataset")
+            if n_miss:
+                self.unmatched_cells[f.gene] = n_miss
+                log.warning("betadata of %s: %d cells of the dataset have no row and get zero betas",
+                            f.gene, n_miss)
+        del labels
+        self.mappings.append(np.ascontiguousarray(mapping))
+        self._mapping_key[key] = len(self.mappings) - 1
+        return len(self.mappings) - 1
+
+    # -- queries -----------------------------------------------------------------------------
+
+    @property
+    def genes(self) -> list[str]:
+        """Trained genes (with betadata), in var_names order."""
+        return [gm.gene for gm in self.models]
+
+    def __contains__(self, gene: object) -> bool:
+        return gene in self._by_gene
+
+    def __getitem__(self, gene: str) -> GeneModel:
+        return self._by_gene[gene]
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def ligands(self, kinds: tuple[int, ...] = (TERM_LR, TERM_TFL)) -> np.ndarray:
+        """Sorted gene indices of every ligand in ``L$R`` / ``L#TF`` terms."""
+        parts = [gm.a[np.isin(gm.kind, kinds)] for gm in self.models]
+        return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+    def modulator_genes(self) -> set[str]:
+        """Every gene that modulates some trained gene (TFs, ligands, receptors)."""
+        idx = set()
+        for gm in self.models:
+            idx.update(gm.modulator_genes.tolist())
+        return {self.var_names[i] for i in idx}
+
+    def roles(self) -> dict[str, set[str]]:
+        """``tf``, ``ligand`` and ``receptor`` genes across all models."""
+        out: dict[str, set[str]] = {"tf": set(), "ligand": set(), "receptor": set()}
+        for gm in self.models:
+            for k, a, b in zip(gm.kind, gm.a, gm.b):
+                if k == TERM_TF:
+                    out["tf"].add(self.var_names[a])
+                elif k == TERM_LR:
+                    out["ligand"].add(self.var_names[a])
+                    out["receptor"].add(self.var_names[b])
+                else:
+                    out["ligand"].add(self.var_names[a])
+                    out["tf"].add(self.var_names[b])
+        return out
+
+    def flat(self) -> dict[str, np.ndarray]:
+        """Concatenated integer/float arrays for the numba kernels (see ``perturb/_kernels.py``); cached."""
+        if self._flat is None:
+            self._flat = self._build_flat()
+        return self._flat
+
+    def _build_flat(self) -> dict[str, np.ndarray]:
+        n_models = len(self.models)
+        term_ptr = np.zeros(n_models + 1, np.int64)
+        mod_ptr = np.zeros(n_models + 1, np.int64)
+        coef_ptr = np.zeros(n_models + 1, np.int64)
+        for k, gm in enumerate(self.models):
+            term_ptr[k + 1] = term_ptr[k] + len(gm.kind)
+            mod_ptr[k + 1] = mod_ptr[k] + len(gm.modulator_genes)
+            coef_ptr[k + 1] = coef_ptr[k] + gm.coefs.size
+        cat = lambda xs, dt: np.ascontiguousarray(np.concatenate(xs).astype(dt)) if xs else np.zeros(0, dt)  # noqa: E731
+        slot_a, slot_b = [], []
+        for gm in self.models:
+            pos = {g: s for s, g in enumerate(gm.modulator_genes.tolist())}
+            slot_a.append(np.array([pos[x] for x in gm.a.tolist()], np.int64))
+            slot_b.append(np.array([pos[x] if x >= 0 else -1 for x in gm.b.tolist()], np.int64))
+        return {
+            "target": np.array([gm.gene_index for gm in self.models], np.int64),
+            "n_cols": np.array([gm.coefs.shape[1] for gm in self.models], np.int64),
+            "mapping_id": np.array([gm.mapping for gm in self.models], np.int64),
+            "mappings": np.ascontiguousarray(np.stack(self.mappings)) if self.mappings
+            else np.zeros((0, self.tissue.n_cells), np.int64),
+            "coefs": cat([gm.coefs.ravel() for gm in self.models], np.float64), "coef_ptr": coef_ptr,
+            "kind": cat([gm.kind for gm in self.models], np.int64),
+            "a": cat([gm.a for gm in self.models], np.int64), "b": cat([gm.b for gm in self.models], np.int64),
+            "slot_a": cat(slot_a, np.int64), "slot_b": cat(slot_b, np.int64), "term_ptr": term_ptr,
+            "mods": cat([gm.modulator_genes for gm in self.models], np.int64), "mod_ptr": mod_ptr,
+        }
+
+
+def load_betabase(directory: str | os.PathLike[str] | Path, tissue: Tissue, **kw: object) -> Betabase:
+    """Shortcut for :meth:`Betabase.from_dir`."""
+    return Betabase.from_dir(directory, tissue, **kw)  # type: ignore[arg-type]

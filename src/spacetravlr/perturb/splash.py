@@ -1,0 +1,122 @@
+"""Splash: per-cell partial derivatives ∂y/∂gene of a trained gene (SPEC §6).
+
+For cell ``i`` with beta row β, expression G, received ligands RL (LR) and RLt (TF–ligand) and
+``s = beta_scale_factor``:
+
+========================  =================================================
+term                      contribution
+========================  =================================================
+TF (or extra) ``t``       ∂y/∂t += β_t
+``L$R``                   ∂y/∂R += s·β·RL[L] if G[R] > 0; ∂y/∂L += s·β·G[R]
+``L#T``                   ∂y/∂L += s·β·G[T]; ∂y/∂T += s·β·RLt[L]
+========================  =================================================
+
+Contributions to the same gene are summed, then clamped to ±``beta_cap`` if set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .._keys import MIN_EXPRESSION
+from ..betadata.betabase import Betabase
+from . import _kernels
+
+
+@dataclass
+class LigandTable:
+    """Received ligands indexed by gene: ``values[:, col[gene_index]]`` (col −1: not a ligand)."""
+
+    values: np.ndarray
+    col: np.ndarray
+
+    @classmethod
+    def from_columns(cls, values: np.ndarray, gene_indices: np.ndarray, n_genes: int) -> LigandTable:
+        col = np.full(n_genes, -1, dtype=np.int64)
+        col[np.asarray(gene_indices, dtype=np.int64)] = np.arange(len(gene_indices))
+        return cls(np.ascontiguousarray(values, dtype=np.float64), col)
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, var_names: list[str]) -> LigandTable:
+        """From a cells × ligand-genes DataFrame (columns not in ``var_names`` are ignored)."""
+        gi = {g: i for i, g in enumerate(var_names)}
+        cols = [c for c in df.columns if c in gi]
+        return cls.from_columns(df[cols].to_numpy(dtype=np.float64), np.array([gi[c] for c in cols]),
+                                len(var_names))
+
+
+def filtered(expression: np.ndarray, min_expression: float = MIN_EXPRESSION) -> np.ndarray:
+    """Expression with values ``<= min_expression`` (negatives included) set to 0."""
+    G = np.array(expression, dtype=np.float64, order="C", copy=True)
+    G[G <= min_expression] = 0.0
+    return G
+
+
+def _cap(beta_cap: float | None) -> float:
+    if beta_cap is None:
+        return 0.0
+    if not beta_cap > 0:
+        raise ValueError(f"beta_cap must be > 0, got {beta_cap}")
+    return float(beta_cap)
+
+
+def splash(betabase: Betabase, gene: str, expression: np.ndarray, received: LigandTable,
+           received_tfl: LigandTable | None = None, *, beta_scale_factor: float = 1.0,
+           beta_cap: float | None = None, as_frame: bool = False) -> np.ndarray | pd.DataFrame:
+    """Derivatives of ``gene`` with respect to each of its modulator genes, for every cell.
+
+    Parameters
+    ----------
+    betabase : Betabase
+    gene : str
+        A trained gene.
+    expression : (N, G) array
+        Expression G in ``betabase.var_names`` order (values ≤ 1e-9 count as 0).
+    received, received_tfl : LigandTable
+        RL (for ``L$R`` receptors) and RLt (for ``L#TF`` TFs); ``received_tfl`` defaults to ``received``.
+    beta_scale_factor : float
+        ``s``; multiplies the interaction terms only.
+    beta_cap : float, optional
+        Clamp each derivative to ±cap.
+    as_frame : bool
+        Return a DataFrame (index obs names, columns modulator genes).
+
+    Returns
+    -------
+    (N, U) float64, columns = the sorted unique modulator genes (``betabase[gene].modulator_genes``).
+    """
+    gm = betabase[gene]
+    k = betabase.models.index(gm)
+    f = betabase.flat()
+    G = filtered(expression)
+    rt = received_tfl if received_tfl is not None else received
+    RW, RLt, lig_col = _aligned(received, rt)
+    out = np.empty((G.shape[0], len(gm.modulator_genes)))
+    _kernels.splash_matrix(k, G, RW, RLt, lig_col, f["coefs"], f["coef_ptr"], f["n_cols"], f["mapping_id"],
+                           f["mappings"], f["kind"], f["a"], f["b"], f["slot_a"], f["slot_b"], f["term_ptr"],
+                           len(gm.modulator_genes), float(beta_scale_factor), _cap(beta_cap), out)
+    if as_frame:
+        names = [betabase.var_names[j] for j in gm.modulator_genes]
+        return pd.DataFrame(out, index=betabase.tissue.obs_names, columns=names)
+    return out
+
+
+def _aligned(rl: LigandTable, rlt: LigandTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One column map for both tables (union of their ligands; a ligand absent from one reads 0)."""
+    if rl is rlt or np.array_equal(rl.col, rlt.col):
+        return rl.values, rlt.values, rl.col
+    genes = np.flatnonzero((rl.col >= 0) | (rlt.col >= 0))
+    n = rl.values.shape[0]
+    A = np.zeros((n, len(genes)))
+    B = np.zeros((n, len(genes)))
+    col = np.full(len(rl.col), -1, dtype=np.int64)
+    for c, g in enumerate(genes):
+        col[g] = c
+        if rl.col[g] >= 0:
+            A[:, c] = rl.values[:, rl.col[g]]
+        if rlt.col[g] >= 0:
+            B[:, c] = rlt.values[:, rlt.col[g]]
+    return A, B, col

@@ -1,0 +1,155 @@
+"""Everything a training worker needs, built once per run and shared.
+
+The parent process builds a :class:`TrainingContext` (tissue arrays, modulator selector, received
+ligands of every ligand any target needs) and, for ``--parallel N``, saves its arrays to a private
+folder that worker processes memory-map. Every worker therefore fits on identical inputs, which makes
+the results independent of the number of workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import SpaceshipConfig
+from ..io.anndata import Tissue
+from ..modulators import Modulators, ModulatorSelector
+
+log = logging.getLogger("spacetravlr.training")
+
+_ARRAYS = ("expression", "clusters", "received")
+
+
+@dataclass
+class FitSettings:
+    """Solver settings of a run (from ``[lasso]`` and ``[training]``)."""
+
+    l1_reg: float
+    group_reg: float
+    group_reg_scaling: str
+    n_iter: int
+    tol: float
+    score_threshold: float
+
+    @classmethod
+    def from_config(cls, cfg: SpaceshipConfig) -> FitSettings:
+        return cls(l1_reg=cfg.lasso.l1_reg, group_reg=cfg.lasso.group_reg,
+                   group_reg_scaling=cfg.lasso.group_reg_scaling, n_iter=cfg.lasso.n_iter,
+                   tol=cfg.lasso.tol, score_threshold=cfg.training.score_threshold)
+
+
+@dataclass
+class TrainingContext:
+    """Shared, read-only inputs of the per-gene fits.
+
+    Attributes
+    ----------
+    expression : (N, G) float64
+    clusters : (N,) int64
+    cluster_labels : list of str
+    var_names : list of str
+    selector : ModulatorSelector
+    ligand_radius : dict of str → float
+        Radius used for each ligand's received amount.
+    received : (N, n_received) float64
+        Received amount of ``received_names[k]`` at ``ligand_radius``.
+    """
+
+    expression: np.ndarray
+    clusters: np.ndarray
+    cluster_labels: list[str]
+    var_names: list[str]
+    selector: ModulatorSelector
+    ligand_radius: dict[str, float]
+    received: np.ndarray
+    received_names: list[str]
+    fit: FitSettings
+    out_dir: Path
+    stale_lock_secs: float = 0.0
+    received_info: list[str] = field(default_factory=list)
+    _gi: dict[str, int] = field(default_factory=dict, repr=False)
+    _ri: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._gi = {g: i for i, g in enumerate(self.var_names)}
+        self._ri = {g: i for i, g in enumerate(self.received_names)}
+
+    def gene(self, name: str) -> np.ndarray:
+        return self.expression[:, self._gi[name]]
+
+    def received_of(self, ligands: list[str]) -> np.ndarray:
+        return self.received[:, [self._ri[l] for l in ligands]]
+
+    def modulators(self, target: str) -> Modulators:
+        return self.selector.select(target)
+
+    # -- sharing with worker processes ---------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        """Write the arrays as .npy (memory-mappable) and the rest as a pickle."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in _ARRAYS:
+            np.save(folder / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
+        meta = {k: getattr(self, k) for k in ("cluster_labels", "var_names", "selector", "ligand_radius",
+                                              "received_names", "fit", "out_dir", "stale_lock_secs",
+                                              "received_info")}
+        with open(folder / "context.pkl", "wb") as fh:
+            pickle.dump(meta, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, folder: Path) -> TrainingContext:
+        with open(folder / "context.pkl", "rb") as fh:
+            meta: dict[str, Any] = pickle.load(fh)
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        return cls(**arrays, **meta)
+
+
+def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: list[str], out_dir: Path,
+                  *, n_threads: int | None = None) -> TrainingContext:
+    """Index the network, pick every target's modulators and compute the shared received ligands."""
+    from ..modulators import parse_lr, read_list_file
+    from ..spatial.received import ReceivedLigandCache
+
+    g = cfg.grn
+    extra_lr = list(g.extra_lr)
+    if g.extra_lr_file:
+        extra_lr += read_list_file(g.extra_lr_file, what="extra_lr")
+    parse_lr(extra_lr, source="[grn].extra_lr")  # validate early, one clear line
+    extra_mods = list(g.extra_modulators)
+    if g.extra_modulators_file:
+        extra_mods += read_list_file(g.extra_modulators_file, what="extra_modulators")
+    means = None
+    if g.max_ligands is not None:
+        means = dict(zip(tissue.var_names, tissue.expression.mean(axis=0).tolist()))
+    selector = ModulatorSelector(
+        network=network, var_names=tissue.var_names, ligand_means=means, max_ligands=g.max_ligands,
+        tf_ligand_cutoff=g.tf_ligand_cutoff, use_tf=g.use_tf_modulators, use_lr=g.use_lr_modulators,
+        use_tfl=g.use_tfl_modulators, extra_lr=extra_lr, extra_modulators=extra_mods)
+    sp = cfg.spatial
+    ligands: dict[str, None] = {}
+    for t in targets:
+        for lig in selector.select(t).ligands:
+            ligands[lig] = None
+    names = list(ligands)
+    radius = {l: selector.ligand_radius(l, sp.radius, sp.contact_distance, sp.per_ligand_radius)
+              for l in names}
+    t0 = time.perf_counter()
+    cache = ReceivedLigandCache(
+        tissue.coords, lambda gs: tissue.expression[:, [tissue.gene_index[x] for x in gs]],
+        kernel=sp.kernel, scale=sp.weighted_ligand_scale_factor,
+        approx_above_cells=sp.approx_above_cells, grid_factor=cfg.perturbation.ligand_grid_factor,
+        n_threads=n_threads)
+    received = cache.get(names, [radius[l] for l in names])
+    infos = [i.describe() for i in cache.infos()]
+    log.info("received ligands for %d ligands in %.2fs", len(names), time.perf_counter() - t0)
+    return TrainingContext(expression=tissue.expression, clusters=tissue.clusters,
+                           cluster_labels=list(tissue.cluster_labels), var_names=list(tissue.var_names),
+                           selector=selector, ligand_radius=radius, received=received, received_names=names,
+                           fit=FitSettings.from_config(cfg), out_dir=out_dir,
+                           stale_lock_secs=cfg.execution.stale_lock_secs, received_info=infos)

@@ -1,0 +1,434 @@
+"""The training run (``spacetravlr``): queue, workers, locks, outputs, manifest (SPEC §5.3).
+
+>>> from spacetravlr import SpaceshipConfig
+>>> from spacetravlr.training import train
+>>> cfg = SpaceshipConfig().with_overrides({"data.adata_path": "tissue.h5ad",
+...                                         "execution.output_dir": "run1"})  # doctest: +SKIP
+>>> result = train(cfg)                                                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import queue as _queue
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from .. import _keys
+from ..config import SpaceshipConfig
+from ..errors import ConfigError, InputError, near_matches, short_list
+from ..io.anndata import Tissue
+from ..io.atomic import atomic_write_text
+from .context import TrainingContext, build_context
+from .gene import BUSY, DONE, FAILED, ORPHAN, SKIPPED, GeneOutcome, is_finished, orphan_path, train_gene
+from .progress import Progress
+
+log = logging.getLogger("spacetravlr.training")
+
+#: sections/keys whose values change the fitted betas: a run folder never mixes two settings of them
+RESULT_KEYS = ("data.adata_path", "data.layer", "data.cluster_annot", "data.species", "spatial", "grn",
+               "lasso", "training.mode", "training.epochs", "training.learning_rate",
+               "training.score_threshold", "cnn")
+
+
+@dataclass
+class RunResult:
+    """Summary of a training run."""
+
+    out_dir: Path
+    counts: dict[str, int]
+    outcomes: list[GeneOutcome] = field(default_factory=list)
+    interrupted: bool = False
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _versions() -> dict[str, str]:
+    import anndata
+    import numba
+    import pandas
+    import scipy
+
+    from .. import __version__
+
+    return {"spacetravlr": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "numba": numba.__version__, "pandas": pandas.__version__,
+            "anndata": anndata.__version__}
+
+
+def dataset_fingerprint(tissue: Tissue) -> dict[str, Any]:
+    """Shape and a hash of cell and gene names (detects a run folder of another dataset)."""
+    h = hashlib.sha1()
+    h.update("\n".join(map(str, tissue.obs_names)).encode())
+    h.update(b"\0")
+    h.update("\n".join(tissue.var_names).encode())
+    return {"path": str(tissue.path) if tissue.path else None, "n_obs": tissue.n_cells,
+            "n_vars": tissue.n_genes, "names_sha1": h.hexdigest()}
+
+
+def _result_settings(cfg: SpaceshipConfig) -> dict[str, Any]:
+    d = cfg.to_dict()
+    out: dict[str, Any] = {}
+    for key in RESULT_KEYS:
+        if "." in key:
+            s, k = key.split(".")
+            out[key] = d[s].get(k)
+        else:
+            for k, v in d[key].items():
+                out[f"{key}.{k}"] = v
+    return out
+
+
+def default_output_dir(cfg: SpaceshipConfig) -> Path:
+    """``./{h5ad_stem}_{YYYY-MM-DD}`` when ``[execution].output_dir`` is empty."""
+    stem = Path(cfg.data.adata_path).stem or "spacetravlr"
+    return Path.cwd() / f"{stem}_{_dt.date.today().isoformat()}"
+
+
+def prepare_output_dir(path: Path) -> Path:
+    """Create ``path`` (and ``log/``) or explain in one line why it cannot be used."""
+    p = path.expanduser().resolve()
+    if p.exists() and not p.is_dir():
+        raise InputError(f"output directory {p} is a file; choose another --output-dir")
+    try:
+        (p / _keys.LOG_DIR).mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise InputError(f"output directory {p} is not writable ({e.strerror or e}); "
+                         "choose another --output-dir") from None
+    return p
+
+
+def select_genes(tissue: Tissue, genes: Sequence[str], max_genes: int | None) -> list[str]:
+    """The work queue: ``genes`` (validated) or every gene, capped at ``max_genes``."""
+    if genes:
+        index = tissue.gene_index
+        missing = [g for g in genes if g not in index]
+        if missing:
+            g = missing[0]
+            more = f" ({len(missing) - 1} more missing: {short_list(missing[1:], 5)})" if len(missing) > 1 else ""
+            raise InputError(f"--genes: '{g}' is not a gene of {tissue.path or 'the dataset'}"
+                             f"{near_matches(g, tissue.var_names)}{more}")
+        queue = list(dict.fromkeys(genes))
+    else:
+        queue = list(tissue.var_names)
+    return queue[:max_genes] if max_genes is not None else queue
+
+
+def check_clusters(tissue: Tissue) -> None:
+    """Every cluster needs at least 2 cells to fit a model."""
+    sizes = tissue.cluster_sizes()
+    small = [(tissue.cluster_labels[k], int(s)) for k, s in enumerate(sizes) if s < 2]
+    if small:
+        lab, n = small[0]
+        raise InputError(f"obs['{tissue.cluster_annot}']: cluster '{lab}' has {n} cell; every cluster needs "
+                         "at least 2 cells to fit its model: merge it into another cell type or drop its cells")
+
+
+def load_run_network(cfg: SpaceshipConfig, tissue: Tissue) -> tuple[Any, str, Path]:
+    """Find and load ``{species}_network.parquet`` (SPEC §2.2 resolution order)."""
+    from ..io.network import infer_species, load_network, resolve_network_dir
+
+    species = cfg.data.species or infer_species(tissue.var_names)
+    directory = resolve_network_dir(cfg.grn.network_data_dir, species)
+    path = directory / _keys.NETWORK_FILE.format(species=species)
+    return load_network(path), species, path
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C so that clean-up (locks, temp files) runs."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _worker_main(ctx_dir: str, genes: list[str], worker: int, results: Any) -> None:
+    """Worker process: memory-map the context, train genes until the queue is exhausted."""
+    signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        from .._threads import thread_limit
+
+        ctx = TrainingContext.load(Path(ctx_dir))
+        with thread_limit(1):
+            for g in genes:
+                results.put(train_gene(ctx, g, worker))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        results.put(("__worker_done__", worker))
+
+
+def _run_parallel(ctx: TrainingContext, queue: list[str], n_workers: int, progress: Progress,
+                  outcomes: list[GeneOutcome]) -> None:
+    import multiprocessing as mp
+
+    mpctx = mp.get_context("spawn")
+    ctx_dir = Path(tempfile.mkdtemp(prefix=".spacetravlr-ctx-", dir=ctx.out_dir))
+    procs: list[Any] = []
+    try:
+        ctx.save(ctx_dir)
+        results = mpctx.Queue()
+        for w in range(n_workers):
+            # each worker starts at a different point of the queue to avoid contending for locks
+            k = (w * len(queue)) // n_workers
+            order = queue[k:] + queue[:k]
+            p = mpctx.Process(target=_worker_main, args=(str(ctx_dir), order, w, results), daemon=True)
+            p.start()
+            procs.append(p)
+        running = set(range(n_workers))
+        while running:
+            try:
+                item = results.get(timeout=0.5)
+            except _queue.Empty:
+                for w in list(running):
+                    if not procs[w].is_alive() and procs[w].exitcode not in (0, None):
+                        progress.message(f"worker {w} died (exit code {procs[w].exitcode})")
+                        running.discard(w)
+                continue
+            if isinstance(item, tuple) and item and item[0] == "__worker_done__":
+                running.discard(item[1])
+                continue
+            if item.status in (SKIPPED, BUSY):
+                continue  # each worker sees every gene; count each gene once, below
+            outcomes.append(item)
+            progress.update(item)
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
+        shutil.rmtree(ctx_dir, ignore_errors=True)
+
+
+def _scan(out_dir: Path, genes: Sequence[str]) -> tuple[list[str], list[str]]:
+    from ..io.betadata import betadata_path
+
+    done = [g for g in genes if betadata_path(out_dir, g).exists()]
+    orph = [g for g in genes if orphan_path(out_dir, g).exists()]
+    return done, orph
+
+
+def _check_existing_run(out_dir: Path, cfg: SpaceshipConfig, tissue: Tissue) -> None:
+    """A folder holds one run: same dataset, same result-affecting settings."""
+    repro = out_dir / _keys.REPRO_TOML
+    if repro.exists():
+        old = SpaceshipConfig.from_toml(repro)
+        if old.data.adata_path and cfg.data.adata_path and \
+                Path(old.data.adata_path).resolve() != Path(cfg.data.adata_path).resolve():
+            raise InputError(f"{repro}: this folder holds a run of a different dataset ({old.data.adata_path}); "
+                             "choose a new --output-dir")
+        a, b = _result_settings(old), _result_settings(cfg)
+        diff = [k for k in a if a[k] != b.get(k)]
+        if diff:
+            k = diff[0]
+            raise ConfigError(f"{repro}: the run in this folder used {k} = {a[k]!r}, now {b.get(k)!r}; "
+                              "use the same settings to continue it, or choose a new --output-dir")
+    man = out_dir / _keys.MANIFEST_JSON
+    if man.exists():
+        try:
+            fp = json.loads(man.read_text(encoding="utf-8")).get("dataset", {})
+        except (OSError, ValueError):
+            fp = {}
+        now = dataset_fingerprint(tissue)
+        if fp.get("names_sha1") and fp["names_sha1"] != now["names_sha1"]:
+            raise InputError(f"{man}: the run in this folder was trained on a different dataset "
+                             f"({fp.get('n_obs')} cells × {fp.get('n_vars')} genes, now {now['n_obs']} × "
+                             f"{now['n_vars']}); choose a new --output-dir")
+
+
+def train(cfg: SpaceshipConfig, *, plain: bool = True, quiet: bool = False, stream: IO[str] | None = None,
+          tissue: Tissue | None = None, network: Any = None) -> RunResult:
+    """Train every gene of the queue and write betadata (SPEC §5.3).
+
+    Parameters
+    ----------
+    cfg : SpaceshipConfig
+        The validated configuration (``[data]``, ``[grn]``, ``[lasso]``, ``[training]``, ``[execution]``...).
+    plain, quiet, stream
+        Progress reporting.
+    tissue, network
+        Already loaded inputs (otherwise read from ``cfg``).
+
+    Returns
+    -------
+    RunResult
+    """
+    from ..io.anndata import tissue_from_config
+
+    if cfg.training.mode == "full":
+        raise ConfigError("[training].mode = \"full\" (per-cell CNN betas) is not available in this version "
+                          "yet; use --training-mode seed")
+    started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    t_start = time.perf_counter()
+    out_dir = Path(cfg.execution.output_dir) if cfg.execution.output_dir else default_output_dir(cfg)
+    out_dir = prepare_output_dir(out_dir)
+    if tissue is None:
+        tissue = tissue_from_config(cfg)
+    check_clusters(tissue)
+    queue = select_genes(tissue, cfg.training.genes, cfg.training.max_genes)
+    if network is None:
+        network, species, net_path = load_run_network(cfg, tissue)
+    else:
+        species, net_path = cfg.data.species or "", None
+    _check_existing_run(out_dir, cfg, tissue)
+    cfg = cfg.with_overrides({"execution.output_dir": str(out_dir)}, source="output directory")
+    if cfg.data.adata_path:
+        cfg = cfg.with_overrides({"data.adata_path": str(Path(cfg.data.adata_path).resolve())},
+                                 source="dataset path")
+    repro = out_dir / _keys.REPRO_TOML
+    if not repro.exists():
+        cfg.dump_toml(repro)
+    t_loaded = time.perf_counter()
+
+    outcomes: list[GeneOutcome] = []
+    interrupted = False
+    progress = Progress(len(queue), plain=plain, quiet=quiet, stream=stream)
+    with progress, _sigterm_as_interrupt():
+        progress.message(f"dataset: {tissue.path or 'in memory'} ({tissue.n_cells} cells × {tissue.n_genes} genes, "
+                         f"{tissue.n_clusters} clusters from obs['{tissue.cluster_annot}'], layer "
+                         f"'{tissue.layer or 'X'}')")
+        if net_path is not None:
+            progress.message(f"network: {net_path} ({species})")
+        progress.message(f"output:  {out_dir}")
+        pending = [g for g in queue if not is_finished(out_dir, g)]
+        for g in queue:
+            if g not in set(pending):
+                progress.update(GeneOutcome(g, SKIPPED))
+        ctx: TrainingContext | None = None
+        t_ctx = time.perf_counter()
+        try:
+            if pending:
+                ctx = build_context(cfg, tissue, network, pending, out_dir)
+                for line in ctx.received_info:
+                    progress.message(line)
+            t_ctx = time.perf_counter()
+            n_workers = min(cfg.execution.n_parallel, len(pending))
+            if ctx is not None and n_workers > 1:
+                progress.message(f"training {len(pending)} genes with {n_workers} worker processes")
+                _run_parallel(ctx, pending, n_workers, progress, outcomes)
+            elif ctx is not None:
+                progress.message(f"training {len(pending)} genes")
+                for g in pending:
+                    o = train_gene(ctx, g)
+                    if o.status in (SKIPPED, BUSY):
+                        if o.status == SKIPPED:
+                            progress.update(o)
+                        continue
+                    outcomes.append(o)
+                    progress.update(o)
+        except KeyboardInterrupt:
+            interrupted = True
+            progress.message("interrupted: finished genes are kept; run the same command again to continue")
+    finished = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    done, orph = _scan(out_dir, queue)
+    failed = {o.gene: o.reason for o in outcomes if o.status == FAILED}
+    elsewhere = [g for g in queue if g not in set(done) | set(orph) | set(failed)]
+    manifest = {
+        "status": "interrupted" if interrupted else ("complete" if not elsewhere else "partial"),
+        "started": started, "finished": finished,
+        "dataset": dataset_fingerprint(tissue),
+        "network": str(net_path) if net_path else None, "species": species,
+        "output_dir": str(out_dir),
+        "genes": {"queued": len(queue), "done": done, "orphaned": orph, "failed": failed,
+                  "unfinished": elsewhere},
+        "counts": {"done": len(done), "orphaned": len(orph), "failed": len(failed),
+                   "unfinished": len(elsewhere)},
+        "timings": {"load_s": round(t_loaded - t_start, 4), "received_ligands_s": round(t_ctx - t_loaded, 4),
+                    "train_s": round(time.perf_counter() - t_ctx, 4),
+                    "total_s": round(time.perf_counter() - t_start, 4),
+                    "per_gene_s": {o.gene: round(o.seconds, 5) for o in outcomes}},
+        "received_ligands": ctx.received_info if ctx is not None else [],
+        "n_parallel": cfg.execution.n_parallel,
+        "versions": _versions(),
+    }
+    atomic_write_text(out_dir / _keys.MANIFEST_JSON, json.dumps(manifest, indent=1))
+    cfg.dump_toml(repro)
+    line = progress.summary()
+    if elsewhere and not interrupted:
+        line += f"; {len(elsewhere)} still locked by other processes"
+    print(line, file=stream or sys.stdout, flush=True)
+    counts = {DONE: len(done), ORPHAN: len(orph), FAILED: len(failed), "unfinished": len(elsewhere)}
+    return RunResult(out_dir=out_dir, counts=counts, outcomes=outcomes, interrupted=interrupted,
+                     manifest=manifest)
+
+
+def _join_config(join_dir: Path, overrides: dict[str, Any]) -> tuple[SpaceshipConfig, list[str]]:
+    """The joined run's configuration; flags may only change how this process executes."""
+    repro = join_dir / _keys.REPRO_TOML
+    if not join_dir.is_dir():
+        raise InputError(f"--join-output-dir {join_dir}: not a directory")
+    if not repro.exists():
+        raise InputError(f"--join-output-dir {join_dir}: no {_keys.REPRO_TOML} there; start the run in that "
+                         "folder first (without --join-output-dir)")
+    cfg = SpaceshipConfig.from_toml(repro)
+    warnings: list[str] = []
+    allowed = {"execution.n_parallel", "execution.stale_lock_secs"}
+    ignored = {"training.genes", "training.max_genes", "execution.output_dir"}
+    apply: dict[str, Any] = {}
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k in allowed:
+            apply[k] = v
+        elif k in ignored:
+            if k != "execution.output_dir":
+                warnings.append(f"note: {k.split('.')[1]} comes from the joined run; the flag is ignored")
+        elif k == "data.adata_path":
+            if Path(v).resolve() != Path(cfg.data.adata_path).resolve():
+                raise InputError(f"--h5ad {v}: the run in {join_dir} trains {cfg.data.adata_path}; "
+                                 "drop --h5ad to join it")
+        elif cfg.get(k) != SpaceshipConfig().with_overrides({k: v}).get(k):
+            raise ConfigError(f"--join-output-dir: {k} = {v!r} conflicts with the joined run's "
+                              f"{k} = {cfg.get(k)!r}; drop the flag to join")
+    cfg = cfg.with_overrides(apply, source="command line")
+    return cfg, warnings
+
+
+def config_from_cli(args: Any, overrides: dict[str, Any]) -> tuple[SpaceshipConfig, list[str]]:
+    """Config file (``-c``) or joined run, then CLI flags."""
+    if args.join_output_dir:
+        return _join_config(Path(args.join_output_dir).expanduser().resolve(), overrides)
+    cfg = SpaceshipConfig.from_toml(args.config) if args.config else SpaceshipConfig()
+    return cfg.with_overrides(overrides, source="command line"), []
+
+
+def train_from_cli(args: Any, overrides: dict[str, Any]) -> int:
+    """``spacetravlr`` main action; returns the exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    cfg, notes = config_from_cli(args, overrides)
+    for n in notes:
+        print(n, file=sys.stderr)
+    if not cfg.data.adata_path:
+        raise InputError("no dataset: pass --h5ad PATH or -c spaceship_config.toml with [data].adata_path "
+                         "(try `spacetravlr demo` for a synthetic example)")
+    res = train(cfg, plain=args.plain, quiet=args.quiet)
+    if res.interrupted:
+        return 130
+    return 1 if res.counts[FAILED] else 0
