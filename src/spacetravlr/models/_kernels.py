@@ -469,8 +469,23 @@ def fit_blocks_serial(
     ``counts`` (K, 5); ``gram_ws`` (≥1, p, p) workspace, slot 0 used). ``nogil``: callers may run genes
     in threads, each with its own workspace."""
     for k in range(starts.shape[0] - 1):
-        fit_block(X, y, order[starts[k] : starts[k + 1]], feature_group, group_lam, l1, n_iter, tol,
-                  lipschitz_init, n_power, backtrack, gram_ws[0], coef[k], stats[k], counts[k])
+        fit_block(
+            X,
+            y,
+            order[starts[k] : starts[k + 1]],
+            feature_group,
+            group_lam,
+            l1,
+            n_iter,
+            tol,
+            lipschitz_init,
+            n_power,
+            backtrack,
+            gram_ws[0],
+            coef[k],
+            stats[k],
+            counts[k],
+        )
 
 
 @njit(cache=True, parallel=True)
@@ -500,5 +515,20 @@ def fit_blocks_parallel(
     ``G`` is fully overwritten per block, so which slot a block gets does not matter).
     """
     for k in prange(starts.shape[0] - 1):
-        fit_block(X, y, order[starts[k] : starts[k + 1]], feature_group, group_lam, l1, n_iter, tol,
-                  lipschitz_init, n_power, backtrack, gram_ws[get_thread_id()], coef[k], stats[k], counts[k])
+        fit_block(
+            X,
+            y,
+            order[starts[k] : starts[k + 1]],
+            feature_group,
+            group_lam,
+            l1,
+            n_iter,
+            tol,
+            lipschitz_init,
+            n_power,
+            backtrack,
+            gram_ws[get_thread_id()],
+            coef[k],
+            stats[k],
+            counts[k],
+        )

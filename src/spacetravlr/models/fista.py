@@ -184,7 +184,7 @@ def _run(
     counts = np.zeros((k, 5), dtype=np.int64)
     fg, lam, l1 = penalty.kernel_arrays()
     lip0 = -1.0 if lipschitz_init is None else float(lipschitz_init)
-    threads = max(1, min(n_threads, k, numba.config.NUMBA_NUM_THREADS))
+    threads = max(1, min(n_threads, k, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     args = (X, y, order, starts, fg, lam, l1, int(n_iter), float(tol), lip0, N_POWER_ITER, BACKTRACK_FACTOR)
     if threads == 1:
         _kernels.fit_blocks_serial(*args, _gram_workspace(1, p), coef, stats, counts)
