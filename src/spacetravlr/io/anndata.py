@@ -131,7 +131,7 @@ def _read_partial(path: Path, layer: str, spatial_key: str | None = None) -> dic
                         "use '' for X); set [data].layer or --layer, or run `spacetravlr prep`")
                 X = _read_elem(f["layers"][layer])
             wanted = {*_keys.SPATIAL_KEYS, *_keys.UMAP_KEYS, *([spatial_key] if spatial_key else [])}
-            obsm_arrays = {}
+            obsm_arrays: dict[str, np.ndarray | None] = {}
             for k, ds in obsm.items():
                 if k in wanted:
                     obsm_arrays[k] = np.asarray(_read_elem(ds))

@@ -169,7 +169,7 @@ def frame_from_table(df: pd.DataFrame, gene: str, *, source: str = "<table>") ->
             if c.startswith(_keys.BETA_PREFIX):
                 mod_cols.append(c)
                 mods.append(c[len(_keys.BETA_PREFIX):])
-        elif pd.api.types.is_numeric_dtype(body[c]):
+        elif pd.api.types.is_numeric_dtype(body[c]) and not pd.api.types.is_bool_dtype(body[c]):
             mod_cols.append(c)
             mods.append(c)
     if len(set(mods)) != len(mods):
