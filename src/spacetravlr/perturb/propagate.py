@@ -276,7 +276,7 @@ class Perturber:
         return names, vals
 
     def inert_targets(self, genes: Sequence[str]) -> list[str]:
-        """Targets that neither have betas nor modulate a trained gene (nothing but them will move)."""
+        """Targets that modulate no trained gene: perturbing them moves nothing but themselves."""
         mods = self.bb.modulator_genes()
         return [g for g in genes if g not in mods]
 
@@ -293,9 +293,14 @@ class Perturber:
             raise InputError(f"n_propagation must be >= 1, got {n_prop}")
         n = self.tissue.n_cells
         mask = np.ones(n, dtype=bool) if scope is None else np.asarray(scope, dtype=bool)
+        if mask.shape != (n,):
+            raise InputError(f"scope mask has shape {mask.shape}, the dataset has {n} cells; "
+                             "build it with resolve_scope()")
+        if not mask.any():
+            raise InputError("the perturbation scope selects no cells")
         for g in self.inert_targets(names):
-            if g not in self.bb:
-                log.warning("%s has no betas and modulates no trained gene: nothing but %s will change", g, g)
+            why = "has no betas and modulates" if g not in self.bb else "modulates"
+            log.warning("%s %s no trained gene: perturbing it changes nothing but %s itself", g, why, g)
         gi = self.tissue.gene_index
         tcols = np.array([gi[g] for g in names], dtype=np.int64)
         x0 = self.x0
@@ -315,6 +320,7 @@ class Perturber:
         from .._threads import thread_limit
 
         state = x0  # where derivatives are taken: the previous step's x1 (first pass: baseline)
+        x = x0
         for _ in range(n_prop):
             ts = time.perf_counter()
             G = filtered(state)
@@ -347,7 +353,8 @@ class Perturber:
             t_recv += tr - ts
             t_prop += te - tr
             steps.append({"received_s": tr - ts, "propagate_s": te - tr})
-        result = x0 + delta
+        # the clipped state itself, not x0 + (x − x0): that sum can land 1 ulp above the observed maximum
+        result = x
         for c, v in zip(tcols, vals):
             result[mask, c] = v
         delta = result - x0

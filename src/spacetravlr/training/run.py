@@ -58,7 +58,8 @@ class RunResult:
 
 
 def _versions() -> dict[str, str]:
-    import anndata
+    import importlib.metadata
+
     import numba
     import pandas
     import scipy
@@ -67,7 +68,7 @@ def _versions() -> dict[str, str]:
 
     return {"spacetravlr": __version__, "python": platform.python_version(), "numpy": np.__version__,
             "scipy": scipy.__version__, "numba": numba.__version__, "pandas": pandas.__version__,
-            "anndata": anndata.__version__}
+            "anndata": importlib.metadata.version("anndata")}
 
 
 def dataset_fingerprint(tissue: Tissue) -> dict[str, Any]:

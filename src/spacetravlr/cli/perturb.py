@@ -1,0 +1,253 @@
+"""``spacetravlr-perturb``: simulate knockouts / overexpression with a trained run.
+
+Modes: single export (``--gene`` + ``--out``), batch (``--batch-toml``), ``screen`` (knock out every TF,
+ligand and receptor with betas and rank by impact), and an interactive prompt when none is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ._common import EXIT_OK, guarded
+
+PROG = "spacetravlr-perturb"
+
+EPILOG = """\
+examples:
+  spacetravlr-perturb --run-toml run/spacetravlr_run_repro.toml --gene Foxo1 --out foxo1_ko.feather
+  spacetravlr-perturb --run-toml run/spacetravlr_run_repro.toml --gene Foxo1 --out ko/foxo1.feather --field
+  spacetravlr-perturb --run-toml run/spacetravlr_run_repro.toml --gene Tgfb1 --desired-expr 4 \\
+      --cells-csv cells.csv --cells-csv-column tumour --n-propagation 3 --out tgfb1_oe.feather --verbose
+  spacetravlr-perturb --run-toml run/spacetravlr_run_repro.toml --batch-toml jobs.toml --batch-parallelism 2
+  spacetravlr-perturb screen --run-toml run/spacetravlr_run_repro.toml --out-dir screen/
+
+outputs: <out>.feather (CellID + every gene, simulated expression) and <out>.json (top affected genes,
+per-cluster mean |Δ|, timings).
+"""
+
+
+def _floats(s: str) -> list[float]:
+    try:
+        return [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {s!r}") from None
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-toml", metavar="TOML", help="spacetravlr_run_repro.toml of a training run (its folder "
+                   "holds the betadata)")
+    p.add_argument("--n-propagation", type=int, metavar="N", help="propagation steps (default from the TOML)")
+    p.add_argument("--beta-scale-factor", type=float, help="[perturbation].beta_scale_factor")
+    p.add_argument("--beta-cap", type=float, help="[perturbation].beta_cap")
+    p.add_argument("--clip", choices=["zero_to_max", "observed_range"], help="[perturbation].clip")
+    p.add_argument("--threads", type=int, help="numba/BLAS threads (default: all cores)")
+    p.add_argument("--verbose", action="store_true", help="per-step timings")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Simulate gene knockouts and overexpression that propagate "
+                                "through the trained regulatory models and across the tissue.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_common(p)
+    p.add_argument("--gene", metavar="G[,G2]", help="gene(s) to perturb (several = one simultaneous perturbation)")
+    p.add_argument("--desired-expr", type=_floats, default=[0.0], metavar="V[,V2]",
+                   help="target value(s), one per gene (default 0 = knockout)")
+    p.add_argument("--out", "--export", dest="out", metavar="PATH", help="write the simulated expression here")
+    p.add_argument("--cells-csv", metavar="CSV", help="CSV whose columns list obs names")
+    p.add_argument("--cells-csv-column", metavar="COL", help="column of --cells-csv selecting the perturbed cells")
+    p.add_argument("--cell-types", metavar="A,B", help="perturb only cells of these types")
+    p.add_argument("--clusters", metavar="0,3", help="perturb only cells of these cluster ids")
+    p.add_argument("--field", action="store_true",
+                   help="also write the transition field (.npz) and figures (UMAP/spatial field, Δ, summary PNGs) "
+                   "next to --out")
+    p.add_argument("--field-neighbors", type=int, default=150, metavar="K", help="kNN of the field (default 150)")
+    p.add_argument("--field-kind", choices=["quiver", "stream"], default="quiver", help="arrows or streamlines")
+    p.add_argument("--batch-toml", metavar="TOML", help="run the jobs of a batch file")
+    p.add_argument("--batch-parallelism", type=int, default=1, metavar="N", help="batch jobs run at once")
+    return p
+
+
+def build_screen_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"{PROG} screen", description="Knock out (or overexpress) every TF, ligand "
+                                "and receptor that has betas, one at a time, and rank them by impact.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="example:\n  spacetravlr-perturb screen --run-toml "
+                                "run/spacetravlr_run_repro.toml --out-dir screen/ --top 20")
+    _add_common(p)
+    p.add_argument("--mode", choices=["knockout", "overexpress"], default="knockout")
+    p.add_argument("--genes", metavar="A,B", help="screen only these genes")
+    p.add_argument("--out-dir", metavar="DIR", help="write screen.csv and screen.json here")
+    p.add_argument("--top", type=int, default=20, help="rows to print (default 20)")
+    return p
+
+
+def _overrides(a: argparse.Namespace) -> dict[str, Any]:
+    return {"perturbation.beta_scale_factor": a.beta_scale_factor, "perturbation.beta_cap": a.beta_cap,
+            "perturbation.clip": a.clip}
+
+
+def _open(a: argparse.Namespace) -> Any:
+    from ..errors import InputError
+    from ..perturb.session import RunSession
+
+    if not a.run_toml:
+        raise InputError("--run-toml is required (the spacetravlr_run_repro.toml written by the training run)")
+    if a.n_propagation is not None and a.n_propagation < 1:
+        raise InputError(f"--n-propagation must be >= 1, got {a.n_propagation}")
+    t0 = time.perf_counter()
+    s = RunSession.open(a.run_toml, n_threads=a.threads, overrides=_overrides(a))
+    print(f"loaded {s.tissue.n_cells} cells × {s.tissue.n_genes} genes, {len(s.betabase)} trained genes "
+          f"from {s.run_dir} in {time.perf_counter() - t0:.2f}s", file=sys.stderr)
+    if a.verbose:
+        for line in s.perturber.received_info:
+            print(f"  {line}", file=sys.stderr)
+    return s
+
+
+def _print_result(res: Any, paths: dict[str, Any] | None, verbose: bool, n_top: int = 10) -> None:
+    t = res.timings
+    head = ", ".join(f"{g}→{v:g}" for g, v in zip(res.targets, res.desired))
+    print(f"{head} in {res.scope_label} ({int(res.scope.sum())} cells), {res.n_propagation} steps: "
+          f"{t['total_s']:.3f}s")
+    if verbose:
+        for i, st in enumerate(res.steps, 1):
+            print(f"  step {i}: received ligands {st['received_s'] * 1e3:.1f} ms, "
+                  f"splash+propagate {st['propagate_s'] * 1e3:.1f} ms")
+    top = res.top_genes(n_top)
+    if top:
+        print("  most affected genes (mean |Δ|): " + ", ".join(f"{g} {v:.4g}" for g, v in top))
+    else:
+        print("  no other gene changed")
+    if paths:
+        print("  wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "screen":
+        return _screen(build_screen_parser().parse_args(args[1:]))
+    a = build_parser().parse_args(args)
+    from ..errors import InputError
+
+    if a.batch_toml and a.gene:
+        raise InputError("give either --gene (single export) or --batch-toml, not both")
+    if a.batch_parallelism < 1:
+        raise InputError(f"--batch-parallelism must be >= 1, got {a.batch_parallelism}")
+    s = _open(a)
+    if a.batch_toml:
+        from ..perturb.batch import parse_batch, run_batch
+
+        jobs = parse_batch(a.batch_toml, a.n_propagation or s.perturber.s.n_propagation)
+        print(f"{len(jobs)} jobs from {a.batch_toml}", file=sys.stderr)
+        run_batch(s, jobs, parallelism=a.batch_parallelism,
+                  on_done=lambda job, res, paths: _print_result(res, paths, a.verbose, 5))
+        return EXIT_OK
+    if not a.gene:
+        return _interactive(s, a)
+    genes = [g.strip() for g in a.gene.split(",") if g.strip()]
+    desired = a.desired_expr if len(a.desired_expr) > 1 else a.desired_expr * len(genes)
+    cells_csv = a.cells_csv or s.cfg.perturbation.cells_csv
+    column = a.cells_csv_column or (s.cfg.perturbation.cells_csv_column if not a.cells_csv else None)
+    if a.cells_csv_column and not cells_csv:
+        raise InputError("--cells-csv-column needs --cells-csv")
+    mask, label = s.scope(cells_csv=cells_csv, cells_csv_column=column,
+                          cell_types=a.cell_types.split(",") if a.cell_types else None,
+                          clusters=[int(c) for c in a.clusters.split(",")] if a.clusters else None)
+    res = s.run(genes, desired, scope=mask, scope_label=label, n_propagation=a.n_propagation)
+    paths = None
+    if a.out:
+        from ..perturb.session import write_result
+
+        paths = write_result(res, a.out)
+        if a.field:
+            from ..report import write_field_outputs
+
+            t0 = time.perf_counter()
+            prefix = paths["expression"].with_suffix("")
+            paths.update(write_field_outputs(res, prefix, n_neighbors=a.field_neighbors, kind=a.field_kind,
+                                             reference_compat=s.cfg.reference_compat))
+            res.timings["field_s"] = time.perf_counter() - t0
+    elif a.field:
+        raise InputError("--field needs --out (the figures are written next to it)")
+    _print_result(res, paths, a.verbose)
+    return EXIT_OK
+
+
+def _interactive(s: Any, a: argparse.Namespace) -> int:
+    """A small prompt: ``GENE [VALUE [N_PROPAGATION]]``; ``quit`` to leave."""
+    from ..errors import SpaceTravLRError
+
+    if not sys.stdin.isatty():
+        from ..errors import InputError
+
+        raise InputError("nothing to do: give --gene and --out, --batch-toml, or use the `screen` subcommand")
+    print("interactive perturbation: type 'GENE [VALUE [N_PROPAGATION]]', 'quit' to leave")
+    while True:
+        try:
+            line = input("perturb> ").strip()
+        except EOFError:
+            return EXIT_OK
+        if line in ("quit", "exit", "q"):
+            return EXIT_OK
+        if not line:
+            continue
+        parts = line.split()
+        try:
+            val = float(parts[1]) if len(parts) > 1 else 0.0
+            n = int(parts[2]) if len(parts) > 2 else a.n_propagation
+            res = s.run(parts[0].split(","), val, n_propagation=n)
+            _print_result(res, None, a.verbose)
+        except (SpaceTravLRError, ValueError) as e:
+            print(f"error: {e}")
+
+
+def _screen(a: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    s = _open(a)
+    genes = [g.strip() for g in a.genes.split(",")] if a.genes else None
+    t0 = time.perf_counter()
+    done = [0]
+
+    def tick(row: dict[str, Any]) -> None:
+        done[0] += 1
+        if a.verbose:
+            print(f"  {row['gene']}: impact {row['impact']:.4g}", file=sys.stderr)
+
+    from ..perturb.batch import screen
+
+    rows = screen(s, mode=a.mode, genes=genes, n_propagation=a.n_propagation, on_done=tick)
+    print(f"{a.mode} screen of {len(rows)} genes in {time.perf_counter() - t0:.1f}s; top {min(a.top, len(rows))}:")
+    for r in rows[: a.top]:
+        print(f"  {r['rank']:>3}. {r['gene']:<14} {r['roles']:<22} impact {r['impact']:.4g}  → {r['top_affected']}")
+    if a.out_dir:
+        import pandas as pd
+
+        from ..io.atomic import atomic_write, atomic_write_text
+
+        out = Path(a.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        df = pd.DataFrame(rows)[["rank", "gene", "roles", "desired_expr", "impact", "n_genes_changed", "top_affected"]]
+        atomic_write(out / "screen.csv", lambda p: df.to_csv(p, index=False))
+        atomic_write_text(out / "screen.json", json.dumps({"mode": a.mode, "results": rows}, indent=1))
+        print(f"wrote {out / 'screen.csv'} and {out / 'screen.json'}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point, testable in-process; returns the exit code."""
+    return guarded(_main, argv, PROG)
+
+
+def run() -> None:
+    """Console-script wrapper."""
+    try:
+        code = main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    sys.exit(code)

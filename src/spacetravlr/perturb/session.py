@@ -1,0 +1,174 @@
+"""A training run opened for perturbation: repro TOML → tissue, Betabase, Perturber.
+
+Used by ``spacetravlr-perturb`` (single export, batch, screen, interactive) and reusable by any
+front end: the tissue, the betadata and the received-ligand operators are loaded once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import _keys
+from ..betadata.betabase import Betabase
+from ..config import SpaceshipConfig
+from ..errors import InputError
+from ..io.anndata import Tissue, load_tissue
+from .propagate import Perturber, PerturbResult, PerturbSettings, resolve_scope
+
+log = logging.getLogger("spacetravlr.perturb")
+
+
+def read_cells_csv(path: str | os.PathLike[str], column: str) -> list[str]:
+    """Obs names listed in ``column`` of a CSV whose columns are lists of cells (blank cells ignored)."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"cells CSV {p} not found; check --cells-csv / cells_csv")
+    try:
+        df = pd.read_csv(p, dtype=str, keep_default_na=False)
+    except Exception as e:
+        raise InputError(f"{p}: cannot read cells CSV ({e})") from None
+    if column not in df.columns:
+        from ..errors import near_matches, short_list
+
+        raise InputError(f"{p}: no column '{column}'{near_matches(column, df.columns)} "
+                         f"(columns: {short_list(df.columns)}); set --cells-csv-column")
+    vals = [v.strip() for v in df[column].tolist() if v and v.strip()]
+    if not vals:
+        raise InputError(f"{p}: column '{column}' lists no cells")
+    return vals
+
+
+def read_obs_file(path: str | os.PathLike[str]) -> list[str]:
+    """One obs name per line (``#`` comments)."""
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise InputError(f"cells file {p}: cannot read ({e.strerror or e})") from None
+    vals = [ln.split("#", 1)[0].strip() for ln in lines]
+    vals = [v for v in vals if v]
+    if not vals:
+        raise InputError(f"cells file {p} lists no cells")
+    return vals
+
+
+@dataclass
+class RunSession:
+    """Everything needed to perturb the genes of one training run."""
+
+    cfg: SpaceshipConfig
+    run_dir: Path
+    tissue: Tissue
+    betabase: Betabase
+    perturber: Perturber
+    load_seconds: float = 0.0
+
+    @classmethod
+    def open(cls, run_toml: str | os.PathLike[str], *, n_threads: int | None = None,
+             overrides: dict[str, Any] | None = None) -> RunSession:
+        """Open the run described by ``spacetravlr_run_repro.toml`` (its folder holds the betadata)."""
+        t0 = time.perf_counter()
+        p = Path(run_toml).expanduser()
+        if p.is_dir():
+            p = p / _keys.REPRO_TOML
+        if not p.is_file():
+            raise InputError(f"run TOML {p} not found; pass the {_keys.REPRO_TOML} written by the training run")
+        cfg = SpaceshipConfig.from_toml(p)
+        if overrides:
+            cfg = cfg.with_overrides(overrides, source="command line")
+        if not cfg.data.adata_path:
+            raise InputError(f"{p}: [data].adata_path is empty; this is not a training run's repro TOML")
+        tissue = load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)
+        run_dir = p.parent.resolve()
+        _check_dataset(run_dir, tissue)
+        bb = Betabase.from_dir(run_dir, tissue)
+        signaling = None
+        if cfg.spatial.per_ligand_radius:
+            signaling = _ligand_signaling(cfg, tissue)
+        perturber = Perturber(tissue, bb, PerturbSettings.from_config(cfg), ligand_signaling=signaling,
+                              n_threads=n_threads)
+        return cls(cfg=cfg, run_dir=run_dir, tissue=tissue, betabase=bb, perturber=perturber,
+                   load_seconds=time.perf_counter() - t0)
+
+    def scope(self, *, cells_csv: str | None = None, cells_csv_column: str | None = None,
+              cells_obs_file: str | None = None, cell_types: Sequence[str] | None = None,
+              clusters: Sequence[int] | None = None) -> tuple[np.ndarray, str]:
+        """Resolve a scope given as a cells CSV column, an obs file, cell types or cluster ids."""
+        cells: list[str] | None = None
+        label = ""
+        if cells_csv and cells_csv_column:
+            cells = read_cells_csv(cells_csv, cells_csv_column)
+            label = f"{Path(cells_csv).name}:{cells_csv_column}"
+        elif cells_csv and cells_csv_column is None:
+            raise InputError(f"cells CSV {cells_csv} given without a column; add --cells-csv-column")
+        elif cells_csv_column and not cells_csv:
+            raise InputError(f"cells CSV column '{cells_csv_column}' given without a cells CSV; add --cells-csv")
+        elif cells_obs_file:
+            cells = read_obs_file(cells_obs_file)
+            label = Path(cells_obs_file).name
+        mask, desc = resolve_scope(self.tissue, cells, cell_types=cell_types, clusters=clusters)
+        return mask, (f"{label} ({int(mask.sum())} cells)" if label else desc)
+
+    def run(self, genes: str | Sequence[str], desired: float | Sequence[float] = 0.0, *,
+            scope: np.ndarray | None = None, scope_label: str = "all cells",
+            n_propagation: int | None = None) -> PerturbResult:
+        return self.perturber.run(genes, desired, scope=scope, scope_label=scope_label, n_propagation=n_propagation)
+
+
+def _check_dataset(run_dir: Path, tissue: Tissue) -> None:
+    from ..training.run import dataset_fingerprint
+
+    man = run_dir / _keys.MANIFEST_JSON
+    if not man.is_file():
+        return
+    try:
+        fp = json.loads(man.read_text(encoding="utf-8")).get("dataset", {})
+    except (OSError, ValueError):
+        return
+    now = dataset_fingerprint(tissue)
+    if fp.get("names_sha1") and fp["names_sha1"] != now["names_sha1"]:
+        raise InputError(f"{man}: the betadata in {run_dir} were trained on another dataset "
+                         f"({fp.get('n_obs')} cells × {fp.get('n_vars')} genes; {tissue.path} has "
+                         f"{now['n_obs']} × {now['n_vars']}); use the matching .h5ad or run TOML")
+
+
+def _ligand_signaling(cfg: SpaceshipConfig, tissue: Tissue) -> dict[str, str]:
+    """CellChat signaling per ligand among the genes present (for ``per_ligand_radius``)."""
+    from ..io.network import Network, infer_species, resolve_network_dir
+
+    species = cfg.data.species or infer_species(tissue.var_names)
+    directory = resolve_network_dir(cfg.grn.network_data_dir, species)
+    net = Network.load(directory, species)
+    sig = net.ligand_signaling_among(tissue.var_names)
+    return {k: (v or _keys.SECRETED) for k, v in sig.items()}
+
+
+def write_result(result: PerturbResult, out: str | os.PathLike[str], *, summary: bool = True) -> dict[str, Path]:
+    """Atomically write the simulated expression (feather: ``CellID`` + genes) and a JSON summary."""
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    from ..io.atomic import atomic_write, atomic_write_text
+
+    out_p = Path(out)
+    if out_p.suffix.lower() not in (".feather", ".arrow", ".ipc"):
+        out_p = out_p.with_suffix(out_p.suffix + ".feather") if out_p.suffix else out_p.with_suffix(".feather")
+    table = pa.Table.from_pandas(result.to_frame(), preserve_index=False)
+    atomic_write(out_p, lambda p: feather.write_feather(table, p, compression="lz4"))
+    paths = {"expression": out_p}
+    if summary:
+        js = out_p.with_suffix(".json")
+        atomic_write_text(js, json.dumps(result.summary(), indent=1))
+        paths["summary"] = js
+    return paths

@@ -1,0 +1,185 @@
+"""matplotlib figures in the scanpy style: every function takes ``ax=``, ``show=``, ``save=`` and returns
+the Axes (or the Figure for multi-panel figures).
+
+* :func:`transition_field` — arrows (quiver) or streamlines of a transition field over the embedding
+  scatter coloured by cell type (works with UMAP or spatial coordinates as the embedding).
+* :func:`spatial_delta` — the simulated change of one gene (or mean |Δ| over genes) on the tissue.
+* :func:`perturbation_summary` — top affected genes and per-cluster impact of a perturbation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from .perturb.propagate import PerturbResult
+    from .transitions.field import GridField
+
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+            "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+            "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5"]
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    if os.environ.get("MPLBACKEND") is None and not os.environ.get("DISPLAY"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig: Any, ax: Any, show: bool | None, save: str | os.PathLike[str] | None, own: bool) -> None:
+    plt = _pyplot()
+    if save:
+        from .io.atomic import atomic_write
+
+        path = os.fspath(save)
+        fmt = os.path.splitext(path)[1].lstrip(".") or "png"
+        atomic_write(path, lambda p: fig.savefig(p, dpi=150, bbox_inches="tight", format=fmt))
+    if show:
+        plt.show()
+    elif own and (save or show is False):
+        plt.close(fig)
+
+
+def _scatter_clusters(ax: Any, coords: np.ndarray, clusters: np.ndarray | None, labels: Sequence[str] | None,
+                      size: float, legend: bool) -> None:
+    if clusters is None:
+        ax.scatter(coords[:, 0], coords[:, 1], s=size, c="#bbbbbb", linewidths=0, rasterized=True)
+        return
+    labs = list(labels) if labels is not None else [str(k) for k in range(int(clusters.max()) + 1)]
+    for k, lab in enumerate(labs):
+        m = clusters == k
+        if m.any():
+            ax.scatter(coords[m, 0], coords[m, 1], s=size, c=_PALETTE[k % len(_PALETTE)], linewidths=0,
+                       label=str(lab), alpha=0.6, rasterized=True)
+    if legend:
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, markerscale=max(1.0, 12 / size),
+                  fontsize="small")
+
+
+def transition_field(coords: np.ndarray, grid: GridField, *, clusters: np.ndarray | None = None,
+                     cluster_labels: Sequence[str] | None = None, kind: str = "quiver",
+                     ax: Axes | None = None, show: bool | None = None, save: str | os.PathLike[str] | None = None,
+                     title: str | None = None, basis: str = "UMAP", point_size: float = 6.0,
+                     legend: bool = True) -> Axes:
+    """Arrows (``kind="quiver"``) or streamlines (``"stream"``) of a grid field over the cells.
+
+    Parameters
+    ----------
+    coords : (N, 2) array
+        The embedding the field was computed on (UMAP or spatial coordinates).
+    grid : GridField
+        From :func:`spacetravlr.transitions.grid_field` (``TransitionField.grid``).
+    clusters, cluster_labels : colour cells by cluster id with these labels.
+    """
+    plt = _pyplot()
+    own = ax is None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    else:
+        fig = ax.figure
+    _scatter_clusters(ax, coords, clusters, cluster_labels, point_size, legend)
+    X, Y = np.meshgrid(grid.x, grid.y)
+    if kind == "quiver":
+        u = np.where(grid.mask, grid.u, np.nan)
+        v = np.where(grid.mask, grid.v, np.nan)
+        ax.quiver(X, Y, u, v, angles="xy", scale_units="xy", scale=1.0, width=0.004, color="black",
+                  zorder=3)
+    elif kind == "stream":
+        u = np.where(grid.mask, grid.u, 0.0)
+        v = np.where(grid.mask, grid.v, 0.0)
+        speed = np.hypot(u, v)
+        lw = 0.5 + 2.0 * speed / speed.max() if speed.max() > 0 else 1.0
+        ax.streamplot(grid.x, grid.y, u, v, color="black", linewidth=lw, density=1.2, arrowsize=1.0, zorder=3)
+    else:
+        raise ValueError(f"kind must be 'quiver' or 'stream', got {kind!r}")
+    ax.set_xlabel(f"{basis}1")
+    ax.set_ylabel(f"{basis}2")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_aspect("equal", adjustable="datalim")
+    if title:
+        ax.set_title(title)
+    _finish(fig, ax, show, save, own)
+    return ax
+
+
+def spatial_delta(coords: np.ndarray, delta: np.ndarray, *, var_names: Sequence[str] | None = None,
+                  gene: str | None = None, ax: Axes | None = None, show: bool | None = None,
+                  save: str | os.PathLike[str] | None = None, title: str | None = None, point_size: float = 8.0,
+                  cmap: str = "RdBu_r", scope: np.ndarray | None = None) -> Axes:
+    """The simulated change on the tissue: Δ of ``gene`` (diverging colours), or mean |Δ| over genes.
+
+    ``scope`` (boolean mask) outlines the perturbed cells.
+    """
+    plt = _pyplot()
+    own = ax is None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    else:
+        fig = ax.figure
+    D = np.asarray(delta)
+    if gene is not None:
+        if var_names is None:
+            raise ValueError("var_names are needed to pick a gene")
+        vals = D[:, list(var_names).index(gene)]
+        lim = float(np.abs(vals).max()) or 1.0
+        sc = ax.scatter(coords[:, 0], coords[:, 1], c=vals, s=point_size, cmap=cmap, vmin=-lim, vmax=lim,
+                        linewidths=0, rasterized=True)
+        label = f"Δ {gene}"
+    else:
+        vals = np.abs(D).mean(axis=1)
+        sc = ax.scatter(coords[:, 0], coords[:, 1], c=vals, s=point_size, cmap="viridis", linewidths=0,
+                        rasterized=True)
+        label = "mean |Δ| over genes"
+    if scope is not None and 0 < int(np.sum(scope)) < len(scope):
+        m = np.asarray(scope, dtype=bool)
+        ax.scatter(coords[m, 0], coords[m, 1], s=point_size * 1.8, facecolors="none", edgecolors="black",
+                   linewidths=0.3, rasterized=True)
+    fig.colorbar(sc, ax=ax, shrink=0.7, label=label)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    if title:
+        ax.set_title(title)
+    _finish(fig, ax, show, save, own)
+    return ax
+
+
+def perturbation_summary(result: PerturbResult, *, n_top: int = 15, show: bool | None = None,
+                         save: str | os.PathLike[str] | None = None, title: str | None = None) -> Figure:
+    """Two panels: top affected genes (mean |Δ|, signed by the mean direction) and per-cluster impact."""
+    plt = _pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [1.4, 1]})
+    top = result.top_genes(n_top)
+    gi = result.tissue.gene_index
+    if top:
+        names = [g for g, _ in top][::-1]
+        mags = np.array([v for _, v in top])[::-1]
+        signs = np.array([np.sign(result.delta[:, gi[g]].mean()) for g in names])
+        colors = np.where(signs >= 0, "#d62728", "#1f77b4")
+        a1.barh(names, mags, color=colors)
+        a1.set_xlabel("mean |Δ| (red: up on average, blue: down)")
+    else:
+        a1.text(0.5, 0.5, "no gene changed", ha="center", va="center", transform=a1.transAxes)
+    a1.set_title("most affected genes")
+    imp = result.cluster_impact()
+    a2.bar(list(imp), list(imp.values()), color=[_PALETTE[k % len(_PALETTE)] for k in range(len(imp))])
+    a2.set_ylabel("mean |Δ| per cell")
+    a2.set_title("impact per cluster")
+    a2.tick_params(axis="x", rotation=45)
+    head = ", ".join(f"{g}→{v:g}" for g, v in zip(result.targets, result.desired))
+    fig.suptitle(title or f"{head} ({result.scope_label}, {result.n_propagation} steps)")
+    fig.tight_layout()
+    _finish(fig, a1, show, save, True)
+    return fig
