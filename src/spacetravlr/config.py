@@ -477,14 +477,18 @@ class SpaceshipConfig:
 
 
 def describe_schema() -> str:
-    """Human-readable list of every key with its default and expected form (for docs and --help)."""
-    lines: list[str] = []
+    """Every key with its default and expected form, as a valid TOML file (unset keys commented out)."""
+    lines: list[str] = ["# spaceship_config.toml: every key with its default; unset keys are commented out"]
     for s, cls in SECTIONS.items():
-        lines.append(f"[{s}]")
+        lines.append(f"\n[{s}]")
         for k, f in _fields(cls).items():
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-            dflt = "unset" if default is None else _fmt_value(default)
             alias = f" (alias: {', '.join(f.metadata['aliases'])})" if f.metadata["aliases"] else ""
-            lines.append(f"  {k} = {dflt}  # {_expected(f.metadata)}{alias}")
-    return "\n".join(lines)
+            doc = f" {f.metadata['doc']};" if f.metadata.get("doc") else ""
+            if default is None:
+                lines.append(f"# {k} =   #{doc} unset by default; {_expected(f.metadata)}{alias}")
+            else:
+                value = "[]" if default == [] else _fmt_value(default)
+                lines.append(f"{k} = {value}   #{doc} {_expected(f.metadata)}{alias}")
+    return "\n".join(lines) + "\n"
 
