@@ -155,9 +155,26 @@ def test_config_keys_and_schema_description_cover_every_key():
     assert len(keys) == sum(len(v) for v in SPEC_DEFAULTS.values())
     assert "spatial.radius" in keys and "grn.max_ligands" in keys
     text = describe_schema()
+    lines = text.splitlines()
     for k in keys:
-        assert f"  {k.split('.')[1]} = " in text
+        name = k.split(".")[1]
+        assert any(ln.startswith((f"{name} = ", f"# {name} = ")) for ln in lines), k
     assert "alias: max_lr_pairs" in text
+
+
+def test_schema_is_a_valid_config_file_of_the_defaults(tmp_path):
+    p = tmp_path / "spaceship_config.toml"
+    p.write_text(describe_schema())
+    cfg = SpaceshipConfig.from_toml(p)
+    assert cfg == SpaceshipConfig(execution=cfg.execution)
+
+
+def test_docs_list_every_config_key():
+    doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    text = doc.read_text(encoding="utf-8")
+    for k in config_keys():
+        name = k.split(".")[1]
+        assert f"{name} = " in text, f"docs/config.md does not document {k}"
 
 
 # ---------------------------------------------------------------------------------------------

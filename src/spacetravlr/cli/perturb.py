@@ -137,6 +137,10 @@ def _main(argv: Sequence[str] | None) -> int:
         raise InputError("give either --gene (single export) or --batch-toml, not both")
     if a.batch_parallelism < 1:
         raise InputError(f"--batch-parallelism must be >= 1, got {a.batch_parallelism}")
+    if a.clusters:
+        _cluster_ids(a.clusters)  # fail before loading the run
+    if getattr(a, "field", False) and a.gene and not a.out:
+        raise InputError("--field needs --out (the figures are written next to it)")
     s = _open(a)
     if a.batch_toml:
         from ..perturb.batch import parse_batch, run_batch
@@ -156,7 +160,7 @@ def _main(argv: Sequence[str] | None) -> int:
         raise InputError("--cells-csv-column needs --cells-csv")
     mask, label = s.scope(cells_csv=cells_csv, cells_csv_column=column,
                           cell_types=a.cell_types.split(",") if a.cell_types else None,
-                          clusters=[int(c) for c in a.clusters.split(",")] if a.clusters else None)
+                          clusters=_cluster_ids(a.clusters) if a.clusters else None)
     res = s.run(genes, desired, scope=mask, scope_label=label, n_propagation=a.n_propagation)
     paths = None
     if a.out:
@@ -175,6 +179,16 @@ def _main(argv: Sequence[str] | None) -> int:
         raise InputError("--field needs --out (the figures are written next to it)")
     _print_result(res, paths, a.verbose)
     return EXIT_OK
+
+
+def _cluster_ids(text: str) -> list[int]:
+    from ..errors import InputError
+
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise InputError(f"--clusters {text!r}: expected comma-separated cluster ids such as 0,3 "
+                         "(use --cell-types for labels)") from None
 
 
 def _interactive(s: Any, a: argparse.Namespace) -> int:

@@ -219,14 +219,14 @@ def run_job(session: RunSession, job: BatchJob) -> tuple[PerturbResult, dict[str
 def run_batch(session: RunSession, jobs: Sequence[BatchJob], *, parallelism: int = 1,
               on_done: Any = None) -> list[tuple[BatchJob, PerturbResult, dict[str, Path]]]:
     """Run ``jobs`` (``parallelism`` at a time, threads sharing the loaded run)."""
-    import numba
+    from .._threads import default_threads
 
-    threads_each = max(1, numba.config.NUMBA_NUM_THREADS // max(1, parallelism))
+    threads_each = max(1, default_threads() // max(1, parallelism))
 
     def one(job: BatchJob) -> tuple[BatchJob, PerturbResult, dict[str, Path]]:
-        from .._threads import thread_limit
+        from .propagate import numba_threads
 
-        with thread_limit(threads_each if parallelism > 1 else None):
+        with numba_threads(threads_each if parallelism > 1 else None):
             res, paths = run_job(session, job)
         if on_done is not None:
             on_done(job, res, paths)
@@ -255,10 +255,13 @@ def screen(session: RunSession, *, mode: str = "knockout", genes: Sequence[str] 
     cands = sorted(role_of) if genes is None else list(genes)
     x0 = session.tissue.expression
     gi = session.tissue.gene_index
-    rows = []
-    for g in cands:
+    from ..errors import near_matches
+
+    for g in cands:  # all checked before the first run
         if g not in gi:
-            raise InputError(f"screen: gene '{g}' is not in the dataset")
+            raise InputError(f"screen: gene '{g}' is not in the dataset{near_matches(g, session.tissue.var_names)}")
+    rows: list[dict[str, Any]] = []
+    for g in cands:
         v = 0.0 if mode == "knockout" else float(x0[:, gi[g]].max())
         res = session.run(g, v, n_propagation=n_propagation)
         top = res.top_genes(5)
@@ -271,7 +274,7 @@ def screen(session: RunSession, *, mode: str = "knockout", genes: Sequence[str] 
         rows.append(row)
         if on_done is not None:
             on_done(row)
-    rows.sort(key=lambda r: (-r["impact"], r["gene"]))
+    rows.sort(key=lambda r: (-float(r["impact"]), str(r["gene"])))
     for rank, r in enumerate(rows, 1):
         r["rank"] = rank
     return rows

@@ -21,11 +21,13 @@ strategies as training.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -39,6 +41,28 @@ from . import _kernels
 from .splash import LigandTable, filtered
 
 log = logging.getLogger("spacetravlr.perturb")
+
+
+@contextlib.contextmanager
+def numba_threads(n_threads: int | None) -> Iterator[int]:
+    """Limit numba threads of the calling thread only (numba's setting is thread-local; None keeps it).
+
+    Unlike :func:`spacetravlr._threads.thread_limit` this leaves the process-wide BLAS limit alone, so
+    concurrent perturbations (batch parallelism, a server) cannot change each other's BLAS thread count.
+    """
+    import numba
+
+    from .._threads import default_threads
+
+    old = numba.get_num_threads()
+    # None: the caller's setting (e.g. a batch worker's share), capped by $SPACETRAVLR_NUM_THREADS
+    top = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    n = min(old, default_threads()) if n_threads is None else max(1, min(int(n_threads), top))
+    numba.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        numba.set_num_threads(old)
 
 
 @dataclass
@@ -218,11 +242,20 @@ class Perturber:
         self.lig_genes = betabase.ligands()
         sig = ligand_signaling or {}
         radii = []
-        for g in self.lig_genes:
+        no_rl = []
+        for k, g in enumerate(self.lig_genes):
             name = tissue.var_names[g]
             nonsecreted = sig.get(name, _keys.SECRETED) != _keys.SECRETED
             radii.append(self.s.contact_distance if (self.s.per_ligand_radius and nonsecreted) else self.s.radius)
+            if self.s.reference_compat and ligand_signaling is not None and name not in sig:
+                no_rl.append(k)
         self.lig_radius = np.array(radii, dtype=np.float64)
+        # python-reference: a ligand without an LR row among the genes has no radius there, and its
+        # received amount is 0 (the reference's received_ligands() fills 0), so it never propagates
+        self._no_received = np.array(no_rl, dtype=np.int64)
+        # received-ligand sums set the process-wide BLAS thread limit: one at a time, so that concurrent
+        # runs sharing this Perturber give bit-identical results (GEMM bits depend on its thread count)
+        self._received_lock = threading.Lock()
         self.ops: dict[float, tuple[ReceivedOperator, np.ndarray]] = {}
         for r in np.unique(self.lig_radius):
             cols = np.flatnonzero(self.lig_radius == r)
@@ -248,8 +281,11 @@ class Perturber:
 
     def _received(self, L: np.ndarray) -> np.ndarray:
         out = np.zeros_like(L)
-        for op, cols in self.ops.values():
-            out[:, cols] = op.apply(L[:, cols], estimate_error=False)
+        with self._received_lock:
+            for op, cols in self.ops.values():
+                out[:, cols] = op.apply(L[:, cols], estimate_error=False)
+        if self._no_received.size:
+            out[:, self._no_received] = 0.0
         return out
 
     def ligand_table(self, values: np.ndarray) -> LigandTable:
@@ -261,7 +297,13 @@ class Perturber:
         names = [genes] if isinstance(genes, str) else list(genes)
         if not names:
             raise InputError("no gene to perturb")
-        vals = [float(desired)] * len(names) if np.isscalar(desired) else [float(v) for v in desired]  # type: ignore[arg-type]
+        try:
+            if np.ndim(desired) == 0:
+                vals = [float(cast(float, desired))] * len(names)
+            else:
+                vals = [float(v) for v in cast(Sequence[float], desired)]
+        except (TypeError, ValueError):
+            raise InputError(f"desired expression must be a number or one number per gene, got {desired!r}") from None
         if len(vals) != len(names):
             raise InputError(f"{len(names)} genes but {len(vals)} desired values; give one value per gene")
         gi = self.tissue.gene_index
@@ -317,8 +359,6 @@ class Perturber:
         t_recv = t_prop = 0.0
         pin_mask = delta_in != 0 if self.s.reference_compat else None
         out = np.empty_like(x0)
-        from .._threads import thread_limit
-
         state = x0  # where derivatives are taken: the previous step's x1 (first pass: baseline)
         x = x0
         for _ in range(n_prop):
@@ -334,7 +374,7 @@ class Perturber:
             else:
                 RW1 = RW0
             tr = time.perf_counter()
-            with thread_limit(self.n_threads):
+            with numba_threads(self.n_threads):
                 _kernels.propagate(G, RW_splash, RW0, self.lig_col, delta, f["target"], f["coefs"], f["coef_ptr"],
                                    f["n_cols"], f["mapping_id"], f["mappings"], f["kind"], f["a"], f["b"],
                                    f["slot_a"], f["slot_b"], f["term_ptr"], f["mods"], f["mod_ptr"],

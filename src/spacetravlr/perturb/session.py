@@ -137,10 +137,14 @@ def _check_dataset(run_dir: Path, tissue: Tissue) -> None:
     except (OSError, ValueError):
         return
     now = dataset_fingerprint(tissue)
-    if fp.get("names_sha1") and fp["names_sha1"] != now["names_sha1"]:
-        raise InputError(f"{man}: the betadata in {run_dir} were trained on another dataset "
-                         f"({fp.get('n_obs')} cells × {fp.get('n_vars')} genes; {tissue.path} has "
-                         f"{now['n_obs']} × {now['n_vars']}); use the matching .h5ad or run TOML")
+    # names always; the data hash too when both the manifest and this version record one
+    for key, what in (("names_sha1", "cell or gene names"), ("data_sha1", "expression or coordinates")):
+        if fp.get(key) and now.get(key) and fp[key] != now[key]:
+            same_shape = (fp.get("n_obs"), fp.get("n_vars")) == (now["n_obs"], now["n_vars"])
+            detail = f"same shape, different {what}" if same_shape else f"{now['n_obs']} × {now['n_vars']}"
+            raise InputError(f"{man}: the betadata in {run_dir} were trained on another dataset "
+                             f"({fp.get('n_obs')} cells × {fp.get('n_vars')} genes; {tissue.path} has "
+                             f"{detail}); use the matching .h5ad or run TOML")
 
 
 def _ligand_signaling(cfg: SpaceshipConfig, tissue: Tissue) -> dict[str, str]:

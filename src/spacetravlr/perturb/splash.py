@@ -88,12 +88,30 @@ def splash(betabase: Betabase, gene: str, expression: np.ndarray, received: Liga
     -------
     (N, U) float64, columns = the sorted unique modulator genes (``betabase[gene].modulator_genes``).
     """
+    if gene not in betabase:
+        from ..errors import InputError, near_matches, short_list
+
+        raise InputError(f"splash: '{gene}' has no betadata{near_matches(gene, betabase.genes)} "
+                         f"(trained genes: {short_list(betabase.genes)})")
     gm = betabase[gene]
     k = betabase.models.index(gm)
     f = betabase.flat()
     G = filtered(expression)
+    n_cells, n_genes = betabase.tissue.n_cells, len(betabase.var_names)
+    if G.shape != (n_cells, n_genes):
+        raise ValueError(f"splash: expression has shape {G.shape}, expected ({n_cells}, {n_genes}) "
+                         "(cells × betabase.var_names)")
     rt = received_tfl if received_tfl is not None else received
+    for name, tab in (("received", received), ("received_tfl", rt)):
+        if tab.values.ndim != 2 or tab.values.shape[0] != n_cells or len(tab.col) != n_genes:
+            raise ValueError(f"splash: {name} holds {tab.values.shape} values for {len(tab.col)} genes; expected "
+                             f"{n_cells} rows and a column map over the {n_genes} genes (LigandTable.from_columns)")
     RW, RLt, lig_col = _aligned(received, rt)
+    ligs = np.unique(gm.a[gm.kind != 0])
+    missing = ligs[lig_col[ligs] < 0] if ligs.size else ligs
+    if missing.size:
+        raise ValueError(f"splash: no received-ligand values for {', '.join(betabase.var_names[j] for j in missing)} "
+                         f"(ligands of {gene}); add them to the LigandTable")
     out = np.empty((G.shape[0], len(gm.modulator_genes)))
     _kernels.splash_matrix(k, G, RW, RLt, lig_col, f["coefs"], f["coef_ptr"], f["n_cols"], f["mapping_id"],
                            f["mappings"], f["kind"], f["a"], f["b"], f["slot_a"], f["slot_b"], f["term_ptr"],

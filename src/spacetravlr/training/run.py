@@ -17,6 +17,7 @@ import logging
 import os
 import platform
 import queue as _queue
+import re
 import shutil
 import signal
 import sys
@@ -34,6 +35,7 @@ from ..config import SpaceshipConfig
 from ..errors import ConfigError, InputError, near_matches, short_list
 from ..io.anndata import Tissue
 from ..io.atomic import atomic_write_text
+from . import locks
 from .context import TrainingContext, build_context
 from .gene import BUSY, DONE, FAILED, ORPHAN, SKIPPED, GeneOutcome, is_finished, orphan_path, train_gene
 from .progress import Progress
@@ -43,7 +45,7 @@ log = logging.getLogger("spacetravlr.training")
 #: sections/keys whose values change the fitted betas: a run folder never mixes two settings of them
 RESULT_KEYS = ("data.adata_path", "data.layer", "data.cluster_annot", "data.species", "spatial", "grn",
                "lasso", "training.mode", "training.epochs", "training.learning_rate",
-               "training.score_threshold", "cnn")
+               "training.score_threshold", "cnn", "perturbation.ligand_grid_factor")
 
 
 @dataclass
@@ -72,13 +74,20 @@ def _versions() -> dict[str, str]:
 
 
 def dataset_fingerprint(tissue: Tissue) -> dict[str, Any]:
-    """Shape and a hash of cell and gene names (detects a run folder of another dataset)."""
+    """Shape, a hash of cell and gene names and a hash of the data (coordinates, layer, clusters).
+
+    Detects a run folder of another dataset, including a same-shaped one.
+    """
     h = hashlib.sha1()
     h.update("\n".join(map(str, tissue.obs_names)).encode())
     h.update(b"\0")
     h.update("\n".join(tissue.var_names).encode())
+    d = hashlib.sha1()
+    d.update(np.ascontiguousarray(tissue.coords, dtype=np.float64).tobytes())
+    d.update(np.ascontiguousarray(tissue.expression, dtype=np.float64).tobytes())
+    d.update(np.ascontiguousarray(tissue.clusters, dtype=np.int64).tobytes())
     return {"path": str(tissue.path) if tissue.path else None, "n_obs": tissue.n_cells,
-            "n_vars": tissue.n_genes, "names_sha1": h.hexdigest()}
+            "n_vars": tissue.n_genes, "names_sha1": h.hexdigest(), "data_sha1": d.hexdigest()}
 
 
 def _result_settings(cfg: SpaceshipConfig) -> dict[str, Any]:
@@ -100,11 +109,26 @@ def default_output_dir(cfg: SpaceshipConfig) -> Path:
     return Path.cwd() / f"{stem}_{_dt.date.today().isoformat()}"
 
 
-def prepare_output_dir(path: Path) -> Path:
-    """Create ``path`` (and ``log/``) or explain in one line why it cannot be used."""
+def check_output_dir(path: Path) -> Path:
+    """Explain in one line why ``path`` cannot hold a run, without creating anything."""
     p = path.expanduser().resolve()
     if p.exists() and not p.is_dir():
         raise InputError(f"output directory {p} is a file; choose another --output-dir")
+    probe = p
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"output directory {p}: {probe} is a file, so the folder cannot be created; "
+                         "choose another --output-dir")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        what = "is not writable" if probe == p else f"cannot be created ({probe} is not writable)"
+        raise InputError(f"output directory {p} {what}; choose another --output-dir or fix its permissions")
+    return p
+
+
+def prepare_output_dir(path: Path) -> Path:
+    """Create ``path`` (and ``log/``) or explain in one line why it cannot be used."""
+    p = check_output_dir(path)
     try:
         (p / _keys.LOG_DIR).mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=p)
@@ -169,6 +193,32 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+_CTX_PREFIX = ".spacetravlr-ctx-"
+_GENE_TMP = re.compile(r"^\.(?P<gene>.+?)(?:_betadata\.feather|\.orphan|\.log)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _clean_leftovers(out_dir: Path) -> None:
+    """Remove what a killed process of this host left behind: shared-array folders of dead runs, and
+    temporary files of genes that nobody is training any more (a live lock protects a gene's files)."""
+    for d in out_dir.glob(f"{_CTX_PREFIX}*"):
+        parts = d.name[len(_CTX_PREFIX):].split("-")
+        # .spacetravlr-ctx-{host}-{pid}-{random}; host names may hold dashes
+        if len(parts) < 3 or not parts[-2].isdigit():
+            continue
+        host, pid = "-".join(parts[:-2]), int(parts[-2])
+        if host == locks.HOST and not locks.pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+    for folder in (out_dir, out_dir / _keys.LOG_DIR):
+        for f in folder.glob(".*.tmp"):
+            m = _GENE_TMP.match(f.name)
+            if m is None:
+                continue
+            lp = locks.lock_path(out_dir, m.group("gene"))
+            if not lp.exists() or locks.is_stale(lp, 0.0):
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
+
+
 def _worker_main(ctx_dir: str, genes: list[str], worker: int, results: Any) -> None:
     """Worker process: memory-map the context, train genes until the queue is exhausted."""
     signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -190,8 +240,9 @@ def _run_parallel(ctx: TrainingContext, queue: list[str], n_workers: int, progre
     import multiprocessing as mp
 
     mpctx = mp.get_context("spawn")
-    ctx_dir = Path(tempfile.mkdtemp(prefix=".spacetravlr-ctx-", dir=ctx.out_dir))
+    ctx_dir = Path(tempfile.mkdtemp(prefix=f"{_CTX_PREFIX}{locks.HOST}-{os.getpid()}-", dir=ctx.out_dir))
     procs: list[Any] = []
+    clean_exit = False
     try:
         ctx.save(ctx_dir)
         results = mpctx.Queue()
@@ -219,11 +270,21 @@ def _run_parallel(ctx: TrainingContext, queue: list[str], n_workers: int, progre
                 continue  # each worker sees every gene; count each gene once, below
             outcomes.append(item)
             progress.update(item)
+        clean_exit = True
     finally:
+        if not clean_exit:
+            # interrupted (Ctrl-C, SIGTERM) or failed: stop the workers now; SIGTERM makes each one
+            # finish like Ctrl-C (its temporary file and lock removed)
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
         for p in procs:
             p.join(timeout=30)
             if p.is_alive():
                 p.terminate()
+                p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
                 p.join(timeout=5)
         shutil.rmtree(ctx_dir, ignore_errors=True)
 
@@ -258,7 +319,7 @@ def _check_existing_run(out_dir: Path, cfg: SpaceshipConfig, tissue: Tissue) -> 
         except (OSError, ValueError):
             fp = {}
         now = dataset_fingerprint(tissue)
-        if fp.get("names_sha1") and fp["names_sha1"] != now["names_sha1"]:
+        if any(fp.get(k) and fp[k] != now[k] for k in ("names_sha1", "data_sha1")):
             raise InputError(f"{man}: the run in this folder was trained on a different dataset "
                              f"({fp.get('n_obs')} cells × {fp.get('n_vars')} genes, now {now['n_obs']} × "
                              f"{now['n_vars']}); choose a new --output-dir")
@@ -289,7 +350,11 @@ def train(cfg: SpaceshipConfig, *, plain: bool = True, quiet: bool = False, stre
     started = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     t_start = time.perf_counter()
     out_dir = Path(cfg.execution.output_dir) if cfg.execution.output_dir else default_output_dir(cfg)
-    out_dir = prepare_output_dir(out_dir)
+    # every input is validated before anything is written: a bad input leaves no output behind
+    out_dir = check_output_dir(out_dir)
+    if cfg.data.adata_path:
+        cfg = cfg.with_overrides({"data.adata_path": str(Path(cfg.data.adata_path).expanduser().resolve())},
+                                 source="dataset path")
     if tissue is None:
         tissue = tissue_from_config(cfg)
     check_clusters(tissue)
@@ -298,14 +363,18 @@ def train(cfg: SpaceshipConfig, *, plain: bool = True, quiet: bool = False, stre
         network, species, net_path = load_run_network(cfg, tissue)
     else:
         species, net_path = cfg.data.species or "", None
-    _check_existing_run(out_dir, cfg, tissue)
     cfg = cfg.with_overrides({"execution.output_dir": str(out_dir)}, source="output directory")
-    if cfg.data.adata_path:
-        cfg = cfg.with_overrides({"data.adata_path": str(Path(cfg.data.adata_path).resolve())},
-                                 source="dataset path")
+    _check_existing_run(out_dir, cfg, tissue)
+    out_dir = prepare_output_dir(out_dir)
+    _clean_leftovers(out_dir)
     repro = out_dir / _keys.REPRO_TOML
     if not repro.exists():
         cfg.dump_toml(repro)
+    manifest_path = out_dir / _keys.MANIFEST_JSON
+    if not manifest_path.exists():
+        # written at once so that a killed first run still records which dataset the folder belongs to
+        atomic_write_text(manifest_path, json.dumps({"status": "running", "started": started,
+                                                     "dataset": dataset_fingerprint(tissue)}, indent=1))
     t_loaded = time.perf_counter()
 
     outcomes: list[GeneOutcome] = []
@@ -319,8 +388,9 @@ def train(cfg: SpaceshipConfig, *, plain: bool = True, quiet: bool = False, stre
             progress.message(f"network: {net_path} ({species})")
         progress.message(f"output:  {out_dir}")
         pending = [g for g in queue if not is_finished(out_dir, g)]
+        pending_set = set(pending)
         for g in queue:
-            if g not in set(pending):
+            if g not in pending_set:
                 progress.update(GeneOutcome(g, SKIPPED))
         ctx: TrainingContext | None = None
         t_ctx = time.perf_counter()
@@ -350,7 +420,8 @@ def train(cfg: SpaceshipConfig, *, plain: bool = True, quiet: bool = False, stre
     finished = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     done, orph = _scan(out_dir, queue)
     failed = {o.gene: o.reason for o in outcomes if o.status == FAILED}
-    elsewhere = [g for g in queue if g not in set(done) | set(orph) | set(failed)]
+    accounted = set(done) | set(orph) | set(failed)
+    elsewhere = [g for g in queue if g not in accounted]
     manifest = {
         "status": "interrupted" if interrupted else ("complete" if not elsewhere else "partial"),
         "started": started, "finished": finished,
@@ -391,16 +462,21 @@ def _join_config(join_dir: Path, overrides: dict[str, Any]) -> tuple[SpaceshipCo
     cfg = SpaceshipConfig.from_toml(repro)
     warnings: list[str] = []
     allowed = {"execution.n_parallel", "execution.stale_lock_secs"}
-    ignored = {"training.genes", "training.max_genes", "execution.output_dir"}
-    apply: dict[str, Any] = {}
+    ignored = {"training.genes", "training.max_genes"}
+    # the folder may be mounted elsewhere on this host than where the run started
+    apply: dict[str, Any] = {"execution.output_dir": str(join_dir)}
     for k, v in overrides.items():
         if v is None:
             continue
         if k in allowed:
             apply[k] = v
+        elif k == "execution.output_dir":
+            if Path(v).expanduser().resolve() != join_dir:
+                raise InputError(f"--output-dir {v} and --join-output-dir {join_dir} name different folders; "
+                                 "drop --output-dir to join")
         elif k in ignored:
-            if k != "execution.output_dir":
-                warnings.append(f"note: {k.split('.')[1]} comes from the joined run; the flag is ignored")
+            warnings.append(f"note: --{k.split('.')[1].replace('_', '-')} is ignored when joining: the queue "
+                            f"comes from {repro}")
         elif k == "data.adata_path":
             if Path(v).resolve() != Path(cfg.data.adata_path).resolve():
                 raise InputError(f"--h5ad {v}: the run in {join_dir} trains {cfg.data.adata_path}; "
@@ -415,7 +491,11 @@ def _join_config(join_dir: Path, overrides: dict[str, Any]) -> tuple[SpaceshipCo
 def config_from_cli(args: Any, overrides: dict[str, Any]) -> tuple[SpaceshipConfig, list[str]]:
     """Config file (``-c``) or joined run, then CLI flags."""
     if args.join_output_dir:
-        return _join_config(Path(args.join_output_dir).expanduser().resolve(), overrides)
+        cfg, notes = _join_config(Path(args.join_output_dir).expanduser().resolve(), overrides)
+        if args.config:
+            notes.insert(0, f"note: -c {args.config} is ignored when joining: the configuration comes from "
+                         f"{Path(args.join_output_dir) / _keys.REPRO_TOML}")
+        return cfg, notes
     cfg = SpaceshipConfig.from_toml(args.config) if args.config else SpaceshipConfig()
     return cfg.with_overrides(overrides, source="command line"), []
 
