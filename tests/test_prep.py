@@ -1,0 +1,520 @@
+"""``spacetravlr prep``: normalisation, imputation, coordinates, gene selection and one-line errors.
+
+Small synthetic count fixtures (numpy Poisson counts with planted cell types and signals); one test on
+the real STARmap data trains the prepared output end to end.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from conftest import shared_path
+from spacetravlr import _keys
+from spacetravlr.errors import InputError
+from spacetravlr.prep import (
+    bounding_boxes,
+    check_counts,
+    diffuse,
+    diffusion_operator,
+    impute_by_cluster,
+    layout_sections,
+    median_nn_distance,
+    nn_distances,
+    normalize,
+    prepare,
+)
+
+pytest.importorskip("scanpy", reason="the prep extra (scanpy) is not installed")
+
+TFS = ["Tfa", "Tfb", "Tfc"]
+LIGANDS = ["Liga", "Ligb"]
+RECEPTORS = ["Reca", "Recb"]
+
+
+def toy_counts(n: int = 240, g: int = 40, *, seed: int = 0, sections: int = 0) -> ad.AnnData:
+    """Poisson counts of two cell types ('A' left half, 'B' right half) on a jittered grid of spacing 10.
+
+    Genes: the network genes (TFS, LIGANDS, RECEPTORS) then ``Gene0..``; gene ``Gene0`` is expressed
+    only in type B, ``Gene1`` only in type A. Integer counts stored as float32 CSR.
+    """
+    rng = np.random.default_rng(seed)
+    names = [*TFS, *LIGANDS, *RECEPTORS]
+    names += [f"Gene{i}" for i in range(g - len(names))]
+    side = int(np.ceil(np.sqrt(n)))
+    gx, gy = np.meshgrid(np.arange(side), np.arange(side))
+    xy = np.column_stack([gx.ravel(), gy.ravel()])[:n] * 10.0 + rng.uniform(-1, 1, (n, 2))
+    is_b = xy[:, 0] > xy[:, 0].mean()
+    mu = rng.gamma(2.0, 1.0, (2, g))
+    j0, j1 = names.index("Gene0"), names.index("Gene1")
+    mu[0, j0] = 0.0  # Gene0 absent from type A
+    mu[1, j1] = 0.0  # Gene1 absent from type B
+    mu[1, :10] *= 4.0  # type B differs in the first genes
+    lam = mu[is_b.astype(int)] * rng.uniform(0.5, 2.0, (n, 1))
+    X = rng.poisson(lam).astype(np.float32)
+    X[X.sum(1) == 0, 5] = 1.0  # no empty cell by accident
+    obs = pd.DataFrame({"truth": pd.Categorical(np.where(is_b, "B", "A"))}, index=[f"cell{i}" for i in range(n)])
+    if sections:
+        obs["section"] = [f"s{i % sections}" for i in range(n)]
+    a = ad.AnnData(X=sp.csr_matrix(X), obs=obs, var=pd.DataFrame(index=names))
+    a.obsm["spatial"] = xy
+    return a
+
+
+def toy_network(tfs: list[str] = TFS, ligands: list[str] = LIGANDS, receptors: list[str] = RECEPTORS,
+                targets: list[str] | None = None) -> pd.DataFrame:
+    targets = targets or ["Gene2", "Gene3", "Gene4"]
+    rows = [(tf, t, "grn", 1.0, None) for tf in tfs for t in targets]
+    rows += [(lig, rec, "lr", 1.0, "Secreted Signaling") for lig, rec in zip(ligands, receptors)]
+    return pd.DataFrame(rows, columns=list(_keys.NETWORK_COLUMNS))
+
+
+def fast(**kw: object) -> dict[str, object]:
+    """prepare() options that skip Leiden and UMAP (labels given, no embedding)."""
+    return {"cluster_key": "truth", "compute_umap": False, "verbose": False, **kw}
+
+
+def one_line_error(fn, *args, **kwargs) -> str:
+    with pytest.raises(InputError) as ei:
+        fn(*args, **kwargs)
+    msg = str(ei.value)
+    assert "\n" not in msg, msg
+    return msg
+
+
+# ---------------------------------------------------------------------------------------------------
+# normalisation
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target_sum", [1e4, 500.0])
+def test_normalized_count_sums_to_target(target_sum: float) -> None:
+    a = toy_counts()
+    a.layers[_keys.RAW_LAYER] = a.X.copy()
+    norm = normalize(a, target_sum=target_sum)
+    assert sp.isspmatrix_csr(norm) and norm.dtype == np.float32
+    assert a.layers[_keys.NORMALIZED_LAYER] is norm
+    sums = np.asarray(norm.expm1().sum(axis=1)).ravel()
+    np.testing.assert_allclose(sums, target_sum, rtol=1e-5)
+    # zeros stay zeros and the order within a cell is kept
+    raw = a.layers[_keys.RAW_LAYER].toarray()
+    np.testing.assert_array_equal(norm.toarray() == 0, raw == 0)
+
+
+def test_prepare_layers_and_raw_counts_kept() -> None:
+    a = toy_counts()
+    out = prepare(a, **fast())
+    assert set(out.layers) >= {_keys.RAW_LAYER, _keys.NORMALIZED_LAYER, _keys.DEFAULT_LAYER}
+    np.testing.assert_array_equal(out.layers[_keys.RAW_LAYER].toarray(), a.X.toarray())
+    sums = np.expm1(out.layers[_keys.NORMALIZED_LAYER].toarray().astype(np.float64)).sum(axis=1)
+    np.testing.assert_allclose(sums, 1e4, rtol=1e-5)
+    assert isinstance(out.layers[_keys.DEFAULT_LAYER], np.ndarray)
+    assert out.layers[_keys.DEFAULT_LAYER].dtype == np.float32
+    assert list(out.obs["cell_type"].cat.categories) == ["A", "B"]
+    np.testing.assert_array_equal(out.obs["cell_type_int"], (out.obs["cell_type"] == "B").astype(int))
+    assert "X_umap" not in out.obsm and "X_pca" in out.obsm
+    assert a.layers.keys() == set() and "cell_type" not in a.obs  # the input is not modified
+    rep = out.uns["spacetravlr_prep"]
+    assert rep["n_cells_in"] == a.n_obs and rep["params"]["impute_t"] == 3
+
+
+# ---------------------------------------------------------------------------------------------------
+# imputation
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_diffusion_operator_is_row_stochastic_and_symmetric_in_pattern() -> None:
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(200, 6))
+    M = diffusion_operator(z, knn=5)
+    assert M.shape == (200, 200)
+    np.testing.assert_allclose(np.asarray(M.sum(axis=1)).ravel(), 1.0, rtol=1e-12)
+    assert M.data.min() > 0 and (M.diagonal() > 0).all()
+    P = (M > 0).astype(int)
+    assert (P != P.T).nnz == 0
+    # a cell's heaviest off-diagonal weight goes to one of its nearest neighbours
+    d = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    Md = M.toarray()
+    np.fill_diagonal(Md, 0)
+    top = Md.argmax(axis=1)
+    rank = (d < d[np.arange(200), top][:, None]).sum(axis=1)
+    assert np.median(rank) <= 2
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_diffusion_operator_tiny_types(n: int) -> None:
+    M = diffusion_operator(np.arange(n * 2, dtype=float).reshape(n, 2))
+    np.testing.assert_allclose(np.asarray(M.sum(axis=1)).ravel(), 1.0)
+    z = np.zeros((4, 3))  # identical cells: finite, uniform
+    M = diffusion_operator(z, knn=2).toarray()
+    assert np.isfinite(M).all()
+    np.testing.assert_allclose(M, 0.25)
+
+
+def test_diffuse_matches_matrix_power() -> None:
+    rng = np.random.default_rng(2)
+    M = diffusion_operator(rng.normal(size=(50, 3)))
+    B = rng.random((50, 7))
+    np.testing.assert_allclose(diffuse(M, B, 3), np.linalg.matrix_power(M.toarray(), 3) @ B, rtol=1e-12)
+    assert diffuse(M, B, 0) is B
+
+
+def test_imputation_preserves_zeros_within_a_type() -> None:
+    out = prepare(toy_counts(), **fast())
+    imp = out.layers[_keys.DEFAULT_LAYER]
+    A = (out.obs["cell_type"] == "A").to_numpy()
+    g0, g1 = out.var_names.get_loc("Gene0"), out.var_names.get_loc("Gene1")
+    assert (imp[A, g0] == 0).all() and (imp[~A, g0] > 0).mean() > 0.9
+    assert (imp[~A, g1] == 0).all() and (imp[A, g1] > 0).mean() > 0.9
+    # every gene stays within its type's observed range; t = 0 copies normalized_count
+    norm = out.layers[_keys.NORMALIZED_LAYER].toarray()
+    for m in (A, ~A):
+        assert (imp[m] <= norm[m].max(axis=0) + 1e-5).all() and (imp[m] >= 0).all()
+    out0 = prepare(toy_counts(), **fast(impute_t=0))
+    np.testing.assert_array_equal(out0.layers[_keys.DEFAULT_LAYER], out0.layers[_keys.NORMALIZED_LAYER].toarray())
+
+
+def test_imputation_reduces_dropout_on_a_planted_signal() -> None:
+    """Smooth profiles along a latent trajectory, half the values dropped: imputed ≈ truth better."""
+    rng = np.random.default_rng(3)
+    n, g = 600, 60
+    s = np.sort(rng.random(n))
+    centres = rng.random(g)
+    truth = 3.0 * np.exp(-((s[:, None] - centres[None, :]) ** 2) / (2 * 0.12**2))
+    keep = rng.random((n, g)) < 0.4
+    observed = truth * keep
+    from sklearn.decomposition import PCA
+
+    pcs = PCA(n_components=10, random_state=0).fit_transform(observed)
+    labels = np.where(s < 0.5, "early", "late")
+    imputed = impute_by_cluster(sp.csr_matrix(observed), pcs, labels, knn=5, t=3)
+
+    def mean_corr(X: np.ndarray) -> float:
+        return float(np.mean([np.corrcoef(X[:, j], truth[:, j])[0, 1] for j in range(g)
+                              if X[:, j].std() > 0 and truth[:, j].std() > 0]))
+
+    c_obs, c_imp = mean_corr(observed), mean_corr(imputed.astype(np.float64))
+    assert c_imp > c_obs + 0.2, (c_obs, c_imp)
+    # dropped entries are filled in, in proportion to the hidden truth
+    dropped = ~keep
+    assert np.corrcoef(imputed[dropped], truth[dropped])[0, 1] > 0.8
+    strong = (truth > 1.5) & dropped  # observed 0, truth high: filled in at ≈ the kept fraction (0.4) × truth
+    ratio = imputed[strong] / truth[strong]
+    assert (ratio > 0.05).mean() > 0.95 and 0.2 < np.median(ratio) < 0.5
+
+
+# ---------------------------------------------------------------------------------------------------
+# coordinates
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_rescaling_sets_median_nn_distance_and_keeps_original() -> None:
+    a = toy_counts()
+    before = median_nn_distance(a.obsm["spatial"])
+    assert 7 < before < 11
+    out = prepare(a, **fast())
+    assert median_nn_distance(out.obsm["spatial"]) == pytest.approx(15.0, rel=1e-9)
+    np.testing.assert_array_equal(out.obsm[_keys.SPATIAL_UNSCALED_KEY], a.obsm["spatial"])
+    np.testing.assert_allclose(out.obsm["spatial"], a.obsm["spatial"] * 15.0 / before)
+    rep = out.uns["spacetravlr_prep"]
+    assert rep["median_nn_before"] == pytest.approx(before) and rep["median_nn_after"] == pytest.approx(15.0)
+    kept = prepare(a, **fast(rescale=False, cell_size=3.0))
+    np.testing.assert_array_equal(kept.obsm["spatial"], a.obsm["spatial"])
+    assert _keys.SPATIAL_UNSCALED_KEY not in kept.obsm
+    small = prepare(a, **fast(cell_size=1.0))
+    assert median_nn_distance(small.obsm["spatial"]) == pytest.approx(1.0)
+
+
+def test_section_layout_boxes_disjoint_and_shapes_kept() -> None:
+    rng = np.random.default_rng(4)
+    base = rng.uniform(0, 100, (50, 2))
+    xy = np.vstack([base + rng.normal(0, 1, base.shape) for _ in range(5)])  # 5 overlapping copies
+    sec = np.repeat([f"s{i}" for i in range(5)], 50)
+    new, layout = layout_sections(xy, sec, gap=30.0)
+    boxes = list(bounding_boxes(new, sec).values())
+    for i in range(5):
+        for j in range(i + 1, 5):
+            a, b = boxes[i], boxes[j]
+            dx = max(b[0] - a[2], a[0] - b[2])
+            dy = max(b[1] - a[3], a[1] - b[3])
+            assert max(dx, dy) >= 30.0 - 1e-9, (i, j, a, b)
+    for s in np.unique(sec):  # rigid translation of every section
+        m = sec == s
+        d = new[m] - xy[m]
+        np.testing.assert_allclose(d, d[0][None, :].repeat(m.sum(), 0))
+        assert tuple(d[0]) == pytest.approx(layout.offsets[s])
+    np.testing.assert_allclose(nn_distances(new, sec), nn_distances(xy, sec))
+    assert layout.n_cols == 3
+
+
+def test_prepare_sections_never_overlap() -> None:
+    a = toy_counts(n=300, sections=3)  # three interleaved sections covering the same area
+    out = prepare(a, **fast(section_key="section"))
+    sec = out.obs["section"].to_numpy().astype(str)
+    boxes = bounding_boxes(out.obsm["spatial"], sec)
+    gap = out.uns["spacetravlr_prep"]["sections"]["gap"]
+    assert gap == pytest.approx(2000.0)
+    names = sorted(boxes)
+    for i, s in enumerate(names):
+        for t in names[i + 1:]:
+            a_, b_ = boxes[s], boxes[t]
+            assert max(b_[0] - a_[2], a_[0] - b_[2], b_[1] - a_[3], a_[1] - b_[3]) >= gap - 1e-6
+    # the NN spacing is measured within sections (≈ √3 × the grid spacing here), then rescaled to 15
+    assert median_nn_distance(out.obsm["spatial"], sec) == pytest.approx(15.0)
+    np.testing.assert_array_equal(out.obsm[_keys.SPATIAL_UNSCALED_KEY], a.obsm["spatial"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# genes and network
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_gene_selection_keeps_hvg_and_every_network_gene() -> None:
+    a = toy_counts(g=80)
+    net = toy_network()
+    out = prepare(a, **fast(n_top_genes=10, network=net, keep_genes=["Gene70", "Nope"]))
+    kept = set(out.var_names)
+    assert set(TFS + LIGANDS + RECEPTORS) <= kept and "Gene70" in kept
+    g = out.uns["spacetravlr_prep"]["genes"]
+    assert g["n_hvg"] == 10 and (g["n_tfs"], g["n_ligands"], g["n_receptors"]) == (3, 2, 2)
+    assert out.n_vars == g["n_kept"] == 10 + g["n_added"]
+    assert int(out.var["highly_variable"].sum()) == 10
+    assert out.var.loc["Tfa", "network_role"] == "TF" and out.var.loc["Liga", "network_role"] == "ligand"
+    assert any("Nope" in n for n in out.uns["spacetravlr_prep"]["notes"])
+    everything = prepare(a, **fast(n_top_genes=None, network=net))
+    assert everything.n_vars == a.n_vars
+
+
+def test_output_loads_with_load_tissue(tmp_path: Path) -> None:
+    from spacetravlr.io.anndata import load_tissue
+    from spacetravlr.prep import write_output
+
+    out = prepare(toy_counts(), **fast())
+    p = write_output(out, tmp_path / "prepped.h5ad")
+    t = load_tissue(p, layer="imputed_count", cluster_annot="cell_type")
+    assert t.n_cells == out.n_obs and t.cluster_labels == ["A", "B"]
+    np.testing.assert_allclose(t.expression, out.layers[_keys.DEFAULT_LAYER], rtol=1e-6)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# bad input: one line each
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_non_counts_are_refused() -> None:
+    a = toy_counts()
+    logged = a.copy()
+    logged.X = sp.csr_matrix(np.log1p(a.X.toarray()))
+    msg = one_line_error(prepare, logged, **fast())
+    assert "non-integer" in msg and "--layer" in msg and "--skip-normalize" in msg and "cell" in msg
+    ok = prepare(logged, **fast(skip_normalize=True))  # already log-normalised: accepted as such
+    assert _keys.RAW_LAYER not in ok.layers
+    np.testing.assert_allclose(ok.layers[_keys.NORMALIZED_LAYER].toarray(), logged.X.toarray(), rtol=1e-6)
+    assert prepare(logged, **fast(allow_non_integer=True)).n_obs == a.n_obs
+    scaled = a.copy()
+    dense = a.X.toarray()
+    scaled.X = (dense - dense.mean(0)).round()
+    msg = one_line_error(prepare, scaled, **fast())
+    assert "negative" in msg and "not raw counts" in msg
+    bad = a.copy()
+    bad.X = a.X.toarray()
+    bad.X[3, 4] = np.nan
+    msg = one_line_error(prepare, bad, **fast())
+    assert "non-finite" in msg and "cell3" in msg
+    # counts in a layer; a wrong layer name is named with a suggestion
+    a2 = logged.copy()
+    a2.layers["counts"] = a.X.copy()
+    assert _keys.RAW_LAYER in prepare(a2, **fast(layer="counts")).layers
+    msg = one_line_error(prepare, a2, **fast(layer="count"))
+    assert "layer 'count' not found" in msg and "counts" in msg
+    assert "layers present: counts" in one_line_error(prepare, a2, **fast())
+
+
+def test_check_counts_summary_and_locations() -> None:
+    X = sp.csr_matrix(np.array([[0, 2.0, 0], [1.0, 0, 3.5]]))
+    msg = one_line_error(check_counts, X, where="f.h5ad: X", obs_names=["a", "b"], var_names=["x", "y", "z"])
+    assert "cell 'b', gene 'z'" in msg and "f.h5ad: X" in msg
+    s = check_counts(X, where="X", allow_non_integer=True)
+    assert (s.n_nonzero, s.n_non_integer, s.max_value) == (3, 1, 3.5)
+
+
+def test_empty_cells_and_genes_are_dropped_with_a_note() -> None:
+    a = toy_counts()
+    X = a.X.toarray()
+    X[[0, 7], :] = 0
+    X[:, a.var_names.get_loc("Gene9")] = 0
+    a.X = sp.csr_matrix(X)
+    out = prepare(a, **fast())
+    assert out.n_obs == a.n_obs - 2 and "Gene9" not in out.var_names and "cell7" not in out.obs_names
+    notes = " ".join(out.uns["spacetravlr_prep"]["notes"])
+    assert "dropped 2 cells with 0 counts" in notes and "dropped 1 genes" in notes
+    empty = a.copy()
+    empty.X = sp.csr_matrix(a.X.shape, dtype=np.float32)
+    assert "every value is 0" in one_line_error(prepare, empty, **fast())
+
+
+def test_network_species_and_overlap_errors() -> None:
+    a = toy_counts()
+    msg = one_line_error(prepare, a, **fast(network=toy_network(["Xx1"], ["Yy1"], ["Zz1"], ["Ww1"])))
+    assert "none of its 40 genes" in msg and "4 genes" in msg
+    human = toy_network(["TFA", "TFB"], ["LIGA"], ["RECA"], ["GENE2"])
+    msg = one_line_error(prepare, a, **fast(network=human))
+    assert "look mouse" in msg and "human network" in msg
+
+
+def test_missing_coordinates_labels_and_sections() -> None:
+    a = toy_counts()
+    nospace = a.copy()
+    nospace.obsm["coords"] = nospace.obsm.pop("spatial")
+    msg = one_line_error(prepare, nospace, **fast())
+    assert "no spatial coordinates" in msg and "coords" in msg and "--spatial-key" in msg
+    assert prepare(nospace, **fast(spatial_key="coords")).obsm["coords"].shape == (a.n_obs, 2)
+    msg = one_line_error(prepare, a, **fast(cluster_key="truht"))
+    assert "obs has no column 'truht'" in msg and "truth" in msg
+    msg = one_line_error(prepare, a, **fast(section_key="sections"))
+    assert "--section-key" in msg
+
+
+def test_unlabeled_cells_form_a_type_or_are_dropped() -> None:
+    a = toy_counts()
+    lab = a.obs["truth"].astype(object)
+    lab.iloc[:10] = np.nan
+    a.obs["truth"] = lab
+    out = prepare(a, **fast())
+    assert (out.obs["cell_type"] == "unlabeled").sum() == 10
+    out = prepare(a, **fast(drop_unlabeled=True))
+    assert out.n_obs == a.n_obs - 10 and "unlabeled" not in set(out.obs["cell_type"])
+    # float ids with NaN (as pandas reads an integer column with gaps) and R's "NA" strings
+    a.obs["ids"] = np.where(a.obs["truth"].isna(), np.nan, (a.obs["truth"] == "B").astype(float) + 1.0)
+    a.obs["cell_type"] = np.where(a.obs["truth"].isna(), "NA", a.obs["truth"].astype(str))
+    out = prepare(a, **fast(cluster_key="ids"))
+    assert sorted(set(out.obs["cell_type"])) == ["1", "2", "unlabeled"]
+    assert any("replaced" in n for n in out.uns["spacetravlr_prep"]["notes"])
+    out = prepare(a, **fast(cluster_key=None))  # the existing obs['cell_type'] is used
+    assert sorted(set(out.obs["cell_type"])) == ["A", "B", "unlabeled"]
+    assert "--leiden" in one_line_error(prepare, a, **fast(leiden=True))
+
+
+# ---------------------------------------------------------------------------------------------------
+# the program
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_cli_leiden_umap_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from spacetravlr.cli.main import main
+    from spacetravlr.io.anndata import load_tissue
+    from spacetravlr.io.network import write_network
+
+    a = toy_counts(n=300)
+    src = tmp_path / "raw.h5ad"
+    a.write_h5ad(src)
+    write_network(toy_network(), tmp_path / "net", "mouse")
+    dst = tmp_path / "out" / "prepped.h5ad"
+    code = main(["prep", str(src), "-o", str(dst), "--network", str(tmp_path / "net"), "--resolution", "0.3",
+                 "--n-top-genes", "20"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for step in ("checks", "normalise", "genes", "PCA", "Leiden", "UMAP", "impute", "coordinates"):
+        assert f"prep: {step}" in out
+    assert "peak memory" in out and "cell types:" in out
+    t = load_tissue(dst, layer="imputed_count", cluster_annot="cell_type")
+    assert t.umap is not None and 2 <= t.n_clusters <= 10
+    p = ad.read_h5ad(dst)
+    # Leiden recovers the two planted types (adjusted Rand index)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(p.obs["truth"], p.obs["cell_type"]) > 0.5
+    assert set(TFS) <= set(p.var_names)
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from spacetravlr.cli.main import main
+
+    assert main(["prep", str(tmp_path / "missing.h5ad"), "-o", str(tmp_path / "o.h5ad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "file not found" in err and err.startswith("spacetravlr prep: error:")
+    a = toy_counts()
+    a.X = sp.csr_matrix(a.X.toarray() * 0.5)
+    src = tmp_path / "half.h5ad"
+    a.write_h5ad(src)
+    assert main(["prep", str(src), "-o", str(tmp_path / "o.h5ad"), "--cluster-key", "truth"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "non-integer" in err
+    assert not (tmp_path / "o.h5ad").exists()
+    assert main(["prep", str(src), "-o", str(src)]) == 2
+    assert "overwrite the input" in capsys.readouterr().err
+
+
+def test_cli_help_is_fast_and_lists_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from spacetravlr.cli.prep import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "--section-key" in out and "--network" in out
+    t = time.perf_counter()
+    code = subprocess.run([sys.executable, "-c", "import sys; from spacetravlr.cli.prep import main; "
+                           "sys.argv=['x','--help']; main()"], capture_output=True).returncode
+    assert code == 0 and time.perf_counter() - t < 10
+    r = subprocess.run([sys.executable, "-c", "import spacetravlr.cli.prep, spacetravlr.prep, sys; "
+                        "print(any(m.startswith(('scanpy', 'sklearn', 'numba')) for m in sys.modules))"],
+                       capture_output=True, text=True)
+    assert r.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------------------------------------
+# real data
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_real_starmap_prepares_and_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from spacetravlr.cli.main import main
+    from spacetravlr.io.network import build_network, write_network
+
+    src = shared_path("real", "starmap_visual_cortex_1020.h5ad")
+    net = build_network(shared_path("grn", "mouse_base_grn.parquet"), shared_path("lr", "cellchat_mouse.csv"),
+                        species="mouse")
+    write_network(net, tmp_path / "net", "mouse")
+    dst = tmp_path / "starmap.h5ad"
+    assert main(["prep", str(src), "-o", str(dst), "--cluster-key", "cluster_name", "--drop-unlabeled",
+                 "--network", str(tmp_path / "net")]) == 0
+    out = capsys.readouterr().out
+    assert "16 from obs['cluster_name']" in out and "→ 15" in out
+    p = ad.read_h5ad(dst)
+    assert p.n_obs == 1207 and p.n_vars == 1020
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(["--h5ad", str(dst), "--network-dir", str(tmp_path / "net"), "--max-genes", "5",
+                     "--output-dir", str(tmp_path / "run"), "--plain"])
+    log = capsys.readouterr().out
+    assert code == 0, log
+    assert len(list((tmp_path / "run").glob("*_betadata.feather"))) >= 4, log
+
+
+def test_missing_scanpy_names_the_prep_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from spacetravlr.prep._deps import require_scanpy
+
+    monkeypatch.setitem(sys.modules, "scanpy", None)
+    from spacetravlr.errors import SpaceTravLRError
+
+    with pytest.raises(SpaceTravLRError) as ei:
+        require_scanpy()
+    msg = str(ei.value)
+    assert "spacetravlr[prep]" in msg and "\n" not in msg
