@@ -9,17 +9,22 @@ from collections.abc import Iterator
 THREADS_ENV = "SPACETRAVLR_NUM_THREADS"
 
 
+def _max_threads() -> int:
+    import numba
+
+    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+
+
 def default_threads() -> int:
     """``$SPACETRAVLR_NUM_THREADS`` if set, else every core numba may use."""
-    import numba
 
     env = os.environ.get(THREADS_ENV)
     if env:
         try:
-            return max(1, min(int(env), numba.config.NUMBA_NUM_THREADS))
+            return max(1, min(int(env), _max_threads()))
         except ValueError:
             pass
-    return int(numba.config.NUMBA_NUM_THREADS)
+    return int(_max_threads())
 
 
 @contextlib.contextmanager
@@ -27,7 +32,7 @@ def thread_limit(n_threads: int | None) -> Iterator[int]:
     """Limit numba and BLAS threads to ``n_threads`` inside the block (None = default)."""
     import numba
 
-    n = default_threads() if n_threads is None else max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
+    n = default_threads() if n_threads is None else max(1, min(int(n_threads), _max_threads()))
     old = numba.get_num_threads()
     numba.set_num_threads(n)
     try:

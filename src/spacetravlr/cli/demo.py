@@ -57,9 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "execution.output_dir": str(run_dir),
         "execution.n_parallel": a.parallel,
     }, source="demo")
-    res = train(cfg, plain=True, quiet=True)
-    print(f"      {res.counts['done']} genes trained, {res.counts['orphan']} orphans, "
-          f"{res.counts['failed']} failed → {run_dir}")
+    run = train(cfg, plain=True, quiet=True)
+    print(f"      {run.counts['done']} genes trained, {run.counts['orphan']} orphans, "
+          f"{run.counts['failed']} failed → {run_dir}")
 
     # recovery of the planted betas, a quick check of the whole chain
     from ..io.betadata import betadata_path, read_betadata
