@@ -51,23 +51,38 @@ def _finish(fig: Any, ax: Any, show: bool | None, save: str | os.PathLike[str] |
         plt.close(fig)
 
 
-def _scatter_clusters(ax: Any, coords: np.ndarray, clusters: np.ndarray | None, labels: Sequence[str] | None,
+def _cluster_codes(clusters: Any, labels: Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
+    """Integer cluster ids and their labels; string / categorical clusters are coded in sorted order."""
+    c = np.asarray(clusters)
+    if c.dtype.kind in "iu":
+        labs = list(labels) if labels is not None else [str(k) for k in range(int(c.max()) + 1 if c.size else 0)]
+        return c.astype(np.int64), [str(x) for x in labs]
+    if labels is not None:
+        index = {str(lab): k for k, lab in enumerate(labels)}
+        return np.array([index.get(str(x), -1) for x in c], dtype=np.int64), [str(x) for x in labels]
+    uniq, codes = np.unique(c.astype(str), return_inverse=True)
+    return codes.astype(np.int64), [str(x) for x in uniq]
+
+
+def _scatter_clusters(ax: Any, coords: np.ndarray, clusters: Any, labels: Sequence[str] | None,
                       size: float, legend: bool) -> None:
     if clusters is None:
         ax.scatter(coords[:, 0], coords[:, 1], s=size, c="#bbbbbb", linewidths=0, rasterized=True)
         return
-    labs = list(labels) if labels is not None else [str(k) for k in range(int(clusters.max()) + 1)]
+    codes, labs = _cluster_codes(clusters, labels)
+    if len(codes) != len(coords):
+        raise ValueError(f"clusters has {len(codes)} entries for {len(coords)} cells")
     for k, lab in enumerate(labs):
-        m = clusters == k
+        m = codes == k
         if m.any():
             ax.scatter(coords[m, 0], coords[m, 1], s=size, c=_PALETTE[k % len(_PALETTE)], linewidths=0,
                        label=str(lab), alpha=0.6, rasterized=True)
-    if legend:
+    if legend and len(labs):
         ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, markerscale=max(1.0, 12 / size),
                   fontsize="small")
 
 
-def transition_field(coords: np.ndarray, grid: GridField, *, clusters: np.ndarray | None = None,
+def transition_field(coords: np.ndarray, grid: GridField, *, clusters: Any = None,
                      cluster_labels: Sequence[str] | None = None, kind: str = "quiver",
                      ax: Axes | None = None, show: bool | None = None, save: str | os.PathLike[str] | None = None,
                      title: str | None = None, basis: str = "UMAP", point_size: float = 6.0,
@@ -80,29 +95,35 @@ def transition_field(coords: np.ndarray, grid: GridField, *, clusters: np.ndarra
         The embedding the field was computed on (UMAP or spatial coordinates).
     grid : GridField
         From :func:`spacetravlr.transitions.grid_field` (``TransitionField.grid``).
-    clusters, cluster_labels : colour cells by cluster id with these labels.
+    clusters, cluster_labels : colour cells by cluster: integer ids (``cluster_labels[k]`` names id k), or
+        labels themselves (strings / a categorical, e.g. ``adata.obs["louvain"]``).
+    kind : ``"quiver"`` (one arrow per shown bin, lengths in embedding units as in the grid) or
+        ``"stream"`` (streamlines, width ∝ speed).
     """
+    if kind not in ("quiver", "stream"):
+        raise ValueError(f"kind must be 'quiver' or 'stream', got {kind!r}")
     plt = _pyplot()
     own = ax is None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.5, 5.5))
     else:
         fig = ax.figure
+    coords = np.asarray(coords)
     _scatter_clusters(ax, coords, clusters, cluster_labels, point_size, legend)
     X, Y = np.meshgrid(grid.x, grid.y)
     if kind == "quiver":
-        u = np.where(grid.mask, grid.u, np.nan)
-        v = np.where(grid.mask, grid.v, np.nan)
-        ax.quiver(X, Y, u, v, angles="xy", scale_units="xy", scale=1.0, width=0.004, color="black",
-                  zorder=3)
+        m = grid.mask & np.isfinite(grid.u) & np.isfinite(grid.v)
+        if m.any():
+            ax.quiver(X[m], Y[m], grid.u[m], grid.v[m], angles="xy", scale_units="xy", scale=1.0, width=0.004,
+                      color="black", zorder=3)
     elif kind == "stream":
-        u = np.where(grid.mask, grid.u, 0.0)
-        v = np.where(grid.mask, grid.v, 0.0)
+        u = np.where(grid.mask, np.nan_to_num(grid.u), 0.0)
+        v = np.where(grid.mask, np.nan_to_num(grid.v), 0.0)
         speed = np.hypot(u, v)
-        lw = 0.5 + 2.0 * speed / speed.max() if speed.max() > 0 else 1.0
-        ax.streamplot(grid.x, grid.y, u, v, color="black", linewidth=lw, density=1.2, arrowsize=1.0, zorder=3)
-    else:
-        raise ValueError(f"kind must be 'quiver' or 'stream', got {kind!r}")
+        if speed.max() > 0 and len(grid.x) > 1 and len(grid.y) > 1:
+            lw = 0.5 + 2.0 * speed / speed.max()
+            ax.streamplot(grid.x, grid.y, u, v, color="black", linewidth=lw, density=1.2, arrowsize=1.0,
+                          zorder=3)
     ax.set_xlabel(f"{basis}1")
     ax.set_ylabel(f"{basis}2")
     ax.set_xticks([])
@@ -122,17 +143,26 @@ def spatial_delta(coords: np.ndarray, delta: np.ndarray, *, var_names: Sequence[
 
     ``scope`` (boolean mask) outlines the perturbed cells.
     """
+    D = np.asarray(delta)
+    coords = np.asarray(coords)
+    if D.ndim != 2 or D.shape[0] != coords.shape[0]:
+        raise ValueError(f"delta {D.shape} does not match coords {coords.shape}")
+    col = None
+    if gene is not None:
+        if var_names is None:
+            raise ValueError("var_names are needed to pick a gene")
+        names = list(var_names)
+        if gene not in names:
+            raise ValueError(f"gene {gene!r} is not in var_names")
+        col = names.index(gene)
     plt = _pyplot()
     own = ax is None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.5, 5.5))
     else:
         fig = ax.figure
-    D = np.asarray(delta)
-    if gene is not None:
-        if var_names is None:
-            raise ValueError("var_names are needed to pick a gene")
-        vals = D[:, list(var_names).index(gene)]
+    if col is not None:
+        vals = D[:, col]
         lim = float(np.abs(vals).max()) or 1.0
         sc = ax.scatter(coords[:, 0], coords[:, 1], c=vals, s=point_size, cmap=cmap, vmin=-lim, vmax=lim,
                         linewidths=0, rasterized=True)
@@ -156,11 +186,22 @@ def spatial_delta(coords: np.ndarray, delta: np.ndarray, *, var_names: Sequence[
     return ax
 
 
-def perturbation_summary(result: PerturbResult, *, n_top: int = 15, show: bool | None = None,
-                         save: str | os.PathLike[str] | None = None, title: str | None = None) -> Figure:
-    """Two panels: top affected genes (mean |Δ|, signed by the mean direction) and per-cluster impact."""
+def perturbation_summary(result: PerturbResult, *, n_top: int = 15, ax: Sequence[Axes] | None = None,
+                         show: bool | None = None, save: str | os.PathLike[str] | None = None,
+                         title: str | None = None) -> Figure:
+    """Two panels: top affected genes (mean |Δ|, signed by the mean direction) and per-cluster impact.
+
+    ``ax``: two Axes to draw into (default: a new 1 × 2 figure). Returns the Figure.
+    """
     plt = _pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [1.4, 1]})
+    own = ax is None
+    if ax is None:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [1.4, 1]})
+    else:
+        if len(ax) != 2:
+            raise ValueError(f"ax must be two Axes (genes, clusters), got {len(ax)}")
+        a1, a2 = ax
+        fig = a1.figure
     top = result.top_genes(n_top)
     gi = result.tissue.gene_index
     if top:
@@ -179,7 +220,11 @@ def perturbation_summary(result: PerturbResult, *, n_top: int = 15, show: bool |
     a2.set_title("impact per cluster")
     a2.tick_params(axis="x", rotation=45)
     head = ", ".join(f"{g}→{v:g}" for g, v in zip(result.targets, result.desired))
-    fig.suptitle(title or f"{head} ({result.scope_label}, {result.n_propagation} steps)")
-    fig.tight_layout()
-    _finish(fig, a1, show, save, True)
+    label = title or f"{head} ({result.scope_label}, {result.n_propagation} steps)"
+    if own:
+        fig.suptitle(label)
+        fig.tight_layout()
+    else:
+        a1.set_title(f"{label}\nmost affected genes", fontsize="medium")
+    _finish(fig, a1, show, save, own)
     return fig

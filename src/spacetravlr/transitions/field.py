@@ -4,8 +4,9 @@ For a simulated change Δ (cells × genes) and an embedding E (cells × 2):
 
 1. kNN graph on E (``n_neighbors``; self excluded — under python-reference compat the cell is one of its
    own k neighbours, as sklearn's ``kneighbors`` returns it, and gets probability 0).
-2. ``corr[i, j] = Pearson(Δ_i, X_j − X_i)`` over genes for each neighbour j; undefined → 0
-   (python-reference: 1, velocyto's ``nan_to_num(nan=1)``).
+2. ``corr[i, j] = Pearson(Δ_i, X_j − X_i)`` over genes for each neighbour j; undefined (Δ_i or
+   X_j − X_i constant, to rounding) → 0 (python-reference: 1, velocyto's ``nan_to_num(nan=1)``). Δ is
+   rescaled and rounded on the fly (no N × G copy).
 3. ``P_ij ∝ exp(corr_ij / T)`` over neighbours, rows sum to 1; ``remove_null`` subtracts the same
    quantity for Δ = 0 (uniform over the neighbours), so rows then sum to 0.
 4. ``v_i = Σ_j P_ij (E_j − E_i)`` (or unit directions ``(E_j − E_i)/‖E_j − E_i‖``).
@@ -119,27 +120,52 @@ def knn(embedding: np.ndarray, n_neighbors: int, *, include_self: bool = False,
     tree = cKDTree(E)
     if include_self:
         _, idx = tree.query(E, k=k, workers=n_threads or -1)
-        idx = np.asarray(idx).reshape(n, k)
-        return idx.astype(np.int64)
+        return np.asarray(idx).reshape(n, k).astype(np.int64)
     _, idx = tree.query(E, k=k + 1, workers=n_threads or -1)
-    idx = np.asarray(idx).reshape(n, k + 1)
-    # drop the cell itself (usually the first; with duplicate points it may be elsewhere)
-    out = np.empty((n, k), dtype=np.int64)
+    idx = np.asarray(idx).reshape(n, k + 1).astype(np.int64)
+    # drop the cell itself: nearly always the first (distance 0); with duplicate points it may be
+    # elsewhere in the list, or absent when more than k others sit at the same place
+    out = idx[:, 1:].copy()
     rows = np.arange(n)
-    is_self = idx == rows[:, None]
-    has_self = is_self.any(axis=1)
-    for i in np.flatnonzero(has_self):
-        out[i] = idx[i][~is_self[i]][:k]
-    out[~has_self] = idx[~has_self, :k]
+    for i in np.flatnonzero(idx[:, 0] != rows):
+        r = idx[i][idx[i] != i]
+        out[i] = r[:k]
     return out
 
 
-def prepare_delta(delta: np.ndarray, *, rescale: float = 1.0, round_decimals: int | None = 3) -> np.ndarray:
-    """Δ × ``rescale``, rounded to ``round_decimals`` (None = no rounding), float64."""
-    D = np.asarray(delta, dtype=np.float64) * rescale
-    if round_decimals is not None:
-        D = np.round(D, round_decimals)
-    return np.ascontiguousarray(D)
+def _round_mode(round_decimals: int | None) -> tuple[float, int]:
+    if round_decimals is None:
+        return 1.0, 0
+    d = int(round_decimals)
+    return 10.0 ** abs(d), (1 if d >= 0 else -1)
+
+
+def _as_matrix(a: Any) -> np.ndarray:
+    """A dense float32/float64 matrix (C order when a copy is needed anyway)."""
+    m = a.toarray() if sp.issparse(a) else np.asarray(a)
+    if m.dtype not in (np.float32, np.float64):
+        m = m.astype(np.float64)
+    return m
+
+
+def prepare_delta(delta: np.ndarray, *, rescale: float = 1.0, round_decimals: int | None = 3,
+                  n_threads: int | None = None) -> np.ndarray:
+    """Δ × ``rescale``, rounded to ``round_decimals`` (None = no rounding), as a new C-contiguous float64
+    array, bit-identical to ``np.round(delta * rescale, round_decimals)`` (the input is not modified).
+
+    :func:`transition_probabilities` applies the same rounding on the fly without this copy.
+    Raises ValueError when a value is not finite.
+    """
+    D = _as_matrix(delta)
+    if D.ndim != 2:
+        raise ValueError(f"delta must be a cells × genes matrix, got shape {D.shape}")
+    f, mode = _round_mode(round_decimals)
+    out = np.empty(D.shape)
+    with thread_limit(n_threads):
+        ok = _kernels.round_scaled(D, float(rescale), f, mode, out)
+    if not ok:
+        raise ValueError("delta must be finite")
+    return out
 
 
 def transition_probabilities(
@@ -181,40 +207,52 @@ def transition_probabilities(
     TransitionGraph
     """
     t0 = time.perf_counter()
-    X = np.ascontiguousarray(expression, dtype=np.float64)
-    D = prepare_delta(delta, rescale=delta_rescale, round_decimals=round_decimals)
-    E = np.ascontiguousarray(embedding, dtype=np.float64)[:, :2]
+    X = np.ascontiguousarray(_as_matrix(expression), dtype=np.float64)
+    E = np.asarray(embedding, dtype=np.float64)
+    if E.ndim != 2 or E.shape[1] < 2:
+        raise ValueError(f"embedding must be N × 2 (or more columns; the first two are used), got {E.shape}")
+    E = np.ascontiguousarray(E[:, :2])
     n = X.shape[0]
-    if D.shape != X.shape or E.shape[0] != n:
-        raise ValueError(f"shapes disagree: expression {X.shape}, delta {D.shape}, embedding {E.shape}")
+    dshape = np.shape(delta)
+    if X.ndim != 2 or dshape != X.shape or E.shape[0] != n:
+        raise ValueError(f"shapes disagree: expression {X.shape}, delta {dshape}, embedding {E.shape}")
+    if X.shape[1] == 0:
+        raise ValueError("expression has no genes")
     if not (temperature > 0):
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    if not np.isfinite(D).all() or not np.isfinite(E).all():
-        raise ValueError("delta and embedding must be finite")
+    if not np.isfinite(E).all():
+        raise ValueError("embedding must be finite")
+    with thread_limit(n_threads):
+        if not _kernels.all_finite(X):
+            raise ValueError("expression must be finite")
+    D = _as_matrix(delta)
+    t_prep = time.perf_counter()
     nb = knn(E, n_neighbors, include_self=reference_compat, n_threads=n_threads)
+    t_knn = time.perf_counter()
     nan_value = 1.0 if reference_compat else 0.0
     k = nb.shape[1]
     corr = np.empty((n, k))
     P = np.empty((n, k))
-    self_mask = nb == np.arange(n)[:, None]
+    bad = np.zeros(n, dtype=np.bool_)
+    f, mode = _round_mode(round_decimals)
     # visit cells along a space-filling curve: neighbouring rows of X are then close in memory
     # (the visiting order does not change any value)
     order = _morton_order(E) if n > 1 else np.arange(n)
-    mean = np.empty(n)
-    ssq = np.empty(n)
     with thread_limit(n_threads):
-        _kernels.row_stats(X, mean, ssq)
-        _kernels.delta_correlation(X, D, nb, order, mean, ssq, nan_value, corr)
-        _kernels.softmax_rows(corr, nb, self_mask, 1.0 / temperature, P)
-        if remove_null:
-            # Δ = 0: every correlation is undefined, so P0 is uniform over the (non-self) neighbours
-            null_corr = np.full((n, k), nan_value)
-            P0 = np.empty((n, k))
-            _kernels.softmax_rows(null_corr, nb, self_mask, 1.0 / temperature, P0)
-            P -= P0
+        # Δ is scaled and rounded inside the kernel (no N × G copy)
+        _kernels.delta_correlation(X, D, float(delta_rescale), f, mode, nb, order, nan_value, corr, bad)
+        if bad.any():
+            raise ValueError(f"delta must be finite (row {int(np.flatnonzero(bad)[0])} is not, after rescaling)")
+        t_corr = time.perf_counter()
+        # remove_null: with Δ = 0 every correlation is undefined, so P0 is uniform over the (non-self)
+        # neighbours; the kernel subtracts it
+        _kernels.softmax_rows(corr, nb, 1.0 / temperature, bool(remove_null), P)
+    timings = dict(prepare=t_prep - t0, knn=t_knn - t_prep, delta_correlation=t_corr - t_knn,
+                   probabilities=time.perf_counter() - t_corr)
     params = dict(n_neighbors=int(k), temperature=float(temperature), remove_null=bool(remove_null),
                   reference_compat=bool(reference_compat), delta_rescale=float(delta_rescale),
-                  round_decimals=round_decimals, seconds=time.perf_counter() - t0)
+                  round_decimals=round_decimals, seconds=time.perf_counter() - t0,
+                  timings={k_: round(v, 6) for k_, v in timings.items()})
     log.info("transition probabilities: %d cells, k=%d, %.2fs", n, k, params["seconds"])
     return TransitionGraph(neighbors=nb, probabilities=P, correlations=corr, params=params)
 
@@ -256,7 +294,8 @@ def grid_field(embedding: np.ndarray, vectors: np.ndarray, *, nx: int | None = N
     lo, hi = E.min(axis=0), E.max(axis=0)
     span = np.maximum(hi - lo, 1e-12)
     if ny is None:
-        ny = max(1, int(round(nx * span[1] / span[0])))
+        # square bins; capped so that a degenerate (line-like) embedding cannot ask for millions of bins
+        ny = int(np.clip(round(nx * span[1] / span[0]), 1, max(4 * nx, 200)))
     ix = np.clip(((E[:, 0] - lo[0]) / span[0] * nx).astype(np.int64), 0, nx - 1)
     iy = np.clip(((E[:, 1] - lo[1]) / span[1] * ny).astype(np.int64), 0, ny - 1)
     flat = iy * nx + ix
@@ -323,8 +362,8 @@ def transition_field(
     Parameters
     ----------
     data : AnnData or (N, G) array
-        With an AnnData, the base expression is ``layers[layer]`` (``X`` when ``layer`` is None or
-        absent... absent is an error) and the embedding ``obsm['X_umap']`` (or ``obsm['umap']``).
+        With an AnnData, the base expression is ``layers[layer]`` (``X`` when ``layer`` is None; a
+        named layer that is absent is an error) and the embedding ``obsm['X_umap']`` (or ``obsm['umap']``).
     delta : (N, G) array
         Simulated change (e.g. ``PerturbResult.delta``).
     embedding : (N, 2) array, optional
@@ -345,7 +384,7 @@ def transition_field(
         if layer and layer not in adata.layers:
             raise ValueError(f"layer {layer!r} not in adata.layers ({list(adata.layers)})")
         X = adata.layers[layer] if layer else adata.X
-        X = X.toarray() if sp.issparse(X) else np.asarray(X)
+        X = X.toarray() if sp.issparse(X) else np.asarray(X)  # type: ignore[union-attr]
         if embedding is None:
             key = next((k for k in _keys.UMAP_KEYS if k in adata.obsm), None)
             if key is None:
@@ -379,4 +418,4 @@ def store(adata: ad.AnnData, result: TransitionField, *, key_added: str = DEFAUL
     adata.uns[f"{key_added}_field"] = {
         "x": gr.x, "y": gr.y, "u": np.nan_to_num(gr.u), "v": np.nan_to_num(gr.v), "counts": gr.counts,
         "mask": gr.mask, "params": {**{k: v for k, v in result.graph.params.items() if v is not None},
-                                    **gr.params, "unit_directions": unit_directions}}
+                                    **gr.params, "unit_directions": unit_directions, "key_added": key_added}}
