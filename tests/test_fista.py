@@ -442,3 +442,32 @@ def test_fit_clusters_edge_shapes_and_validation() -> None:
         fit_clusters(X, y, clusters.astype(float), [0, 0, 1, 1], **CLUSTER_KW)
     with pytest.raises(ValueError, match="clusters must have shape"):
         fit_clusters(X, y, clusters[:-1], [0, 0, 1, 1], **CLUSTER_KW)
+
+
+@pytest.mark.parametrize("with_grams", [True, False])
+def test_split_design_equals_assembled_design(with_grams):
+    """fit_clusters_split (own columns + shared columns with precomputed per-cluster Gram blocks) solves
+    the same problems as fit_clusters on the assembled design, bit-identically for any thread count."""
+    from spacetravlr.models import SharedColumns, fit_clusters_split
+
+    rng = np.random.default_rng(11)
+    n, n_own, n_shared, k = 900, 9, 40, 3
+    XS = rng.random((n, n_own))
+    XL = rng.random((n, n_shared)) * 0.05
+    clusters = rng.integers(0, k, n)
+    sub = np.sort(rng.choice(n_shared, 30, replace=False))
+    kind = np.r_[np.zeros(4), np.ones(30), np.zeros(5)].astype(np.int64)
+    col = np.r_[np.arange(4), sub, np.arange(4, 9)].astype(np.int64)
+    X = np.column_stack([XS[:, :4], XL[:, sub], XS[:, 4:]])
+    groups = np.r_[np.zeros(4), np.ones(30), 2 * np.ones(5)].astype(np.int64)
+    y = X @ rng.normal(size=X.shape[1]) + 0.05 * rng.normal(size=n)
+    kw = dict(l1_reg=1e-3, group_reg=1e-3, n_iter=3000, tol=1e-10, score_threshold=0.1, n_clusters=k)
+    ref = fit_clusters(X, y, clusters, groups, **kw)
+    shared = SharedColumns.build(XL, clusters, k, max_bytes=1e12 if with_grams else 0)
+    assert shared.has_grams is with_grams
+    one = fit_clusters_split(XS, shared, kind, col, y, clusters, groups, n_threads=1, **kw)
+    two = fit_clusters_split(XS, shared, kind, col, y, clusters, groups, n_threads=2, **kw)
+    np.testing.assert_allclose(one.coef, ref.coef, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(one.objective, ref.objective, rtol=1e-12)
+    np.testing.assert_array_equal(one.status, ref.status)
+    assert np.array_equal(one.coef, two.coef) and np.array_equal(one.intercept, two.intercept)

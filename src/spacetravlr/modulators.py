@@ -182,6 +182,35 @@ class ModulatorSelector:
         """Database LR pairs present in the data (after ``max_ligands``), sorted by name."""
         return list(self._pairs)
 
+    @property
+    def all_lr_pairs(self) -> list[tuple[str, str]]:
+        """Every ``L$R`` pair some target may use: database pairs, then extra pairs (none when LR
+        modulators are off). ``select(t).lr_pairs`` is this list without the pairs touching ``t``."""
+        if not self.use_lr:
+            return []
+        out = list(self._pairs)
+        seen = set(out)
+        for p in self._extra_lr:
+            if p not in seen:
+                out.append(p)
+                seen.add(p)
+        return out
+
+    @property
+    def all_ligands(self) -> list[str]:
+        """Every ligand whose received amount some target may need, sorted.
+
+        A superset of ``select(t).ligands`` for every target ``t``: the ligands of the database LR pairs
+        (they also feed the ``L#TF`` pairs) and, when LR modulators are on, of the ``extra_lr`` pairs.
+        Empty when both the LR and the TF–ligand families are off.
+        """
+        if not (self.use_lr or self.use_tfl):
+            return []
+        ligs = {l for l, _ in self._pairs}
+        if self.use_lr:
+            ligs |= {l for l, _ in self._extra_lr}
+        return sorted(ligs)
+
     def ligand_radius(self, ligand: str, radius: float, contact_distance: float, per_ligand: bool) -> float:
         """``radius``, or ``contact_distance`` for non-secreted ligands under ``per_ligand_radius``."""
         if per_ligand and self.signaling.get(ligand, _keys.SECRETED) != _keys.SECRETED:

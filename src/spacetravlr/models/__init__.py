@@ -14,7 +14,16 @@ Public names
 
 from __future__ import annotations
 
-from .fista import ClusterFits, FistaResult, FitStatus, fit_clusters, fit_sgl, fit_sparse_group_lasso
+from .fista import (
+    ClusterFits,
+    FistaResult,
+    FitStatus,
+    SharedColumns,
+    fit_clusters,
+    fit_clusters_split,
+    fit_sgl,
+    fit_sparse_group_lasso,
+)
 from .penalties import GROUP_REG_SCALINGS, L1, GroupL2, SparseGroupL1L2, group_lambdas
 
 __all__ = [
@@ -24,8 +33,10 @@ __all__ = [
     "FistaResult",
     "FitStatus",
     "GroupL2",
+    "SharedColumns",
     "SparseGroupL1L2",
     "fit_clusters",
+    "fit_clusters_split",
     "fit_sgl",
     "fit_sparse_group_lasso",
     "group_lambdas",

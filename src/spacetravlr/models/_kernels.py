@@ -532,3 +532,239 @@ def fit_blocks_parallel(
             stats[k],
             counts[k],
         )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Split design: gene-specific columns (XS) + columns shared by every gene (XL), with per-cluster Gram
+# blocks of the shared columns computed once per run.
+#
+# A target's features are TF / TF–ligand / extra columns of its own (``XS``, N × p_s) and a subset of
+# the run's ligand–receptor columns (``XL``, N × P, identical for every target). ``src_kind[j]`` (0 =
+# XS, 1 = XL) and ``src_col[j]`` locate feature ``j``. The unscaled centred Gram of XL over each
+# cluster's cells (``shared_gram[k]``, P × P) and the cluster means (``shared_mean[k]``) are computed
+# once; a target then only computes the rows of its own columns (m·p_s·p instead of m·p²/2).
+# ---------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, nogil=True)
+def _feature(XS: np.ndarray, XL: np.ndarray, r: int, kind: int, col: int) -> float:
+    return XS[r, col] if kind == 0 else XL[r, col]
+
+
+@njit(cache=True, nogil=True)
+def shared_block_stats(XL: np.ndarray, rows: np.ndarray, mean: np.ndarray, G: np.ndarray) -> bool:
+    """Cluster means of XL over ``rows`` and the unscaled centred Gram (full, symmetric) into ``G``.
+
+    Returns False when a value is not finite. Uses the same centring and rank-4 accumulation as
+    :func:`centred_gram`.
+    """
+    m = rows.shape[0]
+    P = XL.shape[1]
+    for j in range(P):
+        mean[j] = 0.0
+    for i in range(m):
+        xr = XL[rows[i]]
+        for j in range(P):
+            mean[j] += xr[j]
+    for j in range(P):
+        if not np.isfinite(mean[j]):
+            return False
+        mean[j] = mean[j] / m if m > 0 else 0.0
+    yc = np.zeros(m)
+    c = np.empty(P)
+    centred_gram(XL, rows, mean, yc, G, c)
+    for a in range(P):
+        for b in range(a + 1, P):
+            G[b, a] = G[a, b]
+    return True
+
+
+@njit(cache=True, parallel=True)
+def shared_grams(XL: np.ndarray, order: np.ndarray, starts: np.ndarray, means: np.ndarray,
+                 grams: np.ndarray, ok: np.ndarray) -> None:
+    """:func:`shared_block_stats` for every cluster (one cluster per ``prange`` iteration; each writes
+    only its own slot)."""
+    for k in prange(starts.shape[0] - 1):
+        ok[k] = shared_block_stats(XL, order[starts[k]:starts[k + 1]], means[k], grams[k])
+
+
+@njit(cache=True, nogil=True)
+def fit_block_split(
+    XS: np.ndarray,
+    XL: np.ndarray,
+    src_kind: np.ndarray,
+    src_col: np.ndarray,
+    y: np.ndarray,
+    rows: np.ndarray,
+    shared_gram: np.ndarray,
+    shared_mean: np.ndarray,
+    has_shared: bool,
+    feature_group: np.ndarray,
+    group_lam: np.ndarray,
+    l1: float,
+    n_iter: int,
+    tol: float,
+    n_power: int,
+    backtrack: float,
+    G: np.ndarray,
+    coef: np.ndarray,
+    stats: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """:func:`fit_block` on a split design (see the section comment); same outputs and statuses."""
+    m = rows.shape[0]
+    p = src_kind.shape[0]
+    for j in range(p):
+        coef[j] = 0.0
+    for q in range(stats.shape[0]):
+        stats[q] = 0.0
+    for q in range(counts.shape[0]):
+        counts[q] = 0
+    if m < 2:
+        counts[2] = STATUS_TOO_FEW_CELLS
+        return
+    use_shared = np.zeros(p, dtype=np.bool_)
+    if has_shared:
+        for j in range(p):
+            use_shared[j] = src_kind[j] == 1
+    # pass 1: means (shared columns: the run's cluster means), finiteness, constant y
+    yc = np.empty(m)
+    xbar = np.zeros(p)
+    ybar = 0.0
+    finite = True
+    y0 = y[rows[0]]
+    y_const = True
+    for i in range(m):
+        r = rows[i]
+        yi = y[r]
+        yc[i] = yi
+        ybar += yi
+        if not np.isfinite(yi):
+            finite = False
+        if yi != y0:
+            y_const = False
+        for j in range(p):
+            if not use_shared[j]:
+                xbar[j] += _feature(XS, XL, r, src_kind[j], src_col[j])
+    for j in range(p):
+        if use_shared[j]:
+            xbar[j] = shared_mean[src_col[j]]
+        elif not np.isfinite(xbar[j]):
+            finite = False
+    if not finite:
+        counts[2] = STATUS_NONFINITE_INPUT
+        return
+    inv_m = 1.0 / m
+    if y_const:
+        ybar = y0
+    else:
+        ybar *= inv_m
+    for j in range(p):
+        if not use_shared[j]:
+            xbar[j] *= inv_m
+    for i in range(m):
+        yc[i] = 0.0 if y_const else yc[i] - ybar
+    # pass 2: c for every column; G rows of own columns from the cells, shared block copied
+    own = np.empty(p, dtype=np.int64)
+    n_own = 0
+    for j in range(p):
+        if not use_shared[j]:
+            own[n_own] = j
+            n_own += 1
+    c = np.zeros(p)
+    for a in range(p):
+        for b in range(p):
+            G[a, b] = 0.0
+    buf = np.empty(p)
+    for i in range(m):
+        r = rows[i]
+        yq = yc[i]
+        for j in range(p):
+            v = _feature(XS, XL, r, src_kind[j], src_col[j]) - xbar[j]
+            buf[j] = v
+            c[j] += yq * v
+        for t in range(n_own):
+            a = own[t]
+            va = buf[a]
+            if va != 0.0:
+                ga = G[a]
+                for b in range(p):
+                    ga[b] += va * buf[b]
+    for t in range(n_own):
+        a = own[t]
+        for b in range(p):
+            G[b, a] = G[a, b]
+    if has_shared:
+        for a in range(p):
+            if use_shared[a]:
+                sa = src_col[a]
+                for b in range(p):
+                    if use_shared[b]:
+                        G[a, b] = shared_gram[sa, src_col[b]]
+    for a in range(p):
+        c[a] *= inv_m
+        for b in range(p):
+            G[a, b] *= inv_m
+    lip = power_lipschitz(G, n_power)
+    it, conv, lip, n_restarts, n_backtracks = fista_gram(
+        G, c, feature_group, group_lam, l1, coef, lip, n_iter, tol, backtrack
+    )
+    # pass 3: intercept and in-sample scores
+    intercept = ybar
+    for j in range(p):
+        intercept -= xbar[j] * coef[j]
+    ss_res = 0.0
+    ss_tot = 0.0
+    for i in range(m):
+        r = rows[i]
+        pred = 0.0
+        for j in range(p):
+            if coef[j] != 0.0:
+                pred += (_feature(XS, XL, r, src_kind[j], src_col[j]) - xbar[j]) * coef[j]
+        res = yc[i] - pred
+        ss_res += res * res
+        ss_tot += yc[i] * yc[i]
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0.0 else 0.0
+    stats[0] = intercept
+    stats[1] = r2
+    stats[2] = ss_res * inv_m
+    stats[3] = lip
+    stats[4] = 0.5 * ss_res * inv_m + penalty_value(coef, feature_group, group_lam, l1)
+    counts[0] = it
+    counts[1] = 1 if conv else 0
+    counts[2] = STATUS_FITTED
+    counts[3] = n_restarts
+    counts[4] = n_backtracks
+
+
+@njit(cache=True, nogil=True)
+def fit_blocks_split_serial(XS: np.ndarray, XL: np.ndarray, src_kind: np.ndarray, src_col: np.ndarray,
+                            y: np.ndarray, order: np.ndarray, starts: np.ndarray, shared_grams_: np.ndarray,
+                            shared_means: np.ndarray, has_shared: bool, feature_group: np.ndarray,
+                            group_lam: np.ndarray, l1: float, n_iter: int, tol: float, n_power: int,
+                            backtrack: float, gram_ws: np.ndarray, coef: np.ndarray, stats: np.ndarray,
+                            counts: np.ndarray) -> None:
+    """:func:`fit_block_split` for every cluster, one after another (workspace slot 0)."""
+    for k in range(starts.shape[0] - 1):
+        sg = shared_grams_[k] if has_shared else shared_grams_[0]
+        sm = shared_means[k] if has_shared else shared_means[0]
+        fit_block_split(XS, XL, src_kind, src_col, y, order[starts[k]:starts[k + 1]], sg, sm, has_shared,
+                        feature_group, group_lam, l1, n_iter, tol, n_power, backtrack, gram_ws[0], coef[k],
+                        stats[k], counts[k])
+
+
+@njit(cache=True, parallel=True)
+def fit_blocks_split_parallel(XS: np.ndarray, XL: np.ndarray, src_kind: np.ndarray, src_col: np.ndarray,
+                              y: np.ndarray, order: np.ndarray, starts: np.ndarray, shared_grams_: np.ndarray,
+                              shared_means: np.ndarray, has_shared: bool, feature_group: np.ndarray,
+                              group_lam: np.ndarray, l1: float, n_iter: int, tol: float, n_power: int,
+                              backtrack: float, gram_ws: np.ndarray, coef: np.ndarray, stats: np.ndarray,
+                              counts: np.ndarray) -> None:
+    """:func:`fit_blocks_split_serial` with clusters over numba threads (no reductions: iteration ``k``
+    writes only row ``k``; each thread its own Gram workspace)."""
+    for k in prange(starts.shape[0] - 1):
+        sg = shared_grams_[k] if has_shared else shared_grams_[0]
+        sm = shared_means[k] if has_shared else shared_means[0]
+        fit_block_split(XS, XL, src_kind, src_col, y, order[starts[k]:starts[k + 1]], sg, sm, has_shared,
+                        feature_group, group_lam, l1, n_iter, tol, n_power, backtrack,
+                        gram_ws[get_thread_id()], coef[k], stats[k], counts[k])

@@ -337,13 +337,25 @@ def fit_clusters(
     if penalty.n_features != X.shape[1]:
         raise ValueError(f"groups has {penalty.n_features} entries, X has {X.shape[1]} columns")
 
-    order = np.argsort(cl, kind="stable").astype(np.int64)
-    n_cells = np.bincount(cl, minlength=k).astype(np.int64)
-    starts = np.zeros(k + 1, dtype=np.int64)
-    np.cumsum(n_cells, out=starts[1:])
+    order, starts, n_cells = cluster_blocks(cl, k)
     threads = default_threads() if n_threads is None else int(n_threads)
     coef, stats, counts = _run(X, y, order, starts, penalty, n_iter, tol, None, threads)
+    return _gated(coef, stats, counts, n_cells, score_threshold)
 
+
+def cluster_blocks(clusters: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cells sorted by cluster (stable), block starts (K + 1,) and cells per cluster."""
+    cl = np.asarray(clusters, dtype=np.int64)
+    order = np.argsort(cl, kind="stable").astype(np.int64)
+    n_cells = np.bincount(cl, minlength=n_clusters).astype(np.int64)
+    starts = np.zeros(n_clusters + 1, dtype=np.int64)
+    np.cumsum(n_cells, out=starts[1:])
+    return order, starts, n_cells
+
+
+def _gated(coef: np.ndarray, stats: np.ndarray, counts: np.ndarray, n_cells: np.ndarray,
+           score_threshold: float) -> ClusterFits:
+    """Statuses, the R² gate and the result object (no NaN/Inf ever leaves)."""
     status = counts[:, 2].astype(np.int8)
     status[status == _kernels.STATUS_TOO_FEW_CELLS] = FitStatus.TOO_FEW_CELLS
     status[status == _kernels.STATUS_NONFINITE_INPUT] = FitStatus.NONFINITE
@@ -367,3 +379,107 @@ def fit_clusters(
         objective=stats[:, 4].copy(),
         status=status,
     )
+
+
+@dataclass(frozen=True)
+class SharedColumns:
+    """Feature columns shared by every target of a run, with per-cluster statistics computed once.
+
+    Attributes
+    ----------
+    XL : (N, P) float64, C-contiguous
+        The shared columns (the run's ligand–receptor features).
+    means : (K, P) float64
+        Per-cluster column means.
+    grams : (K, P, P) float64 or (1, 1, 1) zeros
+        Per-cluster unscaled centred Gram matrices (absent when they would not fit in memory).
+    """
+
+    XL: np.ndarray
+    means: np.ndarray
+    grams: np.ndarray
+    has_grams: bool
+
+    @classmethod
+    def build(cls, XL: np.ndarray, clusters: np.ndarray, n_clusters: int, *,
+              max_bytes: float = 1.5 * 2**30, n_threads: int | None = None) -> SharedColumns:
+        """Compute the per-cluster means and (when ``K·P²·8 ≤ max_bytes``) Gram blocks of ``XL``."""
+        import numba
+
+        XL = np.ascontiguousarray(XL, dtype=np.float64)
+        order, starts, _ = cluster_blocks(clusters, n_clusters)
+        P = XL.shape[1]
+        has = n_clusters * P * P * 8 <= max_bytes and P > 0
+        means = np.zeros((n_clusters, P))
+        grams = np.zeros((n_clusters, P, P) if has else (1, 1, 1))
+        if has:
+            ok = np.zeros(n_clusters, dtype=np.bool_)
+            threads = default_threads() if n_threads is None else int(n_threads)
+            old = numba.get_num_threads()
+            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+            try:
+                _kernels.shared_grams(XL, order, starts, means, grams, ok)
+            finally:
+                numba.set_num_threads(old)
+            if not ok.all():
+                raise ValueError("shared feature columns contain non-finite values")
+        return cls(XL=XL, means=means, grams=grams, has_grams=has)
+
+
+def fit_clusters_split(
+    XS: np.ndarray,
+    shared: SharedColumns,
+    src_kind: np.ndarray,
+    src_col: np.ndarray,
+    y: np.ndarray,
+    clusters: np.ndarray,
+    groups: np.ndarray | list[int],
+    *,
+    l1_reg: float,
+    group_reg: float,
+    group_reg_scaling: str = "sqrt_group_size",
+    n_iter: int,
+    tol: float,
+    score_threshold: float,
+    n_clusters: int,
+    n_threads: int | None = None,
+) -> ClusterFits:
+    """:func:`fit_clusters` on a split design: feature ``j`` is column ``src_col[j]`` of ``XS``
+    (``src_kind[j] == 0``, the target's own columns) or of ``shared.XL`` (``1``, columns every target
+    shares, whose per-cluster Gram blocks are computed once per run).
+
+    Same problem, penalty, gate and outputs as :func:`fit_clusters` on the assembled design
+    ``X[:, j] = (XS, XL)[src_kind[j]][:, src_col[j]]``; the shared Gram entries come from
+    ``shared.grams`` instead of being recomputed for every target.
+    """
+    import numba
+
+    XS = np.ascontiguousarray(XS, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    kind = np.ascontiguousarray(src_kind, dtype=np.int64)
+    col = np.ascontiguousarray(src_col, dtype=np.int64)
+    _check_solver(n_iter, tol)
+    p = kind.shape[0]
+    penalty = SparseGroupL1L2.from_groups(groups, l1_reg, group_reg, group_reg_scaling)
+    if penalty.n_features != p or col.shape[0] != p:
+        raise ValueError(f"groups ({penalty.n_features}), src_kind ({p}) and src_col ({col.shape[0]}) disagree")
+    cl = np.asarray(clusters, dtype=np.int64)
+    order, starts, n_cells = cluster_blocks(cl, n_clusters)
+    fg, lam, l1 = penalty.kernel_arrays()
+    coef = np.zeros((n_clusters, p))
+    stats = np.zeros((n_clusters, 5))
+    counts = np.zeros((n_clusters, 5), dtype=np.int64)
+    threads = max(1, min(default_threads() if n_threads is None else int(n_threads), n_clusters,
+                         numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    args = (XS, shared.XL, kind, col, y, order, starts, shared.grams, shared.means, shared.has_grams, fg, lam,
+            l1, int(n_iter), float(tol), N_POWER_ITER, BACKTRACK_FACTOR)
+    if threads == 1:
+        _kernels.fit_blocks_split_serial(*args, _gram_workspace(1, p), coef, stats, counts)
+    else:
+        old = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            _kernels.fit_blocks_split_parallel(*args, _gram_workspace(threads, p), coef, stats, counts)
+        finally:
+            numba.set_num_threads(old)
+    return _gated(coef, stats, counts, n_cells, score_threshold)

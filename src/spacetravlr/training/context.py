@@ -23,7 +23,7 @@ from ..modulators import Modulators, ModulatorSelector
 
 log = logging.getLogger("spacetravlr.training")
 
-_ARRAYS = ("expression", "clusters", "received")
+_ARRAYS = ("expression", "clusters", "received", "lr_features", "lr_means", "lr_grams")
 
 
 @dataclass
@@ -73,12 +73,30 @@ class TrainingContext:
     out_dir: Path
     stale_lock_secs: float = 0.0
     received_info: list[str] = field(default_factory=list)
+    lr_pairs: list[tuple[str, str]] = field(default_factory=list)
+    lr_features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    lr_means: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    lr_grams: np.ndarray = field(default_factory=lambda: np.zeros((1, 1, 1)))
+    lr_has_grams: bool = False
     _gi: dict[str, int] = field(default_factory=dict, repr=False)
     _ri: dict[str, int] = field(default_factory=dict, repr=False)
+    _li: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._gi = {g: i for i, g in enumerate(self.var_names)}
         self._ri = {g: i for i, g in enumerate(self.received_names)}
+        self._li = {p: i for i, p in enumerate(self.lr_pairs)}
+
+    @property
+    def shared(self) -> Any:
+        """The run's ligand–receptor columns with their per-cluster statistics (SharedColumns)."""
+        from ..models.fista import SharedColumns
+
+        return SharedColumns(XL=self.lr_features, means=self.lr_means, grams=self.lr_grams,
+                             has_grams=self.lr_has_grams)
+
+    def lr_column(self, pair: tuple[str, str]) -> int:
+        return self._li[pair]
 
     def gene(self, name: str) -> np.ndarray:
         return self.expression[:, self._gi[name]]
@@ -98,7 +116,7 @@ class TrainingContext:
             np.save(folder / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
         meta = {k: getattr(self, k) for k in ("cluster_labels", "var_names", "selector", "ligand_radius",
                                               "received_names", "fit", "out_dir", "stale_lock_secs",
-                                              "received_info")}
+                                              "received_info", "lr_pairs", "lr_has_grams")}
         with open(folder / "context.pkl", "wb") as fh:
             pickle.dump(meta, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -132,11 +150,11 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
         tf_ligand_cutoff=g.tf_ligand_cutoff, use_tf=g.use_tf_modulators, use_lr=g.use_lr_modulators,
         use_tfl=g.use_tfl_modulators, extra_lr=extra_lr, extra_modulators=extra_mods)
     sp = cfg.spatial
-    ligands: dict[str, None] = {}
-    for t in targets:
-        for lig in selector.select(t).ligands:
-            ligands[lig] = None
-    names = list(ligands)
+    # Received amounts of every ligand any target may use, in one canonical (sorted) batch, whatever
+    # the queue: BLAS results can differ in the last bit with the number of columns computed together,
+    # so computing exactly the pending targets' ligands would make a restarted, joined or --genes run
+    # differ from an uninterrupted one. (In practice every target uses nearly every ligand anyway.)
+    names = selector.all_ligands if targets else []
     radius = {l: selector.ligand_radius(l, sp.radius, sp.contact_distance, sp.per_ligand_radius)
               for l in names}
     t0 = time.perf_counter()
@@ -148,8 +166,21 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
     received = cache.get(names, [radius[l] for l in names])
     infos = [i.describe() for i in cache.infos()]
     log.info("received ligands for %d ligands in %.2fs", len(names), time.perf_counter() - t0)
+    # the ligand–receptor columns are the same for every target (minus the pairs touching it): build
+    # them once, with their per-cluster means and Gram blocks, and share them with every fit
+    from ..models.fista import SharedColumns
+
+    pairs = selector.all_lr_pairs if targets else []
+    ri = {l: i for i, l in enumerate(names)}
+    gi = tissue.gene_index
+    XL = np.empty((tissue.n_cells, len(pairs)))
+    for k, (l, r) in enumerate(pairs):
+        np.multiply(received[:, ri[l]], tissue.expression[:, gi[r]], out=XL[:, k])
+    shared = SharedColumns.build(XL, tissue.clusters, tissue.n_clusters, n_threads=n_threads)
     return TrainingContext(expression=tissue.expression, clusters=tissue.clusters,
                            cluster_labels=list(tissue.cluster_labels), var_names=list(tissue.var_names),
                            selector=selector, ligand_radius=radius, received=received, received_names=names,
                            fit=FitSettings.from_config(cfg), out_dir=out_dir,
-                           stale_lock_secs=cfg.execution.stale_lock_secs, received_info=infos)
+                           stale_lock_secs=cfg.execution.stale_lock_secs, received_info=infos,
+                           lr_pairs=pairs, lr_features=shared.XL, lr_means=shared.means, lr_grams=shared.grams,
+                           lr_has_grams=shared.has_grams)

@@ -17,7 +17,7 @@ import numpy as np
 from .. import _keys
 from ..io.atomic import atomic_write_text
 from ..io.betadata import BetaFrame, betadata_path, write_betadata
-from ..modulators import design_matrix
+from ..modulators import Modulators
 from . import locks
 from .context import TrainingContext
 
@@ -57,9 +57,46 @@ def _write_orphan(out_dir: Path, gene: str, reason: str) -> None:
     atomic_write_text(orphan_path(out_dir, gene), "")
 
 
+def split_design(ctx: TrainingContext, mods: Modulators) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The target's own columns (TF, ``L#TF``, extra) as ``XS`` and, for every feature in
+    :attr:`Modulators.names` order, where it lives: ``(kind, col)`` with kind 0 = ``XS``, 1 = the run's
+    shared ligand–receptor columns. Equivalent to :func:`~spacetravlr.modulators.design_matrix`."""
+    own: list[np.ndarray] = [ctx.gene(t) for t in mods.tfs]
+    kind = [0] * len(mods.tfs)
+    col = list(range(len(mods.tfs)))
+    kind += [1] * len(mods.lr_pairs)
+    col += [ctx.lr_column(p) for p in mods.lr_pairs]
+    for l, t in mods.tfl_pairs:
+        kind.append(0)
+        col.append(len(own))
+        own.append(ctx.received_of([l])[:, 0] * ctx.gene(t))
+    for e in mods.extras:
+        kind.append(0)
+        col.append(len(own))
+        own.append(ctx.gene(e))
+    n = ctx.expression.shape[0]
+    XS = np.empty((n, len(own)))
+    for j, v in enumerate(own):
+        XS[:, j] = v
+    return XS, np.array(kind, dtype=np.int64), np.array(col, dtype=np.int64)
+
+
+def _remove_temporaries(out_dir: Path, gene: str) -> None:
+    """Temporary files of ``gene`` left by a dead process whose lock this process took over."""
+    import contextlib
+    import glob
+
+    g = glob.escape(gene)
+    for folder, pattern in ((out_dir, f".{g}{_keys.BETADATA_SUFFIX}.feather.*.tmp"), (out_dir, f".{g}.orphan.*.tmp"),
+                            (out_dir / _keys.LOG_DIR, f".{g}.log.*.tmp")):
+        for f in folder.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+
+
 def fit_gene(ctx: TrainingContext, gene: str) -> tuple[BetaFrame | None, str, list[str]]:
     """Fit ``gene``; return (frame or None for an orphan, orphan reason, log lines)."""
-    from ..models.fista import fit_clusters
+    from ..models.fista import fit_clusters_split
 
     mods = ctx.modulators(gene)
     if mods.is_orphan:
@@ -67,11 +104,11 @@ def fit_gene(ctx: TrainingContext, gene: str) -> tuple[BetaFrame | None, str, li
     y = np.ascontiguousarray(ctx.gene(gene), dtype=np.float64)
     if np.ptp(y) == 0.0:
         return None, f"constant expression ({y[0]:g} in every cell)", []
-    X = design_matrix(mods, ctx.gene, ctx.received_of)
+    XS, kind, col = split_design(ctx, mods)
     f = ctx.fit
-    res = fit_clusters(X, y, ctx.clusters, mods.groups, l1_reg=f.l1_reg, group_reg=f.group_reg,
-                       group_reg_scaling=f.group_reg_scaling, n_iter=f.n_iter, tol=f.tol,
-                       score_threshold=f.score_threshold, n_clusters=len(ctx.cluster_labels))
+    res = fit_clusters_split(XS, ctx.shared, kind, col, y, ctx.clusters, mods.groups, l1_reg=f.l1_reg,
+                             group_reg=f.group_reg, group_reg_scaling=f.group_reg_scaling, n_iter=f.n_iter,
+                             tol=f.tol, score_threshold=f.score_threshold, n_clusters=len(ctx.cluster_labels))
     frame = BetaFrame(gene=gene, row_kind=_keys.CLUSTER_COL, row_ids=list(ctx.cluster_labels),
                       intercept=res.intercept, modulators=mods.names, coefs=res.coef, groups=mods.groups)
     lines = ["cluster\tlabel\tn_cells\tn_modulators\tr2\tmse\titerations\tconverged\tkept"]
@@ -88,10 +125,15 @@ def train_gene(ctx: TrainingContext, gene: str, worker: int = 0) -> GeneOutcome:
     out = ctx.out_dir
     if is_finished(out, gene):
         return GeneOutcome(gene, SKIPPED, worker=worker)
-    if not locks.try_lock(out, gene, ctx.stale_lock_secs):
-        return GeneOutcome(gene, BUSY, worker=worker)
     t0 = time.perf_counter()
     try:
+        # locked inside the try: an interrupt right after taking the lock still releases it (release
+        # only removes a lock this process owns)
+        got = locks.acquire(out, gene, ctx.stale_lock_secs)
+        if got is None:
+            return GeneOutcome(gene, BUSY, worker=worker)
+        if got == "reclaimed":
+            _remove_temporaries(out, gene)
         if is_finished(out, gene):  # finished by another process between the check and the lock
             return GeneOutcome(gene, SKIPPED, worker=worker)
         try:
