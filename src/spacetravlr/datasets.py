@@ -8,7 +8,9 @@ the model the package fits (SPEC §3–5): for every modelled gene ``g`` and clu
 with ``RL`` the received-ligand operator of :mod:`spacetravlr.spatial.received` (same kernel, radius,
 ``1/N`` and scale as training). Genes are generated in dependency order: root TFs (no model) →
 level-1 TFs → ligands and receptors → targets. The network holds the planted edges plus decoy edges
-whose true beta is 0, so that training must tell them apart.
+whose true beta is 0, so that training must tell them apart. Root TFs follow independent smooth spatial
+patterns (so received ligands differ between ligands), and a planted interaction term whose feature is
+flat in a cluster (its ligand or receptor is off there) has a true beta of 0 in that cluster.
 
 >>> from spacetravlr.datasets import synthetic_tissue
 >>> syn = synthetic_tissue(n_cells=300, seed=0)
@@ -100,6 +102,11 @@ class SyntheticTissue:
         return {"h5ad": h5ad, "network": net, "true_betadata": bdir, "planted": meta}
 
 
+FLAT_FEATURE_SD = 0.1
+"""An interaction feature whose standard deviation in a cluster is below this fraction of its overall
+standard deviation is flat there; its planted beta in that cluster is 0."""
+
+
 def _names(base: list[str], n: int, prefix: str) -> list[str]:
     return base[:n] + [f"{prefix}{i + 1}" for i in range(len(base), n)]
 
@@ -182,7 +189,7 @@ def synthetic_tissue(
     genes = tfs + ligands + receptors + targets
     gi = {g: i for i, g in enumerate(genes)}
     roots, level1 = tfs[:n_root], tfs[n_root:]
-    signaling = {}
+    signaling: dict[str, str] = {}
     for lig, _, sig in pairs:
         signaling.setdefault(lig, sig)
 
@@ -193,7 +200,6 @@ def synthetic_tissue(
     d2 += rng.normal(scale=(side / 6) ** 2, size=d2.shape)
     clusters = np.argmin(d2, axis=1)
     K = n_clusters
-    field_ = _smooth_field(xy, rng, side)
 
     X = np.zeros((n_cells, len(genes)))
     betas: dict[str, BetaFrame] = {}
@@ -202,8 +208,12 @@ def synthetic_tissue(
     labels = [f"ct{k}" for k in range(K)]
 
     for t in roots:
+        # each root TF has its own smooth spatial pattern: received ligands (smoothed TF-driven ligand
+        # expression) then differ between ligands instead of all following one shared field, which
+        # would make the LR and TF-ligand features of a target nearly collinear
         mu = rng.normal(0.8, 0.8, size=K)
-        X[:, gi[t]] = _softplus(mu[clusters] + 0.6 * field_ * rng.normal() + 0.3 * rng.normal(size=n_cells))
+        own_field = _smooth_field(xy, rng, side)
+        X[:, gi[t]] = _softplus(mu[clusters] + 0.6 * own_field + 0.3 * rng.normal(size=n_cells))
 
     def plant(gene: str, tf_list: list[str], feats: list[np.ndarray], names: list[str], *,
               big: bool, b0: float, off_clusters: np.ndarray | None = None) -> None:
@@ -216,6 +226,12 @@ def synthetic_tissue(
             # contributes about as much as a TF term does
             sd = F[:, len(tf_list):].std(axis=0) + 1e-12
             B[:, len(tf_list):] *= (0.6 / sd)[None, :]
+            # a ligand or receptor that is (almost) off in a cluster leaves its feature flat there: the
+            # term cannot act on the gene in that cluster, so its true beta there is 0 (a non-zero
+            # beta would be unidentifiable and not part of what the expression encodes)
+            for k in range(K):
+                sd_k = F[clusters == k, len(tf_list):].std(axis=0)
+                B[k, len(tf_list):][sd_k < FLAT_FEATURE_SD * sd] = 0.0
         lin = np.einsum("ij,ij->i", B[clusters], F)
         sig_sd = float(lin.std()) if lin.std() > 0 else 1.0
         # per-cluster intercept keeps the noise-free value >= ~3 noise sd, so clipping at 0 is rare

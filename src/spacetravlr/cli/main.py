@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-genes", type=int, metavar="N", help="train at most N genes")
     p.add_argument("--max-ligands", type=int, metavar="K", help="keep LR pairs of the K most expressed ligands")
     p.add_argument("--extra-modulators", metavar="A,B,...", help="extra modulator genes (group 3)")
-    p.add_argument("--extra-lr", metavar="L$R,...", help="extra ligand-receptor pairs (L$R or L,R;L,R)")
+    p.add_argument("--extra-lr", metavar="L$R,...", help="extra ligand-receptor pairs: L1$R1,L2$R2 or L1,R1;L2,R2")
     p.add_argument("--radius", type=float, help="received-ligand kernel radius ([spatial].radius)")
     p.add_argument("--weighted-ligand-scale-factor", type=float, metavar="S",
                    help="scale s of received ligands ([spatial].weighted_ligand_scale_factor)")
@@ -80,11 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _split_lr(value: str) -> list[str]:
-    """``L1$R1,L2$R2`` or ``L1,R1;L2,R2`` -> ``["L1$R1", "L2$R2"]``."""
-    if ";" in value or ("$" not in value and value.count(",") % 2 == 1):
+    """``L1$R1,L2$R2``, ``L1,R1;L2,R2`` or ``L1,R1,L2,R2`` -> ``["L1$R1", "L2$R2"]``.
+
+    A malformed item is passed through unchanged so that the pair parser names it in its error.
+    """
+    if ";" in value:
         parts = [p.strip() for p in value.split(";") if p.strip()]
-        return [p.replace(",", "$") for p in parts]
-    return [p.strip() for p in value.split(",") if p.strip()]
+        return [p.replace(",", "$") if "$" not in p else p for p in parts]
+    tokens = [p.strip() for p in value.split(",") if p.strip()]
+    if "$" not in value and len(tokens) % 2 == 0:
+        return [f"{tokens[i]}${tokens[i + 1]}" for i in range(0, len(tokens), 2)]
+    return tokens
 
 
 def overrides_from_args(a: argparse.Namespace) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import platform
-import queue as _queue
 import re
 import shutil
 import signal
@@ -135,7 +134,7 @@ def prepare_output_dir(path: Path) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise InputError(f"output directory {p} is not writable ({e.strerror or e}); "
+        raise InputError(f"output directory {p} cannot be created or written ({e.strerror or e}); "
                          "choose another --output-dir") from None
     return p
 
@@ -166,6 +165,20 @@ def check_clusters(tissue: Tissue) -> None:
                          "at least 2 cells to fit its model: merge it into another cell type or drop its cells")
 
 
+def _check_modulator_inputs(cfg: SpaceshipConfig) -> None:
+    """Read the ``extra_*`` files and parse every extra LR pair now, before anything is written."""
+    from ..modulators import parse_lr, read_list_file
+
+    g = cfg.grn
+    extra_lr = list(g.extra_lr)
+    if g.extra_lr_file:
+        extra_lr += read_list_file(g.extra_lr_file, what="extra_lr")
+        parse_lr(extra_lr[len(g.extra_lr):], source=f"[grn].extra_lr_file {g.extra_lr_file}")
+    parse_lr(g.extra_lr, source="[grn].extra_lr (--extra-lr)")
+    if g.extra_modulators_file:
+        read_list_file(g.extra_modulators_file, what="extra_modulators")
+
+
 def load_run_network(cfg: SpaceshipConfig, tissue: Tissue) -> tuple[Any, str, Path]:
     """Find and load ``{species}_network.parquet`` (SPEC §2.2 resolution order)."""
     from ..io.network import infer_species, load_network, resolve_network_dir
@@ -176,25 +189,44 @@ def load_run_network(cfg: SpaceshipConfig, tissue: Tissue) -> tuple[Any, str, Pa
     return load_network(path), species, path
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C so that clean-up (locks, temp files) runs."""
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+def _ignore_signal(signum: int, frame: object) -> None:
+    """A Python-level no-op (not SIG_IGN: a signal already pending when the handler changes would then
+    be reported as 'ignored due to race condition')."""
 
+
+def _interrupt_once(signum: int, frame: object) -> None:
+    """First Ctrl-C or SIGTERM: ignore further ones, so that the clean-up they start (removing a
+    temporary file, releasing a lock) cannot itself be cut short, then unwind like Ctrl-C."""
+    signal.signal(signal.SIGINT, _ignore_signal)
+    signal.signal(signal.SIGTERM, _ignore_signal)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _graceful_interrupts() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C, and the first of them as the only one, while genes are trained."""
     try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not in the main thread
+        old = {s: signal.signal(s, _interrupt_once) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not in the main thread: signals are not ours to handle
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 _CTX_PREFIX = ".spacetravlr-ctx-"
 _GENE_TMP = re.compile(r"^\.(?P<gene>.+?)(?:_betadata\.feather|\.orphan|\.log)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _remove_dead_locks(out_dir: Path) -> None:
+    """Locks of finished genes whose owner died between writing the gene and unlocking it."""
+    for p in out_dir.glob(f"*{Path(_keys.LOCK_FILE).suffix}"):
+        gene = p.name[: -len(p.suffix)]
+        if is_finished(out_dir, gene):
+            locks.remove_if_stale(out_dir, gene)
 
 
 def _clean_leftovers(out_dir: Path) -> None:
@@ -208,6 +240,7 @@ def _clean_leftovers(out_dir: Path) -> None:
         host, pid = "-".join(parts[:-2]), int(parts[-2])
         if host == locks.HOST and not locks.pid_alive(pid):
             shutil.rmtree(d, ignore_errors=True)
+    _remove_dead_locks(out_dir)
     for folder in (out_dir, out_dir / _keys.LOG_DIR):
         for f in folder.glob(".*.tmp"):
             m = _GENE_TMP.match(f.name)
@@ -219,59 +252,77 @@ def _clean_leftovers(out_dir: Path) -> None:
                     f.unlink()
 
 
-def _worker_main(ctx_dir: str, genes: list[str], worker: int, results: Any) -> None:
-    """Worker process: memory-map the context, train genes until the queue is exhausted."""
-    signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt()))
+def _worker_main(ctx_dir: str, genes: list[str], worker: int, conn: Any) -> None:
+    """Worker process: memory-map the context, train genes until the queue is exhausted.
+
+    Outcomes go back through this worker's own pipe (``None`` at the end): no lock is shared between
+    workers, so a worker killed mid-message cannot block the others.
+    """
+    signal.signal(signal.SIGINT, _interrupt_once)
+    signal.signal(signal.SIGTERM, _interrupt_once)
     try:
         from .._threads import thread_limit
 
+        parent = os.getppid()
         ctx = TrainingContext.load(Path(ctx_dir))
         with thread_limit(1):
             for g in genes:
-                results.put(train_gene(ctx, g, worker))
-    except KeyboardInterrupt:
+                if os.getppid() != parent:  # the run was killed (kill -9): stop after the current gene
+                    break
+                o = train_gene(ctx, g, worker)
+                if o.status not in (SKIPPED, BUSY):  # each worker sees every gene; report each once
+                    conn.send(o)
+    except (KeyboardInterrupt, BrokenPipeError):
         pass
     finally:
-        results.put(("__worker_done__", worker))
+        with contextlib.suppress(OSError, ValueError):
+            conn.send(None)
+        conn.close()
 
 
 def _run_parallel(ctx: TrainingContext, queue: list[str], n_workers: int, progress: Progress,
                   outcomes: list[GeneOutcome]) -> None:
     import multiprocessing as mp
+    from multiprocessing.connection import wait
 
     mpctx = mp.get_context("spawn")
     ctx_dir = Path(tempfile.mkdtemp(prefix=f"{_CTX_PREFIX}{locks.HOST}-{os.getpid()}-", dir=ctx.out_dir))
     procs: list[Any] = []
+    readers: dict[Any, int] = {}
     clean_exit = False
     try:
         ctx.save(ctx_dir)
-        results = mpctx.Queue()
         for w in range(n_workers):
             # each worker starts at a different point of the queue to avoid contending for locks
             k = (w * len(queue)) // n_workers
             order = queue[k:] + queue[:k]
-            p = mpctx.Process(target=_worker_main, args=(str(ctx_dir), order, w, results), daemon=True)
+            r, s = mpctx.Pipe(duplex=False)
+            p = mpctx.Process(target=_worker_main, args=(str(ctx_dir), order, w, s), daemon=True)
             p.start()
+            s.close()  # the worker holds the only write end: its exit shows as end-of-file here
             procs.append(p)
-        running = set(range(n_workers))
-        while running:
-            try:
-                item = results.get(timeout=0.5)
-            except _queue.Empty:
-                for w in list(running):
-                    if not procs[w].is_alive() and procs[w].exitcode not in (0, None):
-                        progress.message(f"worker {w} died (exit code {procs[w].exitcode})")
-                        running.discard(w)
-                continue
-            if isinstance(item, tuple) and item and item[0] == "__worker_done__":
-                running.discard(item[1])
-                continue
-            if item.status in (SKIPPED, BUSY):
-                continue  # each worker sees every gene; count each gene once, below
-            outcomes.append(item)
-            progress.update(item)
+            readers[r] = w
+        while readers:
+            ready: list[Any] = wait(list(readers), timeout=0.5)
+            for conn in ready:
+                w = readers[conn]
+                try:
+                    item = conn.recv()
+                except (EOFError, OSError):  # the worker ended without saying so: it died
+                    procs[w].join(timeout=5)
+                    progress.message(f"worker {w} died (exit code {procs[w].exitcode}); the genes it "
+                                     "did not finish are trained by the others")
+                    item = None
+                if item is None:
+                    del readers[conn]
+                    conn.close()
+                    continue
+                outcomes.append(item)
+                progress.update(item)
         clean_exit = True
     finally:
+        for r in readers:
+            r.close()  # a worker still sending gets a broken pipe instead of blocking
         if not clean_exit:
             # interrupted (Ctrl-C, SIGTERM) or failed: stop the workers now; SIGTERM makes each one
             # finish like Ctrl-C (its temporary file and lock removed)
@@ -363,6 +414,7 @@ def train(cfg: SpaceshipConfig, *, plain: bool = True, quiet: bool = False, stre
         network, species, net_path = load_run_network(cfg, tissue)
     else:
         species, net_path = cfg.data.species or "", None
+    _check_modulator_inputs(cfg)
     cfg = cfg.with_overrides({"execution.output_dir": str(out_dir)}, source="output directory")
     _check_existing_run(out_dir, cfg, tissue)
     out_dir = prepare_output_dir(out_dir)
@@ -380,7 +432,7 @@ def train(cfg: SpaceshipConfig, *, plain: bool = True, quiet: bool = False, stre
     outcomes: list[GeneOutcome] = []
     interrupted = False
     progress = Progress(len(queue), plain=plain, quiet=quiet, stream=stream)
-    with progress, _sigterm_as_interrupt():
+    with progress, _graceful_interrupts():
         progress.message(f"dataset: {tissue.path or 'in memory'} ({tissue.n_cells} cells × {tissue.n_genes} genes, "
                          f"{tissue.n_clusters} clusters from obs['{tissue.cluster_annot}'], layer "
                          f"'{tissue.layer or 'X'}')")
@@ -404,8 +456,13 @@ def train(cfg: SpaceshipConfig, *, plain: bool = True, quiet: bool = False, stre
             if ctx is not None and n_workers > 1:
                 progress.message(f"training {len(pending)} genes with {n_workers} worker processes")
                 _run_parallel(ctx, pending, n_workers, progress, outcomes)
-            elif ctx is not None:
-                progress.message(f"training {len(pending)} genes")
+                # a worker that died (killed, out of memory) leaves its gene unfinished with a stale
+                # lock: train what is left here, skipping genes that live processes hold
+                reported = {o.gene for o in outcomes}
+                pending = [g for g in pending if g not in reported and not is_finished(out_dir, g)]
+            if ctx is not None and pending:
+                if n_workers <= 1:
+                    progress.message(f"training {len(pending)} genes")
                 for g in pending:
                     o = train_gene(ctx, g)
                     if o.status in (SKIPPED, BUSY):
@@ -417,6 +474,7 @@ def train(cfg: SpaceshipConfig, *, plain: bool = True, quiet: bool = False, stre
         except KeyboardInterrupt:
             interrupted = True
             progress.message("interrupted: finished genes are kept; run the same command again to continue")
+    _remove_dead_locks(out_dir)
     finished = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     done, orph = _scan(out_dir, queue)
     failed = {o.gene: o.reason for o in outcomes if o.status == FAILED}
