@@ -303,10 +303,16 @@ def test_one_cell_cluster(small: Data, tmp_path: Path, capsys):
 
     h5ad = small.variant(tmp_path / "d", edit)
     out = tmp_path / "run"
-    assert main(["--h5ad", str(h5ad), "--network-dir", str(small.net_dir), "--output-dir", str(out)]) == 2
-    line = error_line(capsys)
-    assert "cluster 'lonely' has 1 cell" in line and "obs['cell_type']" in line
-    assert nothing_written(out)
+    rc = main(["--h5ad", str(h5ad), "--network-dir", str(small.net_dir), "--output-dir", str(out), "--plain",
+               "--genes", "Cd19,Foxo1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 0
+    warn = [ln for ln in err if "cluster 'lonely' has 1 cell" in ln]
+    assert len(warn) == 1 and "obs['cell_type']" in warn[0] and "betas are zero" in warn[0]
+    for f in out.glob("*_betadata.feather"):  # the lonely cluster's row exists and is zero
+        fit = read_betadata(f)
+        k = fit.row_ids.index("lonely")
+        assert fit.intercept[k] == 0 and not fit.coefs[k].any()
 
 
 def test_constant_target_gene_becomes_an_orphan(small: Data, tmp_path: Path, capsys):
@@ -535,13 +541,21 @@ def test_real_melanoma_end_to_end(tmp_path: Path, capsys, record_property):
 
 @pytest.mark.realdata
 def test_real_visium_singleton_clusters_are_reported(tmp_path: Path, capsys):
+    """The shipped 49-spot file has three 1-spot clusters: one warning line each, and the run goes on."""
+    import anndata as ad
+
     h5ad = shared_path("fixtures", "visium_mouse_brain_49spots.h5ad")
+    a = ad.read_h5ad(h5ad)
+    net_dir = _real_network("mouse", set(a.var_names), tmp_path / "net", subset=True)
     out = tmp_path / "run"
-    assert main(["--h5ad", str(h5ad), "--layer", "", "--cluster-annot", "leiden", "--output-dir", str(out),
-                 "--network-dir", str(tmp_path)]) == 2
-    line = error_line(capsys)
-    assert "obs['leiden']: cluster '6' has 1 cell" in line
-    assert nothing_written(out)
+    rc = main(["--h5ad", str(h5ad), "--layer", "", "--cluster-annot", "leiden", "--output-dir", str(out),
+               "--network-dir", str(net_dir), "--plain", "--quiet", "--max-genes", "40"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "obs['leiden']: cluster '6' has 1 cell" in err
+    assert sum("has 1 cell" in ln for ln in err.splitlines()) == 3
+    s = _summary(out)
+    assert s["counts"]["done"] + s["counts"]["orphaned"] == 40 and s["counts"]["failed"] == 0
 
 
 @pytest.mark.realdata

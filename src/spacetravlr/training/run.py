@@ -155,14 +155,12 @@ def select_genes(tissue: Tissue, genes: Sequence[str], max_genes: int | None) ->
     return queue[:max_genes] if max_genes is not None else queue
 
 
-def check_clusters(tissue: Tissue) -> None:
-    """Every cluster needs at least 2 cells to fit a model."""
+def check_clusters(tissue: Tissue) -> list[str]:
+    """One warning line per cluster with fewer than 2 cells (its model cannot be fitted: zero betas)."""
     sizes = tissue.cluster_sizes()
-    small = [(tissue.cluster_labels[k], int(s)) for k, s in enumerate(sizes) if s < 2]
-    if small:
-        lab, n = small[0]
-        raise InputError(f"obs['{tissue.cluster_annot}']: cluster '{lab}' has {n} cell; every cluster needs "
-                         "at least 2 cells to fit its model: merge it into another cell type or drop its cells")
+    return [f"warning: obs['{tissue.cluster_annot}']: cluster '{lab}' has {int(n)} cell; its model cannot be "
+            "fitted and its betas are zero (merge it into another cell type or drop its cells to model it)"
+            for lab, n in zip(tissue.cluster_labels, sizes) if n < 2]
 
 
 def _check_modulator_inputs(cfg: SpaceshipConfig) -> None:
@@ -408,7 +406,7 @@ def train(cfg: SpaceshipConfig, *, plain: bool = True, quiet: bool = False, stre
                                  source="dataset path")
     if tissue is None:
         tissue = tissue_from_config(cfg)
-    check_clusters(tissue)
+    cluster_warnings = check_clusters(tissue)
     queue = select_genes(tissue, cfg.training.genes, cfg.training.max_genes)
     if network is None:
         network, species, net_path = load_run_network(cfg, tissue)
@@ -438,6 +436,8 @@ def train(cfg: SpaceshipConfig, *, plain: bool = True, quiet: bool = False, stre
                          f"'{tissue.layer or 'X'}')")
         if net_path is not None:
             progress.message(f"network: {net_path} ({species})")
+        for w in cluster_warnings:
+            print(w, file=sys.stderr, flush=True)
         progress.message(f"output:  {out_dir}")
         pending = [g for g in queue if not is_finished(out_dir, g)]
         pending_set = set(pending)
