@@ -481,7 +481,8 @@ def train(cfg: SpaceshipConfig, *, plain: bool = True, quiet: bool = False, stre
     accounted = set(done) | set(orph) | set(failed)
     elsewhere = [g for g in queue if g not in accounted]
     manifest = {
-        "status": "interrupted" if interrupted else ("complete" if not elsewhere else "partial"),
+        "status": "interrupted" if interrupted else ("partial" if elsewhere else
+                                                     ("complete_with_failures" if failed else "complete")),
         "started": started, "finished": finished,
         "dataset": dataset_fingerprint(tissue),
         "network": str(net_path) if net_path else None, "species": species,
