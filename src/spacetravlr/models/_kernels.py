@@ -337,203 +337,6 @@ def penalty_value(w: np.ndarray, feature_group: np.ndarray, group_lam: np.ndarra
     return val
 
 
-@njit(cache=True, nogil=True)
-def fit_block(
-    X: np.ndarray,
-    y: np.ndarray,
-    rows: np.ndarray,
-    feature_group: np.ndarray,
-    group_lam: np.ndarray,
-    l1: float,
-    n_iter: int,
-    tol: float,
-    lipschitz_init: float,
-    n_power: int,
-    backtrack: float,
-    G: np.ndarray,
-    coef: np.ndarray,
-    stats: np.ndarray,
-    counts: np.ndarray,
-) -> None:
-    """Fit one block (the cells ``rows`` of ``X``, ``y``): centre, Gram, power iteration, FISTA, scores.
-
-    Writes ``coef`` (p,), ``stats = [intercept, r2, mse, lipschitz, objective]`` and
-    ``counts = [n_iter, converged, status, restarts, backtracks]``; ``G`` (p, p) is workspace. Blocks
-    with fewer than 2 cells or non-finite inputs are not fitted (zero coefficients and stats, status
-    set). ``R² = 1 − SS_res/SS_tot``, defined as 0 when ``y`` is constant in the block
-    (``SS_tot = 0``). ``lipschitz_init ≤ 0`` means "estimate by power iteration".
-    """
-    m = rows.shape[0]
-    p = X.shape[1]
-    for j in range(p):
-        coef[j] = 0.0
-    for q in range(stats.shape[0]):
-        stats[q] = 0.0
-    for q in range(counts.shape[0]):
-        counts[q] = 0
-    if m < 2:
-        counts[2] = STATUS_TOO_FEW_CELLS
-        return
-    # pass 1: means, finiteness, constant y
-    yc = np.empty(m)
-    xbar = np.zeros(p)
-    ybar = 0.0
-    finite = True
-    y0 = y[rows[0]]
-    y_const = True
-    for i in range(m):
-        r = rows[i]
-        yi = y[r]
-        yc[i] = yi
-        ybar += yi
-        if not np.isfinite(yi):
-            finite = False
-        if yi != y0:
-            y_const = False
-        xr = X[r]
-        for j in range(p):
-            xbar[j] += xr[j]
-    for j in range(p):
-        if not np.isfinite(xbar[j]):  # a NaN or Inf anywhere in the column propagates to its sum
-            finite = False
-    if not finite:
-        counts[2] = STATUS_NONFINITE_INPUT
-        return
-    inv_m = 1.0 / m
-    if y_const:
-        ybar = y0  # exact: a sum of m copies divided by m need not round back to y0
-    else:
-        ybar *= inv_m
-    for j in range(p):
-        xbar[j] *= inv_m
-    for i in range(m):
-        yc[i] = 0.0 if y_const else yc[i] - ybar
-    # pass 2: Gram form
-    c = np.empty(p)
-    centred_gram(X, rows, xbar, yc, G, c)
-    symmetrize_scale(G, inv_m)
-    for j in range(p):
-        c[j] *= inv_m
-    lip = lipschitz_init if lipschitz_init > 0.0 else power_lipschitz(G, n_power)
-    it, conv, lip, n_restarts, n_backtracks = fista_gram(
-        G, c, feature_group, group_lam, l1, coef, lip, n_iter, tol, backtrack
-    )
-    # pass 3: intercept and in-sample scores
-    intercept = ybar
-    for j in range(p):
-        intercept -= xbar[j] * coef[j]
-    ss_res = 0.0
-    ss_tot = 0.0
-    for i in range(m):
-        xr = X[rows[i]]
-        pred = 0.0
-        for j in range(p):
-            if coef[j] != 0.0:
-                pred += (xr[j] - xbar[j]) * coef[j]
-        res = yc[i] - pred
-        ss_res += res * res
-        ss_tot += yc[i] * yc[i]
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0.0 else 0.0
-    stats[0] = intercept
-    stats[1] = r2
-    stats[2] = ss_res * inv_m
-    stats[3] = lip
-    stats[4] = 0.5 * ss_res * inv_m + penalty_value(coef, feature_group, group_lam, l1)
-    counts[0] = it
-    counts[1] = 1 if conv else 0
-    counts[2] = STATUS_FITTED
-    counts[3] = n_restarts
-    counts[4] = n_backtracks
-
-
-@njit(cache=True, nogil=True)
-def fit_blocks_serial(
-    X: np.ndarray,
-    y: np.ndarray,
-    order: np.ndarray,
-    starts: np.ndarray,
-    feature_group: np.ndarray,
-    group_lam: np.ndarray,
-    l1: float,
-    n_iter: int,
-    tol: float,
-    lipschitz_init: float,
-    n_power: int,
-    backtrack: float,
-    gram_ws: np.ndarray,
-    coef: np.ndarray,
-    stats: np.ndarray,
-    counts: np.ndarray,
-) -> None:
-    """:func:`fit_block` for every block ``k``, one after another (``coef`` (K, p), ``stats`` (K, 5),
-    ``counts`` (K, 5); ``gram_ws`` (≥1, p, p) workspace, slot 0 used). ``nogil``: callers may run genes
-    in threads, each with its own workspace."""
-    for k in range(starts.shape[0] - 1):
-        fit_block(
-            X,
-            y,
-            order[starts[k] : starts[k + 1]],
-            feature_group,
-            group_lam,
-            l1,
-            n_iter,
-            tol,
-            lipschitz_init,
-            n_power,
-            backtrack,
-            gram_ws[0],
-            coef[k],
-            stats[k],
-            counts[k],
-        )
-
-
-@njit(cache=True, parallel=True)
-def fit_blocks_parallel(
-    X: np.ndarray,
-    y: np.ndarray,
-    order: np.ndarray,
-    starts: np.ndarray,
-    feature_group: np.ndarray,
-    group_lam: np.ndarray,
-    l1: float,
-    n_iter: int,
-    tol: float,
-    lipschitz_init: float,
-    n_power: int,
-    backtrack: float,
-    gram_ws: np.ndarray,
-    coef: np.ndarray,
-    stats: np.ndarray,
-    counts: np.ndarray,
-) -> None:
-    """:func:`fit_blocks_serial` with blocks distributed over numba threads.
-
-    No reductions: iteration ``k`` writes only row ``k`` of each output, and a block's arithmetic is the
-    same serial code as in the serial driver, hence bit-identical results for any thread count. Each
-    thread uses its own Gram workspace ``gram_ws[get_thread_id()]`` (``gram_ws`` has one slot per thread;
-    ``G`` is fully overwritten per block, so which slot a block gets does not matter).
-    """
-    for k in prange(starts.shape[0] - 1):
-        fit_block(
-            X,
-            y,
-            order[starts[k] : starts[k + 1]],
-            feature_group,
-            group_lam,
-            l1,
-            n_iter,
-            tol,
-            lipschitz_init,
-            n_power,
-            backtrack,
-            gram_ws[get_thread_id()],
-            coef[k],
-            stats[k],
-            counts[k],
-        )
-
-
 # ---------------------------------------------------------------------------------------------------
 # Split design: gene-specific columns (XS) + columns shared by every gene (XL), with per-cluster Gram
 # blocks of the shared columns computed once per run.
@@ -589,7 +392,7 @@ def shared_grams(XL: np.ndarray, order: np.ndarray, starts: np.ndarray, means: n
 
 
 @njit(cache=True, nogil=True)
-def fit_block_split(
+def fit_block(
     XS: np.ndarray,
     XL: np.ndarray,
     src_kind: np.ndarray,
@@ -604,6 +407,7 @@ def fit_block_split(
     l1: float,
     n_iter: int,
     tol: float,
+    lipschitz_init: float,
     n_power: int,
     backtrack: float,
     G: np.ndarray,
@@ -611,7 +415,15 @@ def fit_block_split(
     stats: np.ndarray,
     counts: np.ndarray,
 ) -> None:
-    """:func:`fit_block` on a split design (see the section comment); same outputs and statuses."""
+    """Fit one cluster block (cells ``rows``): centre, Gram, power iteration, FISTA, scores.
+
+    Features come from the split design (see the section comment); a plain design is ``XS = X`` with
+    ``src_kind = 0`` and ``src_col = 0..p−1`` (then the register-blocked :func:`centred_gram` is used).
+    Writes ``coef`` (p,), ``stats = [intercept, r2, mse, lipschitz, objective]`` and
+    ``counts = [n_iter, converged, status, restarts, backtracks]``; ``G`` (p, p) is workspace. Blocks
+    with fewer than 2 cells or non-finite inputs are not fitted (zero coefficients and stats, status
+    set). ``R² = 1 − SS_res/SS_tot``, defined as 0 when ``y`` is constant in the block.
+    """
     m = rows.shape[0]
     p = src_kind.shape[0]
     for j in range(p):
@@ -667,16 +479,26 @@ def fit_block_split(
     # pass 2: c for every column; G rows of own columns from the cells, shared block copied
     own = np.empty(p, dtype=np.int64)
     n_own = 0
+    plain = XS.shape[1] == p
     for j in range(p):
         if not use_shared[j]:
             own[n_own] = j
             n_own += 1
+        if src_kind[j] != 0 or src_col[j] != j:
+            plain = False
     c = np.zeros(p)
-    for a in range(p):
-        for b in range(p):
-            G[a, b] = 0.0
+    if plain:
+        centred_gram(XS, rows, xbar, yc, G, c)
+        symmetrize_scale(G, inv_m)
+        n_own = 0  # nothing left for the split loop below
+        m_loop = 0
+    else:
+        for a in range(p):
+            for b in range(p):
+                G[a, b] = 0.0
+        m_loop = m
     buf = np.empty(p)
-    for i in range(m):
+    for i in range(m_loop):
         r = rows[i]
         yq = yc[i]
         for j in range(p):
@@ -703,9 +525,10 @@ def fit_block_split(
                         G[a, b] = shared_gram[sa, src_col[b]]
     for a in range(p):
         c[a] *= inv_m
-        for b in range(p):
-            G[a, b] *= inv_m
-    lip = power_lipschitz(G, n_power)
+        if not plain:
+            for b in range(p):
+                G[a, b] *= inv_m
+    lip = lipschitz_init if lipschitz_init > 0.0 else power_lipschitz(G, n_power)
     it, conv, lip, n_restarts, n_backtracks = fista_gram(
         G, c, feature_group, group_lam, l1, coef, lip, n_iter, tol, backtrack
     )
@@ -738,33 +561,35 @@ def fit_block_split(
 
 
 @njit(cache=True, nogil=True)
-def fit_blocks_split_serial(XS: np.ndarray, XL: np.ndarray, src_kind: np.ndarray, src_col: np.ndarray,
+def fit_blocks_serial(XS: np.ndarray, XL: np.ndarray, src_kind: np.ndarray, src_col: np.ndarray,
                             y: np.ndarray, order: np.ndarray, starts: np.ndarray, shared_grams_: np.ndarray,
                             shared_means: np.ndarray, has_shared: bool, feature_group: np.ndarray,
-                            group_lam: np.ndarray, l1: float, n_iter: int, tol: float, n_power: int,
-                            backtrack: float, gram_ws: np.ndarray, coef: np.ndarray, stats: np.ndarray,
-                            counts: np.ndarray) -> None:
-    """:func:`fit_block_split` for every cluster, one after another (workspace slot 0)."""
+                            group_lam: np.ndarray, l1: float, n_iter: int, tol: float, lipschitz_init: float,
+                            n_power: int, backtrack: float, gram_ws: np.ndarray, coef: np.ndarray,
+                            stats: np.ndarray, counts: np.ndarray) -> None:
+    """:func:`fit_block` for every cluster, one after another (workspace slot 0). ``nogil``: callers may
+    run genes in threads, each with its own workspace."""
     for k in range(starts.shape[0] - 1):
         sg = shared_grams_[k] if has_shared else shared_grams_[0]
         sm = shared_means[k] if has_shared else shared_means[0]
-        fit_block_split(XS, XL, src_kind, src_col, y, order[starts[k]:starts[k + 1]], sg, sm, has_shared,
-                        feature_group, group_lam, l1, n_iter, tol, n_power, backtrack, gram_ws[0], coef[k],
-                        stats[k], counts[k])
+        fit_block(XS, XL, src_kind, src_col, y, order[starts[k]:starts[k + 1]], sg, sm, has_shared,
+                        feature_group, group_lam, l1, n_iter, tol, lipschitz_init, n_power, backtrack,
+                        gram_ws[0], coef[k], stats[k], counts[k])
 
 
 @njit(cache=True, parallel=True)
-def fit_blocks_split_parallel(XS: np.ndarray, XL: np.ndarray, src_kind: np.ndarray, src_col: np.ndarray,
+def fit_blocks_parallel(XS: np.ndarray, XL: np.ndarray, src_kind: np.ndarray, src_col: np.ndarray,
                               y: np.ndarray, order: np.ndarray, starts: np.ndarray, shared_grams_: np.ndarray,
                               shared_means: np.ndarray, has_shared: bool, feature_group: np.ndarray,
-                              group_lam: np.ndarray, l1: float, n_iter: int, tol: float, n_power: int,
-                              backtrack: float, gram_ws: np.ndarray, coef: np.ndarray, stats: np.ndarray,
-                              counts: np.ndarray) -> None:
-    """:func:`fit_blocks_split_serial` with clusters over numba threads (no reductions: iteration ``k``
-    writes only row ``k``; each thread its own Gram workspace)."""
+                              group_lam: np.ndarray, l1: float, n_iter: int, tol: float, lipschitz_init: float,
+                              n_power: int, backtrack: float, gram_ws: np.ndarray, coef: np.ndarray,
+                              stats: np.ndarray, counts: np.ndarray) -> None:
+    """:func:`fit_blocks_serial` with clusters over numba threads. No reductions: iteration ``k`` writes
+    only row ``k`` and runs the same serial code, hence bit-identical results for any thread count; each
+    thread uses its own Gram workspace ``gram_ws[get_thread_id()]``."""
     for k in prange(starts.shape[0] - 1):
         sg = shared_grams_[k] if has_shared else shared_grams_[0]
         sm = shared_means[k] if has_shared else shared_means[0]
-        fit_block_split(XS, XL, src_kind, src_col, y, order[starts[k]:starts[k + 1]], sg, sm, has_shared,
-                        feature_group, group_lam, l1, n_iter, tol, n_power, backtrack,
+        fit_block(XS, XL, src_kind, src_col, y, order[starts[k]:starts[k + 1]], sg, sm, has_shared,
+                        feature_group, group_lam, l1, n_iter, tol, lipschitz_init, n_power, backtrack,
                         gram_ws[get_thread_id()], coef[k], stats[k], counts[k])

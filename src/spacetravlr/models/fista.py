@@ -162,30 +162,25 @@ def _gram_workspace(n_slots: int, p: int) -> np.ndarray:
     return buf[:need].reshape(n_slots, p, p)
 
 
-def _run(
-    X: np.ndarray,
-    y: np.ndarray,
-    order: np.ndarray,
-    starts: np.ndarray,
-    penalty: SparseGroupL1L2,
-    n_iter: int,
-    tol: float,
-    lipschitz_init: float | None,
-    n_threads: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _dispatch(XS: np.ndarray, XL: np.ndarray, kind: np.ndarray, col: np.ndarray, y: np.ndarray,
+              order: np.ndarray, starts: np.ndarray, grams: np.ndarray, means: np.ndarray, has_grams: bool,
+              penalty: SparseGroupL1L2, n_iter: int, tol: float, lipschitz_init: float | None,
+              n_threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit every cluster block with the serial kernel or, for several threads, the parallel one."""
     import numba
 
-    if penalty.n_features != X.shape[1]:
-        raise ValueError(f"penalty has {penalty.n_features} features, X has {X.shape[1]}")
+    p = kind.shape[0]
+    if penalty.n_features != p:
+        raise ValueError(f"penalty has {penalty.n_features} features, the design has {p}")
     k = starts.shape[0] - 1
-    p = X.shape[1]
     coef = np.zeros((k, p))
     stats = np.zeros((k, 5))
     counts = np.zeros((k, 5), dtype=np.int64)
     fg, lam, l1 = penalty.kernel_arrays()
     lip0 = -1.0 if lipschitz_init is None else float(lipschitz_init)
     threads = max(1, min(n_threads, k, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
-    args = (X, y, order, starts, fg, lam, l1, int(n_iter), float(tol), lip0, N_POWER_ITER, BACKTRACK_FACTOR)
+    args = (XS, XL, kind, col, y, order, starts, grams, means, has_grams, fg, lam, l1, int(n_iter), float(tol),
+            lip0, N_POWER_ITER, BACKTRACK_FACTOR)
     if threads == 1:
         _kernels.fit_blocks_serial(*args, _gram_workspace(1, p), coef, stats, counts)
     else:
@@ -196,6 +191,19 @@ def _run(
         finally:
             numba.set_num_threads(old)
     return coef, stats, counts
+
+
+_NO_SHARED = (np.zeros((1, 1)), np.zeros((1, 1, 1)), np.zeros((1, 1)))
+
+
+def _run(X: np.ndarray, y: np.ndarray, order: np.ndarray, starts: np.ndarray, penalty: SparseGroupL1L2,
+         n_iter: int, tol: float, lipschitz_init: float | None,
+         n_threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A plain design: every feature is its own column of ``X``."""
+    p = X.shape[1]
+    XL, grams, means = _NO_SHARED
+    return _dispatch(X, XL, np.zeros(p, dtype=np.int64), np.arange(p, dtype=np.int64), y, order, starts, grams,
+                     means, False, penalty, n_iter, tol, lipschitz_init, n_threads)
 
 
 def fit_sgl(
@@ -452,8 +460,6 @@ def fit_clusters_split(
     ``X[:, j] = (XS, XL)[src_kind[j]][:, src_col[j]]``; the shared Gram entries come from
     ``shared.grams`` instead of being recomputed for every target.
     """
-    import numba
-
     XS = np.ascontiguousarray(XS, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
     kind = np.ascontiguousarray(src_kind, dtype=np.int64)
@@ -463,23 +469,8 @@ def fit_clusters_split(
     penalty = SparseGroupL1L2.from_groups(groups, l1_reg, group_reg, group_reg_scaling)
     if penalty.n_features != p or col.shape[0] != p:
         raise ValueError(f"groups ({penalty.n_features}), src_kind ({p}) and src_col ({col.shape[0]}) disagree")
-    cl = np.asarray(clusters, dtype=np.int64)
-    order, starts, n_cells = cluster_blocks(cl, n_clusters)
-    fg, lam, l1 = penalty.kernel_arrays()
-    coef = np.zeros((n_clusters, p))
-    stats = np.zeros((n_clusters, 5))
-    counts = np.zeros((n_clusters, 5), dtype=np.int64)
-    threads = max(1, min(default_threads() if n_threads is None else int(n_threads), n_clusters,
-                         numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
-    args = (XS, shared.XL, kind, col, y, order, starts, shared.grams, shared.means, shared.has_grams, fg, lam,
-            l1, int(n_iter), float(tol), N_POWER_ITER, BACKTRACK_FACTOR)
-    if threads == 1:
-        _kernels.fit_blocks_split_serial(*args, _gram_workspace(1, p), coef, stats, counts)
-    else:
-        old = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
-            _kernels.fit_blocks_split_parallel(*args, _gram_workspace(threads, p), coef, stats, counts)
-        finally:
-            numba.set_num_threads(old)
+    order, starts, n_cells = cluster_blocks(np.asarray(clusters, dtype=np.int64), n_clusters)
+    threads = default_threads() if n_threads is None else int(n_threads)
+    coef, stats, counts = _dispatch(XS, shared.XL, kind, col, y, order, starts, shared.grams, shared.means,
+                                    shared.has_grams, penalty, n_iter, tol, None, threads)
     return _gated(coef, stats, counts, n_cells, score_threshold)
