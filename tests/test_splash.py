@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from conftest import shared_path
+from spacetravlr._keys import MIN_EXPRESSION
 from spacetravlr.betadata import betabase as bbmod
 from spacetravlr.betadata.betabase import TERM_LR, TERM_TF, TERM_TFL, Betabase
 from spacetravlr.errors import InputError
@@ -245,10 +246,10 @@ def test_materialised_splash_equals_fused_propagate(seed: int, cap: float | None
     f = bb.flat()
     out = np.full((n, ng), np.nan)
     max_mods = int(np.diff(f["mod_ptr"]).max())
-    _kernels.propagate(filtered(X), rl.values, rl.values, rl.col, delta, f["target"], f["coefs"], f["coef_ptr"],
+    _kernels.propagate(X, rl.values, rl.values, rl.col, delta, f["target"], f["coefs"], f["coef_ptr"],
                        f["n_cols"], f["mapping_id"], f["mappings"], f["kind"], f["a"], f["b"], f["slot_a"],
                        f["slot_b"], f["term_ptr"], f["mods"], f["mod_ptr"], scale, 0.0 if cap is None else cap,
-                       max_mods, out)
+                       max_mods, MIN_EXPRESSION, out)
     np.testing.assert_allclose(out, expect, rtol=0, atol=1e-12)
     untrained = np.setdiff1d(np.arange(ng), f["target"])
     assert untrained.size and not out[:, untrained].any()

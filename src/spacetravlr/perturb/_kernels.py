@@ -22,8 +22,11 @@ def _splash_cell(k: int, i: int, G: np.ndarray, RW: np.ndarray, RLt: np.ndarray,
                  coefs: np.ndarray, coef_ptr: np.ndarray, n_cols: np.ndarray, mapping_id: np.ndarray,
                  mappings: np.ndarray, kind: np.ndarray, a: np.ndarray, b: np.ndarray, slot_a: np.ndarray,
                  slot_b: np.ndarray, term_ptr: np.ndarray, n_mods: int, scale: float, cap: float,
-                 buf: np.ndarray) -> bool:
-    """Derivatives of model ``k`` at cell ``i`` into ``buf[:n_mods]``; False when the cell has no row."""
+                 min_expr: float, buf: np.ndarray) -> bool:
+    """Derivatives of model ``k`` at cell ``i`` into ``buf[:n_mods]``; False when the cell has no row.
+
+    Expression values ``<= min_expr`` read as 0 (no filtered copy of G is needed).
+    """
     for u in range(n_mods):
         buf[u] = 0.0
     row = mappings[mapping_id[k], i]
@@ -40,11 +43,16 @@ def _splash_cell(k: int, i: int, G: np.ndarray, RW: np.ndarray, RLt: np.ndarray,
             buf[slot_a[t]] += beta
         elif kd == 1:
             g_r = G[i, b[t]]
+            if g_r <= min_expr:
+                g_r = 0.0
             if g_r > 0.0:
                 buf[slot_b[t]] += scale * beta * RW[i, lig_col[a[t]]]
             buf[slot_a[t]] += scale * beta * g_r
         else:
-            buf[slot_a[t]] += scale * beta * G[i, b[t]]
+            g_t = G[i, b[t]]
+            if g_t <= min_expr:
+                g_t = 0.0
+            buf[slot_a[t]] += scale * beta * g_t
             buf[slot_b[t]] += scale * beta * RLt[i, lig_col[a[t]]]
     if cap > 0.0:
         for u in range(n_mods):
@@ -60,13 +68,13 @@ def splash_matrix(k: int, G: np.ndarray, RW: np.ndarray, RLt: np.ndarray, lig_co
                   coefs: np.ndarray, coef_ptr: np.ndarray, n_cols: np.ndarray, mapping_id: np.ndarray,
                   mappings: np.ndarray, kind: np.ndarray, a: np.ndarray, b: np.ndarray, slot_a: np.ndarray,
                   slot_b: np.ndarray, term_ptr: np.ndarray, n_mods: int, scale: float, cap: float,
-                  out: np.ndarray) -> None:
+                  min_expr: float, out: np.ndarray) -> None:
     """Materialised splash of model ``k``: ``out[i, u] = ∂y_k/∂mods[u]`` at cell ``i``."""
     n = G.shape[0]
     for i in prange(n):
         buf = np.empty(max(n_mods, 1))
         _splash_cell(k, i, G, RW, RLt, lig_col, coefs, coef_ptr, n_cols, mapping_id, mappings, kind, a, b,
-                     slot_a, slot_b, term_ptr, n_mods, scale, cap, buf)
+                     slot_a, slot_b, term_ptr, n_mods, scale, cap, min_expr, buf)
         for u in range(n_mods):
             out[i, u] = buf[u]
 
@@ -76,7 +84,8 @@ def propagate(G: np.ndarray, RW: np.ndarray, RLt: np.ndarray, lig_col: np.ndarra
               target: np.ndarray, coefs: np.ndarray, coef_ptr: np.ndarray, n_cols: np.ndarray,
               mapping_id: np.ndarray, mappings: np.ndarray, kind: np.ndarray, a: np.ndarray, b: np.ndarray,
               slot_a: np.ndarray, slot_b: np.ndarray, term_ptr: np.ndarray, mods: np.ndarray,
-              mod_ptr: np.ndarray, scale: float, cap: float, max_mods: int, out: np.ndarray) -> None:
+              mod_ptr: np.ndarray, scale: float, cap: float, max_mods: int, min_expr: float,
+              out: np.ndarray) -> None:
     """Fused splash + propagation: ``out[i, target_k] = Σ_u splash_k[i, u] · delta[i, mods_k[u]]``.
 
     Every column of ``out`` that is not a model target is set to 0 (genes without a model do not
@@ -93,7 +102,7 @@ def propagate(G: np.ndarray, RW: np.ndarray, RLt: np.ndarray, lig_col: np.ndarra
             m0 = mod_ptr[k]
             n_mods = mod_ptr[k + 1] - m0
             if not _splash_cell(k, i, G, RW, RLt, lig_col, coefs, coef_ptr, n_cols, mapping_id, mappings,
-                                kind, a, b, slot_a, slot_b, term_ptr, n_mods, scale, cap, buf):
+                                kind, a, b, slot_a, slot_b, term_ptr, n_mods, scale, cap, min_expr, buf):
                 continue
             acc = 0.0
             for u in range(n_mods):

@@ -363,7 +363,7 @@ class Perturber:
         x = x0
         for _ in range(n_prop):
             ts = time.perf_counter()
-            G = filtered(state)
+            G = state  # values <= MIN_EXPRESSION read as 0 inside the kernel
             RW_splash = RW0 if self.s.reference_compat else RW
             x1 = x0 + delta
             if len(lig):
@@ -378,7 +378,7 @@ class Perturber:
                 _kernels.propagate(G, RW_splash, RW0, self.lig_col, delta, f["target"], f["coefs"], f["coef_ptr"],
                                    f["n_cols"], f["mapping_id"], f["mappings"], f["kind"], f["a"], f["b"],
                                    f["slot_a"], f["slot_b"], f["term_ptr"], f["mods"], f["mod_ptr"],
-                                   float(self.s.beta_scale_factor), cap, self.max_mods, out)
+                                   float(self.s.beta_scale_factor), cap, self.max_mods, _keys.MIN_EXPRESSION, out)
             delta, out = out, delta
             if pin_mask is not None:
                 delta[pin_mask] = delta_in[pin_mask]

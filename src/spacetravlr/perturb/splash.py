@@ -96,7 +96,7 @@ def splash(betabase: Betabase, gene: str, expression: np.ndarray, received: Liga
     gm = betabase[gene]
     k = betabase.models.index(gm)
     f = betabase.flat()
-    G = filtered(expression)
+    G = np.ascontiguousarray(expression, dtype=np.float64)  # values <= MIN_EXPRESSION read as 0 in the kernel
     n_cells, n_genes = betabase.tissue.n_cells, len(betabase.var_names)
     if G.shape != (n_cells, n_genes):
         raise ValueError(f"splash: expression has shape {G.shape}, expected ({n_cells}, {n_genes}) "
@@ -115,7 +115,7 @@ def splash(betabase: Betabase, gene: str, expression: np.ndarray, received: Liga
     out = np.empty((G.shape[0], len(gm.modulator_genes)))
     _kernels.splash_matrix(k, G, RW, RLt, lig_col, f["coefs"], f["coef_ptr"], f["n_cols"], f["mapping_id"],
                            f["mappings"], f["kind"], f["a"], f["b"], f["slot_a"], f["slot_b"], f["term_ptr"],
-                           len(gm.modulator_genes), float(beta_scale_factor), _cap(beta_cap), out)
+                           len(gm.modulator_genes), float(beta_scale_factor), _cap(beta_cap), MIN_EXPRESSION, out)
     if as_frame:
         names = [betabase.var_names[j] for j in gm.modulator_genes]
         return pd.DataFrame(out, index=betabase.tissue.obs_names, columns=names)
