@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .. import _keys
 from ..errors import InputError, short_list
@@ -134,32 +136,42 @@ class Betabase:
         return cls(frames, tissue)
 
     def _mapping_for(self, f: BetaFrame) -> int:
-        key = (f.row_kind, tuple(f.row_ids))
+        ids = f.row_ids
+        if len(ids) <= 4096:
+            key: tuple[object, ...] = (f.row_kind, tuple(ids))
+        else:  # per-cell frames: hash the ids instead of keeping a 100k-tuple as a key
+            key = (f.row_kind, len(ids), hashlib.sha1("\n".join(ids).encode()).hexdigest())
         if key in self._mapping_key:
             return self._mapping_key[key]
         t = self.tissue
-        rows = {r: i for i, r in enumerate(f.row_ids)}
-        labels = np.asarray(t.cluster_labels, dtype=object)[t.clusters]
-        if f.row_kind == _keys.CLUSTER_COL or all(str(lab) in rows for lab in t.cluster_labels):
-            if all(str(lab) in rows for lab in t.cluster_labels):
-                lut = np.array([rows[str(lab)] for lab in t.cluster_labels], dtype=np.int64)
+        labels = [str(lab) for lab in t.cluster_labels]
+        id_set = set(ids) if len(ids) <= 4096 else None
+        by_cluster = id_set is not None and all(lab in id_set for lab in labels)
+        if f.row_kind == _keys.CLUSTER_COL or by_cluster:
+            if by_cluster:
+                rows = {r: i for i, r in enumerate(ids)}
+                lut = np.array([rows[lab] for lab in labels], dtype=np.int64)
                 mapping = lut[t.clusters]
             else:
-                missing = [lab for lab in t.cluster_labels if str(lab) not in rows]
+                present = set(ids)
+                missing = [lab for lab in labels if lab not in present]
                 raise InputError(f"betadata of {f.gene}: no row for cluster(s) {short_list(missing, 5)} of "
-                                 f"obs['{t.cluster_annot}'] (rows: {short_list(f.row_ids, 5)}); the betadata "
+                                 f"obs['{t.cluster_annot}'] (rows: {short_list(ids, 5)}); the betadata "
                                  "come from another dataset or cluster column")
         else:
-            mapping = np.fromiter((rows.get(str(c), -1) for c in t.obs_names), np.int64, t.n_cells)
+            obs = np.asarray(t.obs_names, dtype=object)
+            if len(ids) == t.n_cells and np.array_equal(np.asarray(ids, dtype=object), obs):
+                mapping = np.arange(t.n_cells, dtype=np.int64)  # rows already in the tissue's cell order
+            else:
+                mapping = pd.Index(ids).get_indexer(obs).astype(np.int64)
             n_miss = int((mapping < 0).sum())
             if n_miss == t.n_cells:
-                raise InputError(f"betadata of {f.gene}: none of its {len(f.row_ids)} cell ids is a cell of the "
+                raise InputError(f"betadata of {f.gene}: none of its {len(ids)} cell ids is a cell of the "
                                  "dataset; the betadata come from another dataset")
             if n_miss:
                 self.unmatched_cells[f.gene] = n_miss
                 log.warning("betadata of %s: %d cells of the dataset have no row and get zero betas",
                             f.gene, n_miss)
-        del labels
         self.mappings.append(np.ascontiguousarray(mapping))
         self._mapping_key[key] = len(self.mappings) - 1
         return len(self.mappings) - 1
@@ -222,7 +234,13 @@ class Betabase:
             term_ptr[k + 1] = term_ptr[k] + len(gm.kind)
             mod_ptr[k + 1] = mod_ptr[k] + len(gm.modulator_genes)
             coef_ptr[k + 1] = coef_ptr[k] + gm.coefs.size
-        cat = lambda xs, dt: np.ascontiguousarray(np.concatenate(xs).astype(dt)) if xs else np.zeros(0, dt)  # noqa: E731
+        def cat(xs: list[np.ndarray], dt: type) -> np.ndarray:
+            if not xs:
+                return np.zeros(0, dt)
+            if len(xs) == 1:  # one model (e.g. splash of a single frame): no concatenated copy
+                return np.ascontiguousarray(xs[0], dtype=dt)
+            return np.ascontiguousarray(np.concatenate(xs), dtype=dt)
+
         slot_a, slot_b = [], []
         for gm in self.models:
             pos = {g: s for s, g in enumerate(gm.modulator_genes.tolist())}
