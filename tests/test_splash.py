@@ -367,19 +367,21 @@ def test_betabase_of_a_run_folder_shares_one_mapping(tmp_path, syn_small) -> Non
 def test_betabase_mapping_computed_once(monkeypatch, syn_small) -> None:
     tissue = _syn_tissue(syn_small)
     calls = []
-    orig = np.fromiter
+    orig = Betabase._mapping_for
 
-    def counting(*a, **k):
-        calls.append(1)
-        return orig(*a, **k)
+    def counting(self, f):
+        before = len(self.mappings)
+        out = orig(self, f)
+        calls.append(len(self.mappings) - before)  # 1 when a new mapping was computed, 0 when shared
+        return out
 
-    monkeypatch.setattr(bbmod.np, "fromiter", counting)
+    monkeypatch.setattr(Betabase, "_mapping_for", counting)
     ids = list(tissue.obs_names)
     frames = [BetaFrame(g, "CellID", ids, np.zeros(len(ids)), ["Foxo1"], np.ones((len(ids), 1)))
               for g in ("Cd19", "Ms4a1", "Cd79a")]
     frames.append(BetaFrame("Cd3e", "CellID", ids[::-1], np.zeros(len(ids)), ["Foxo1"], np.ones((len(ids), 1))))
     bb = Betabase(frames, tissue)
-    assert len(calls) == 2
+    assert calls == [1, 0, 0, 1]
     assert len(bb.mappings) == 2
     assert bb["Cd19"].mapping == bb["Ms4a1"].mapping == bb["Cd79a"].mapping != bb["Cd3e"].mapping
     np.testing.assert_array_equal(bb.mappings[bb["Cd19"].mapping], np.arange(len(ids)))
