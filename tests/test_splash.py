@@ -17,7 +17,6 @@ import pytest
 
 from conftest import shared_path
 from spacetravlr._keys import MIN_EXPRESSION
-from spacetravlr.betadata import betabase as bbmod
 from spacetravlr.betadata.betabase import TERM_LR, TERM_TF, TERM_TFL, Betabase
 from spacetravlr.errors import InputError
 from spacetravlr.io.anndata import Tissue
