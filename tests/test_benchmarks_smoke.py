@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import shared_path
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package beside src/
 
 from benchmarks import bench_perturb, bench_received, bench_scaling, reference, run, timing
@@ -41,7 +43,7 @@ def test_numpy_baseline_matches_ours(bench_dir: Path) -> None:
         assert np.allclose(ours, base, rtol=1e-12, atol=1e-15)
 
 
-def test_received_and_perturb_rows(bench_dir: Path) -> None:
+def test_received_rows(bench_dir: Path) -> None:
     ctx = quiet_ctx()
     rows = bench_received.run_exact(ctx)
     names = {r["name"] for r in rows}
@@ -52,6 +54,12 @@ def test_received_and_perturb_rows(bench_dir: Path) -> None:
             assert r["agreement"]["max_rel_diff"] < 1e-12
         else:
             assert "reference not run" in r["notes"]
+
+
+@pytest.mark.realdata
+def test_perturb_row(bench_dir: Path) -> None:
+    shared_path("lr", "cellchat_mouse.csv")  # per-ligand radii come from the real CellChat table
+    ctx = quiet_ctx()
     prow = bench_perturb.run_exact(ctx)[0]
     assert prow["baseline"] is None and prow["size"]["trained_genes"] == 50
     assert np.isfinite(prow["ours"]["median_s"])

@@ -246,8 +246,8 @@ def test_materialised_splash_equals_fused_propagate(seed: int, cap: float | None
     out = np.full((n, ng), np.nan)
     max_mods = int(np.diff(f["mod_ptr"]).max())
     _kernels.propagate(X, rl.values, rl.values, rl.col, delta, f["target"], f["coefs"], f["coef_ptr"],
-                       f["n_cols"], f["mapping_id"], f["mappings"], f["kind"], f["a"], f["b"], f["slot_a"],
-                       f["slot_b"], f["term_ptr"], f["mods"], f["mod_ptr"], scale, 0.0 if cap is None else cap,
+                       f["n_cols"], f["mapping_id"], f["mappings"], f["kind_ptr"], f["coef_col"], f["a"], f["b"],
+                       f["slot_a"], f["slot_b"], f["mods"], f["mod_ptr"], scale, 0.0 if cap is None else cap,
                        max_mods, MIN_EXPRESSION, out)
     np.testing.assert_allclose(out, expect, rtol=0, atol=1e-12)
     untrained = np.setdiff1d(np.arange(ng), f["target"])

@@ -106,7 +106,8 @@ class Betabase:
             mods = np.unique(np.concatenate([a_arr, b_arr[b_arr >= 0]])) if keep else np.zeros(0, np.int64)
             self.models.append(GeneModel(
                 gene=f.gene, gene_index=gi[f.gene], frame=f,
-                coefs=np.ascontiguousarray(f.coefs[:, keep]), mapping=m, kind=kind_arr, a=a_arr, b=b_arr,
+                coefs=(np.ascontiguousarray(f.coefs) if len(keep) == f.coefs.shape[1]  # no copy when all kept
+                       else np.ascontiguousarray(f.coefs[:, keep])), mapping=m, kind=kind_arr, a=a_arr, b=b_arr,
                 modulator_genes=mods.astype(np.int64), dropped=dropped))
             if dropped:
                 log.warning("%s: %d modulators are not genes of the dataset and are ignored (%s)",
@@ -241,11 +242,22 @@ class Betabase:
                 return np.ascontiguousarray(xs[0], dtype=dt)
             return np.ascontiguousarray(np.concatenate(xs), dtype=dt)
 
-        slot_a, slot_b = [], []
-        for gm in self.models:
+        # terms of each model grouped by kind (TF, L$R, L#TF) so that the kernels loop over three ranges
+        # without a branch per term; coef_col keeps each term's column in the model's beta rows
+        slot_a, slot_b, kinds, aa, bb, coef_col = [], [], [], [], [], []
+        kind_ptr = np.zeros((n_models, 4), np.int64)
+        for k, gm in enumerate(self.models):
+            order = np.argsort(gm.kind, kind="stable")
             pos = {g: s for s, g in enumerate(gm.modulator_genes.tolist())}
-            slot_a.append(np.array([pos[x] for x in gm.a.tolist()], np.int64))
-            slot_b.append(np.array([pos[x] if x >= 0 else -1 for x in gm.b.tolist()], np.int64))
+            a_o, b_o = gm.a[order], gm.b[order]
+            slot_a.append(np.array([pos[x] for x in a_o.tolist()], np.int64))
+            slot_b.append(np.array([pos[x] if x >= 0 else -1 for x in b_o.tolist()], np.int64))
+            kinds.append(gm.kind[order])
+            aa.append(a_o)
+            bb.append(b_o)
+            coef_col.append(order.astype(np.int64))
+            counts = np.bincount(gm.kind, minlength=3)
+            kind_ptr[k] = term_ptr[k] + np.concatenate([[0], np.cumsum(counts)])
         return {
             "target": np.array([gm.gene_index for gm in self.models], np.int64),
             "n_cols": np.array([gm.coefs.shape[1] for gm in self.models], np.int64),
@@ -253,8 +265,8 @@ class Betabase:
             "mappings": np.ascontiguousarray(np.stack(self.mappings)) if self.mappings
             else np.zeros((0, self.tissue.n_cells), np.int64),
             "coefs": cat([gm.coefs.ravel() for gm in self.models], np.float64), "coef_ptr": coef_ptr,
-            "kind": cat([gm.kind for gm in self.models], np.int64),
-            "a": cat([gm.a for gm in self.models], np.int64), "b": cat([gm.b for gm in self.models], np.int64),
+            "kind": cat(kinds, np.int64), "a": cat(aa, np.int64), "b": cat(bb, np.int64),
+            "coef_col": cat(coef_col, np.int64), "kind_ptr": kind_ptr,
             "slot_a": cat(slot_a, np.int64), "slot_b": cat(slot_b, np.int64), "term_ptr": term_ptr,
             "mods": cat([gm.modulator_genes for gm in self.models], np.int64), "mod_ptr": mod_ptr,
         }

@@ -64,7 +64,9 @@ class BetaFrame:
 
     def __post_init__(self) -> None:
         self.intercept = np.asarray(self.intercept, dtype=np.float64)
-        self.coefs = np.asarray(self.coefs, dtype=np.float64).reshape(len(self.row_ids), len(self.modulators))
+        # C order: kernels read one row (a cell or cluster) of betas at a time
+        self.coefs = np.ascontiguousarray(
+            np.asarray(self.coefs, dtype=np.float64).reshape(len(self.row_ids), len(self.modulators)))
         if len(self.groups) != len(self.modulators):
             self.groups = np.array([modulator_group(m) for m in self.modulators], dtype=np.int64)
 

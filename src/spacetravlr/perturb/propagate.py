@@ -376,8 +376,8 @@ class Perturber:
             tr = time.perf_counter()
             with numba_threads(self.n_threads):
                 _kernels.propagate(G, RW_splash, RW0, self.lig_col, delta, f["target"], f["coefs"], f["coef_ptr"],
-                                   f["n_cols"], f["mapping_id"], f["mappings"], f["kind"], f["a"], f["b"],
-                                   f["slot_a"], f["slot_b"], f["term_ptr"], f["mods"], f["mod_ptr"],
+                                   f["n_cols"], f["mapping_id"], f["mappings"], f["kind_ptr"], f["coef_col"],
+                                   f["a"], f["b"], f["slot_a"], f["slot_b"], f["mods"], f["mod_ptr"],
                                    float(self.s.beta_scale_factor), cap, self.max_mods, _keys.MIN_EXPRESSION, out)
             delta, out = out, delta
             if pin_mask is not None:

@@ -114,7 +114,7 @@ def splash(betabase: Betabase, gene: str, expression: np.ndarray, received: Liga
                          f"(ligands of {gene}); add them to the LigandTable")
     out = np.empty((G.shape[0], len(gm.modulator_genes)))
     _kernels.splash_matrix(k, G, RW, RLt, lig_col, f["coefs"], f["coef_ptr"], f["n_cols"], f["mapping_id"],
-                           f["mappings"], f["kind"], f["a"], f["b"], f["slot_a"], f["slot_b"], f["term_ptr"],
+                           f["mappings"], f["kind_ptr"], f["coef_col"], f["a"], f["b"], f["slot_a"], f["slot_b"],
                            len(gm.modulator_genes), float(beta_scale_factor), _cap(beta_cap), MIN_EXPRESSION, out)
     if as_frame:
         names = [betabase.var_names[j] for j in gm.modulator_genes]
