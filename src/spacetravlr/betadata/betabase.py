@@ -81,7 +81,7 @@ class Betabase:
         self.var_names = list(tissue.var_names)
         gi = tissue.gene_index
         self.mappings: list[np.ndarray] = []
-        self._mapping_key: dict[tuple[str, tuple[str, ...]], int] = {}
+        self._mapping_key: dict[tuple[object, ...], int] = {}
         self.models: list[GeneModel] = []
         self.unmatched_cells: dict[str, int] = {}
         unknown_targets = []
