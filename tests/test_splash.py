@@ -254,9 +254,10 @@ def test_materialised_splash_equals_fused_propagate(seed: int, cap: float | None
     assert untrained.size and not out[:, untrained].any()
 
 
-def test_splash_matches_an_independent_dense_formula() -> None:
+@pytest.mark.parametrize("n_cells", [50, 300])  # one partial block; several blocks of cells
+def test_splash_matches_an_independent_dense_formula(n_cells: int) -> None:
     rng = np.random.default_rng(11)
-    bb, X, rl = random_betabase(rng)
+    bb, X, rl = random_betabase(rng, n_cells=n_cells)
     G = filtered(X)
     mapping_rows = bb.mappings
     for gm in bb.models:
@@ -280,6 +281,20 @@ def test_splash_matches_an_independent_dense_formula() -> None:
                 else:
                     expect[i, U[bb.tissue.gene_index[name]]] += beta[j]
         np.testing.assert_allclose(splash(bb, gm.gene, X, rl, beta_scale_factor=0.5), expect, atol=1e-13)
+
+
+def test_splash_same_numbers_for_any_memory_layout() -> None:
+    """Column-major inputs are the fast path; row-major and strided views give identical results."""
+    rng = np.random.default_rng(5)
+    bb, X, rl = random_betabase(rng, n_cells=300)
+    rl_f = LigandTable(np.asfortranarray(rl.values), rl.col)
+    wide = np.zeros((X.shape[0], 2 * X.shape[1]))
+    wide[:, ::2] = X
+    for gm in bb.models:
+        ref = splash(bb, gm.gene, np.ascontiguousarray(X), rl, beta_cap=0.9)
+        assert isinstance(ref, np.ndarray) and ref.flags.f_contiguous
+        for G, table in ((np.asfortranarray(X), rl_f), (wide[:, ::2], rl)):
+            np.testing.assert_array_equal(splash(bb, gm.gene, G, table, beta_cap=0.9), ref)
 
 
 # ---------------------------------------------------------------------------------------------

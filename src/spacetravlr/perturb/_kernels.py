@@ -59,20 +59,96 @@ def _splash_cell(k: int, i: int, G: np.ndarray, RW: np.ndarray, RLt: np.ndarray,
     return True
 
 
+@njit(cache=True)
+def splash_base_rows(k: int, coefs: np.ndarray, coef_ptr: np.ndarray, n_cols: np.ndarray, kind_ptr: np.ndarray,
+                     coef_col: np.ndarray, slot_a: np.ndarray, n_mods: int) -> np.ndarray:
+    """Per beta row of model ``k``: the TF / extra part of its splash, ``base[row, slot] = Σ β_t``."""
+    nc = n_cols[k]
+    n_rows = (coef_ptr[k + 1] - coef_ptr[k]) // nc if nc > 0 else 0
+    base = np.zeros((n_rows, n_mods))
+    for r in range(n_rows):
+        off = coef_ptr[k] + r * nc
+        for t in range(kind_ptr[k, 0], kind_ptr[k, 1]):
+            base[r, slot_a[t]] += coefs[off + coef_col[t]]
+    return base
+
+
+SPLASH_BLOCK = 128  # cells per block of the materialised splash: one block's output columns stay in L2
+
+
 @njit(parallel=True, cache=True)
 def splash_matrix(k: int, G: np.ndarray, RW: np.ndarray, RLt: np.ndarray, lig_col: np.ndarray,
                   coefs: np.ndarray, coef_ptr: np.ndarray, n_cols: np.ndarray, mapping_id: np.ndarray,
                   mappings: np.ndarray, kind_ptr: np.ndarray, coef_col: np.ndarray, a: np.ndarray, b: np.ndarray,
-                  slot_a: np.ndarray, slot_b: np.ndarray, n_mods: int, scale: float, cap: float,
+                  slot_a: np.ndarray, slot_b: np.ndarray, base: np.ndarray, scale: float, cap: float,
                   min_expr: float, out: np.ndarray) -> None:
-    """Materialised splash of model ``k``: ``out[i, u] = ∂y_k/∂mods[u]`` at cell ``i``."""
+    """Materialised splash of model ``k``: ``out[i, u] = ∂y_k/∂mods[u]`` at cell ``i`` (same terms as
+    :func:`_splash_cell`), computed term by term over blocks of cells.
+
+    Written for column-major (Fortran-ordered) ``G``, ``RW``, ``RLt`` and ``out``: for one term, a
+    block's values of one gene are contiguous, so every inner loop streams and the whole input is not
+    read when a model uses a few of its columns. Other layouts give the same numbers, slower.
+    ``base`` (from :func:`splash_base_rows`) holds the TF part per beta row; with zero rows the TF
+    terms are added here instead (per-cell betadata, where such a table would be as large as ``out``).
+    The model must have at least one beta row. Cells without a row (−1) get 0.
+    """
     n = G.shape[0]
-    for i in prange(n):
-        buf = np.empty(max(n_mods, 1))
-        _splash_cell(k, i, G, RW, RLt, lig_col, coefs, coef_ptr, n_cols, mapping_id, mappings, kind_ptr,
-                     coef_col, a, b, slot_a, slot_b, n_mods, scale, cap, min_expr, buf)
-        for u in range(n_mods):
-            out[i, u] = buf[u]
+    n_mods = out.shape[1]
+    t0, t1, t2, t3 = kind_ptr[k, 0], kind_ptr[k, 1], kind_ptr[k, 2], kind_ptr[k, 3]
+    nc = n_cols[k]
+    cp = coef_ptr[k]
+    mp = mappings[mapping_id[k]]
+    use_base = base.shape[0] > 0
+    # initial values column by column, i.e. in memory order: a fresh output is first touched (its pages
+    # faulted in) sequentially by each thread rather than in 4 KiB pieces by the cell blocks below
+    for u in prange(n_mods):
+        if use_base:
+            for i in range(n):
+                r = mp[i]
+                out[i, u] = base[r, u] if r >= 0 else 0.0
+        else:
+            for i in range(n):
+                out[i, u] = 0.0
+    nb = (n + SPLASH_BLOCK - 1) // SPLASH_BLOCK
+    for blk in prange(nb):
+        i0 = blk * SPLASH_BLOCK
+        m = min(n, i0 + SPLASH_BLOCK) - i0
+        row = np.empty(SPLASH_BLOCK, np.int64)
+        has = np.empty(SPLASH_BLOCK, np.bool_)
+        w = np.empty(SPLASH_BLOCK)
+        g = np.empty(SPLASH_BLOCK)
+        for j in range(m):
+            r = mp[i0 + j]
+            has[j] = r >= 0
+            row[j] = r if r >= 0 else 0  # row 0 is read and discarded for cells without a row
+        if not use_base:
+            for t in range(t0, t1):  # TF / extra: ∂y/∂t = β
+                p, cc = slot_a[t], coef_col[t]
+                for j in range(m):
+                    x = coefs[cp + row[j] * nc + cc]
+                    out[i0 + j, p] += x if has[j] else 0.0
+        for t in range(t1, t3):
+            c, lc, p, q, cc = b[t], lig_col[a[t]], slot_a[t], slot_b[t], coef_col[t]
+            for j in range(m):  # g: G of the receptor (L$R) or TF (L#T), values <= min_expr read as 0
+                x = G[i0 + j, c]
+                g[j] = x if x > min_expr else 0.0
+                beta = scale * coefs[cp + row[j] * nc + cc]
+                w[j] = beta if has[j] else 0.0
+            if t < t2:  # L$R: ∂y/∂R = sβ·RL[L] if G[R] > 0, ∂y/∂L = sβ·G[R]
+                for j in range(m):
+                    w[j] = w[j] if g[j] > 0.0 else 0.0
+                for j in range(m):
+                    out[i0 + j, q] += w[j] * RW[i0 + j, lc]
+            else:  # L#T: ∂y/∂T = sβ·RLt[L], ∂y/∂L = sβ·G[T]
+                for j in range(m):
+                    out[i0 + j, q] += w[j] * RLt[i0 + j, lc]
+            for j in range(m):
+                out[i0 + j, p] += w[j] * g[j]
+        if cap > 0.0:
+            for u in range(n_mods):
+                for j in range(m):
+                    x = out[i0 + j, u]
+                    out[i0 + j, u] = cap if x > cap else (-cap if x < -cap else x)
 
 
 @njit(parallel=True, cache=True)

@@ -86,7 +86,14 @@ def splash(betabase: Betabase, gene: str, expression: np.ndarray, received: Liga
 
     Returns
     -------
-    (N, U) float64, columns = the sorted unique modulator genes (``betabase[gene].modulator_genes``).
+    (N, U) float64, columns = the sorted unique modulator genes (``betabase[gene].modulator_genes``);
+    column-major (Fortran order).
+
+    Notes
+    -----
+    The kernel reads one gene's values for a block of cells at a time: pass ``expression`` and the
+    ligand tables in column-major order (``np.asfortranarray`` once, then splash many genes; pandas
+    frames are stored that way) for the fastest path. Row-major input gives the same numbers, slower.
     """
     if gene not in betabase:
         from ..errors import InputError, near_matches, short_list
@@ -96,7 +103,7 @@ def splash(betabase: Betabase, gene: str, expression: np.ndarray, received: Liga
     gm = betabase[gene]
     k = betabase.models.index(gm)
     f = betabase.flat()
-    G = np.ascontiguousarray(expression, dtype=np.float64)  # values <= MIN_EXPRESSION read as 0 in the kernel
+    G = np.asarray(expression, dtype=np.float64)  # any layout; values <= MIN_EXPRESSION read as 0 in the kernel
     n_cells, n_genes = betabase.tissue.n_cells, len(betabase.var_names)
     if G.shape != (n_cells, n_genes):
         raise ValueError(f"splash: expression has shape {G.shape}, expected ({n_cells}, {n_genes}) "
@@ -112,10 +119,19 @@ def splash(betabase: Betabase, gene: str, expression: np.ndarray, received: Liga
     if missing.size:
         raise ValueError(f"splash: no received-ligand values for {', '.join(betabase.var_names[j] for j in missing)} "
                          f"(ligands of {gene}); add them to the LigandTable")
-    out = np.empty((G.shape[0], len(gm.modulator_genes)))
-    _kernels.splash_matrix(k, G, RW, RLt, lig_col, f["coefs"], f["coef_ptr"], f["n_cols"], f["mapping_id"],
-                           f["mappings"], f["kind_ptr"], f["coef_col"], f["a"], f["b"], f["slot_a"], f["slot_b"],
-                           len(gm.modulator_genes), float(beta_scale_factor), _cap(beta_cap), MIN_EXPRESSION, out)
+    n_mods = len(gm.modulator_genes)
+    out = np.empty((n_cells, n_mods), order="F")  # column-major: a DataFrame of it needs no copy
+    if gm.coefs.shape[0] == 0 or n_mods == 0:
+        out[:] = 0.0
+    else:
+        coef_args = (f["coefs"], f["coef_ptr"], f["n_cols"], f["mapping_id"], f["mappings"], f["kind_ptr"],
+                     f["coef_col"], f["a"], f["b"], f["slot_a"], f["slot_b"])
+        # the TF part per beta row, when there are few rows (seed betadata: one per cluster)
+        few_rows = gm.coefs.shape[0] * 8 <= n_cells
+        base = (_kernels.splash_base_rows(k, f["coefs"], f["coef_ptr"], f["n_cols"], f["kind_ptr"], f["coef_col"],
+                                          f["slot_a"], n_mods) if few_rows else np.zeros((0, n_mods)))
+        _kernels.splash_matrix(k, G, RW, RLt, lig_col, *coef_args, base, float(beta_scale_factor), _cap(beta_cap),
+                               MIN_EXPRESSION, out)
     if as_frame:
         names = [betabase.var_names[j] for j in gm.modulator_genes]
         return pd.DataFrame(out, index=betabase.tissue.obs_names, columns=names)
