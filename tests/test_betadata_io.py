@@ -170,6 +170,25 @@ def test_atomic_helpers(tmp_path):
     assert not (tmp_path / "new.txt").exists() and no_temp_files(tmp_path)
 
 
+def test_atomic_files_get_the_mode_open_would_give(tmp_path):
+    """Not mkstemp's 0600: other users of a shared run folder must be able to read the outputs."""
+    import os
+    import stat
+
+    from spacetravlr.io.atomic import FILE_MODE
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert FILE_MODE == 0o666 & ~mask
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    dest = atomic_write_text(tmp_path / "a.txt", "x")
+    assert stat.S_IMODE(dest.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == FILE_MODE
+    fb = tmp_path / "PAX5_betadata.feather"
+    write_betadata(fb, make_frame())
+    assert stat.S_IMODE(fb.stat().st_mode) == FILE_MODE
+
+
 # ---------------------------------------------------------------------------------------------
 # other layouts and formats
 # ---------------------------------------------------------------------------------------------

@@ -110,8 +110,8 @@ def test_cells_csv_scope(run, capsys, tmp_path) -> None:
     assert (vals[scope, s.tissue.gene_index["Foxo1"]] == 0).all()
     np.testing.assert_array_equal(vals[~scope], x0[~scope])  # one TF step: nothing moves outside
     js = json.loads((tmp_path / "r.json").read_text())
-    assert js["n_scope_cells"] == 20 and js["scope"] == "cells.csv:right (20 cells)"
-    assert "cells.csv:right (20 cells)" in out
+    assert js["n_scope_cells"] == 20 and js["scope"] == "cells.csv:right"
+    assert "cells.csv:right (20 cells)" in out and "(20 cells) (20 cells)" not in out
     # cell types and cluster ids on the command line
     rc, out, err = cli(capsys, "--run-toml", run["toml"], "--gene", "Foxo1", "--cell-types", "ct0,ct2")
     assert rc == 0, err

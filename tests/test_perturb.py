@@ -563,12 +563,12 @@ def test_session_scope_from_files(session, tmp_path) -> None:
     pd.DataFrame({"left": obs[:10], "right": obs[10:15] + [""] * 5}).to_csv(csv, index=False)
     assert read_cells_csv(csv, "right") == obs[10:15]
     mask, label = session.scope(cells_csv=str(csv), cells_csv_column="left")
-    assert mask.sum() == 10 and label == "cells.csv:left (10 cells)"
+    assert mask.sum() == 10 and label == "cells.csv:left"
     lst = tmp_path / "sel.txt"
     lst.write_text("# chosen cells\n" + "\n".join(obs[:3]) + "\n\n")
     assert read_obs_file(lst) == obs[:3]
     mask, label = session.scope(cells_obs_file=str(lst))
-    assert mask.sum() == 3 and label == "sel.txt (3 cells)"
+    assert mask.sum() == 3 and label == "sel.txt"
     with pytest.raises(InputError, match="not found; check --cells-csv"):
         read_cells_csv(tmp_path / "missing.csv", "left")
     with pytest.raises(InputError) as e:

@@ -118,7 +118,7 @@ class RunSession:
             cells = read_obs_file(cells_obs_file)
             label = Path(cells_obs_file).name
         mask, desc = resolve_scope(self.tissue, cells, cell_types=cell_types, clusters=clusters)
-        return mask, (f"{label} ({int(mask.sum())} cells)" if label else desc)
+        return mask, (label or desc)  # the cell count is reported next to the label by the callers
 
     def run(self, genes: str | Sequence[str], desired: float | Sequence[float] = 0.0, *,
             scope: np.ndarray | None = None, scope_label: str = "all cells",

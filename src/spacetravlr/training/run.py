@@ -504,6 +504,11 @@ def train(cfg: SpaceshipConfig, *, plain: bool = True, quiet: bool = False, stre
     line = progress.summary()
     if elsewhere and not interrupted:
         line += f"; {len(elsewhere)} still locked by other processes"
+    if interrupted:  # a gene whose file was written as the interrupt arrived is on disk but not reported
+        seen = {o.gene for o in outcomes} | (set(queue) - pending_set)
+        late = sum(1 for g in (*done, *orph) if g not in seen)
+        if late:
+            line += f"; {late} more written while stopping (on disk: {len(done)} done, {len(orph)} orphaned)"
     print(line, file=stream or sys.stdout, flush=True)
     counts = {DONE: len(done), ORPHAN: len(orph), FAILED: len(failed), "unfinished": len(elsewhere)}
     return RunResult(out_dir=out_dir, counts=counts, outcomes=outcomes, interrupted=interrupted,
