@@ -518,3 +518,43 @@ def test_missing_scanpy_names_the_prep_extra(monkeypatch: pytest.MonkeyPatch) ->
         require_scanpy()
     msg = str(ei.value)
     assert "spacetravlr[prep]" in msg and "\n" not in msg
+
+
+# ---------------------------------------------------------------------------------------------
+# kNN graph: exact below the switch, pynndescent above
+# ---------------------------------------------------------------------------------------------
+
+
+def test_knn_transformer_choice_and_graph() -> None:
+    """The approximate transformer returns a csr_matrix (scanpy 1.11 needs ``getnnz``) holding each
+    cell's exact neighbours on well-separated data."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from spacetravlr.prep import knn
+
+    assert knn.transformer_for(knn.APPROX_ABOVE_CELLS, 15, 0) == "sklearn"
+    tr = knn.transformer_for(knn.APPROX_ABOVE_CELLS + 1, 15, 0)
+    assert isinstance(tr, knn.NNDescentCSR) and tr.get_params()["n_neighbors"] == 15
+    rng = np.random.default_rng(0)
+    X = np.repeat(rng.normal(scale=100.0, size=(40, 5)), 10, axis=0) + rng.normal(scale=0.01, size=(400, 5))
+    D = knn.NNDescentCSR(n_neighbors=10, random_state=0).fit_transform(X)
+    assert isinstance(D, sp.csr_matrix) and D.shape == (400, 400)
+    assert np.all(D.getnnz(axis=1) >= 9)
+    _, idx = NearestNeighbors(n_neighbors=10).fit(X).kneighbors(X)  # includes each point itself
+    for i in range(0, 400, 37):
+        assert set(idx[i]) <= set(D.indices[D.indptr[i]:D.indptr[i + 1]]) | {i}
+
+
+@pytest.mark.slow
+def test_prepare_with_the_approximate_knn_graph(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Above the switch, Leiden on the pynndescent graph recovers the planted types as the exact one does."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from spacetravlr.prep import knn
+
+    monkeypatch.setattr(knn, "APPROX_ABOVE_CELLS", 100)
+    a = toy_counts(n=300)
+    out = prepare(a, compute_umap=False, verbose=True, resolution=0.3, n_top_genes=20)
+    assert "approximate (pynndescent)" in capsys.readouterr().out
+    assert adjusted_rand_score(out.obs["truth"], out.obs["cell_type"]) > 0.5

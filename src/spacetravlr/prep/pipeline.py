@@ -38,6 +38,7 @@ from .. import _keys
 from ..errors import InputError, near_matches, short_list
 from . import coords as _coords
 from . import impute as _impute
+from . import knn as _knn
 from ._deps import require_leiden, require_scanpy
 from .counts import check_counts, drop_empty
 from .genes import DEFAULT_N_TOP_GENES, GeneSelection, check_network_overlap, load_prep_network, select_genes
@@ -431,11 +432,13 @@ def _prepare(
     do_umap = compute_umap if compute_umap is not None else umap_present is None
     if need_labels or do_umap:
         with prog.step("neighbours", announce=True) as info, _quiet():
-            # exact kNN (sklearn, chunked brute force): deterministic, no pynndescent compilation, and it
-            # avoids scanpy 1.11's pynndescent path, which fails on scipy >= 1.15 sparse arrays (no getnnz)
-            sc.pp.neighbors(work, n_neighbors=min(n_neighbors, work.n_obs - 1), use_rep="X_pca",
-                            transformer="sklearn", random_state=random_state)
-            info["detail"] = f"{min(n_neighbors, work.n_obs - 1)}-NN graph on {n_comps} PCs"
+            # exact kNN up to knn.APPROX_ABOVE_CELLS cells, pynndescent above (see prep/knn.py)
+            k_nn = min(n_neighbors, work.n_obs - 1)
+            transformer = _knn.transformer_for(work.n_obs, k_nn, random_state)
+            sc.pp.neighbors(work, n_neighbors=k_nn, use_rep="X_pca", transformer=transformer,
+                            random_state=random_state)
+            kind = "exact" if transformer == "sklearn" else "approximate (pynndescent)"
+            info["detail"] = f"{k_nn}-NN graph on {n_comps} PCs, {kind}"
     if need_labels:
         with prog.step("Leiden", announce=True) as info, _quiet():
             sc.tl.leiden(work, resolution=resolution, key_added=key_added, flavor="igraph", n_iterations=2,
