@@ -630,3 +630,15 @@ def test_terminal_progress_bar(small: Data, tmp_path: Path):
     assert res.counts["done"] == 2
     text = s.getvalue()
     assert "training" in text and "Cd19" in text and "2/2" in text
+
+
+def test_absent_extra_modulators_and_pairs_warn(small: Data, tmp_path: Path, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="spacetravlr")
+    args = small.args(tmp_path / "run", "--genes", "Cd19", "--quiet", "--extra-modulators", "Nope1,Cd44",
+                      "--extra-lr", "Zzz$Cd44")
+    assert main(args) == 0
+    assert "1 extra modulators are not genes of the dataset and are ignored: Nope1" in caplog.text
+    assert "1 extra ligand–receptor pairs name genes that are not in the dataset" in caplog.text
+    assert "Zzz$Cd44" in caplog.text

@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from .._keys import LR_SEP
 from ..config import SpaceshipConfig
+from ..errors import short_list
 from ..io.anndata import Tissue
 from ..modulators import Modulators, ModulatorSelector
 
@@ -142,6 +144,15 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
     extra_mods = list(g.extra_modulators)
     if g.extra_modulators_file:
         extra_mods += read_list_file(g.extra_modulators_file, what="extra_modulators")
+    gi_all = tissue.gene_index
+    absent = [m for m in dict.fromkeys(extra_mods) if m not in gi_all]
+    if absent:
+        log.warning("%d extra modulators are not genes of the dataset and are ignored: %s", len(absent),
+                    short_list(absent, 8))
+    absent_lr = [f"{l}{LR_SEP}{r}" for l, r in parse_lr(extra_lr) if l not in gi_all or r not in gi_all]
+    if absent_lr:
+        log.warning("%d extra ligand–receptor pairs name genes that are not in the dataset and are ignored: %s",
+                    len(absent_lr), short_list(absent_lr, 8))
     means = None
     if g.max_ligands is not None:
         means = dict(zip(tissue.var_names, tissue.expression.mean(axis=0).tolist()))
