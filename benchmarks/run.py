@@ -35,6 +35,7 @@ CASES: dict[str, tuple[Callable[[Ctx], Any], str]] = {
     "train": (bench_train.run_vs_reference, "seed training, 200 genes × 2,000 cells (vs the reference)"),
     "train_large": (bench_train.run_large, "seed training, 3,000 genes × 10,000 cells, real network"),
     "transition": (bench_transition.run_vs_reference, "transition probabilities, 10k × 2,000 (vs the reference)"),
+    "transition_numpy": (bench_transition.run_vs_numpy, "transition probabilities, 10k × 2,000 (vs NumPy)"),
     "transition_100k": (bench_transition.run_100k, "transition field, 100k × 2,000, k = 150"),
     "cli_help": (bench_cli.run, "`spacetravlr --help` start-up"),
     "scaling": (bench_scaling.run, "scaling sweep (cells 1k → 100k, targets 50 → 200) and its plot"),
@@ -314,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
 _ROW_ORDER = ["received_exact_gaussian_vs_numpy", "received_exact_truncated_vs_numpy",
               "received_exact_truncated_vs_reference", "received_approx_vs_numpy", "splash_vs_reference",
               "perturb_exact_vs_reference", "perturb_approx", "train_vs_reference", "train_large",
-              "transition_vs_reference", "transition_field", "cli_help_spacetravlr", "cli_help_spacetravlr_perturb"]
+              "transition_vs_reference", "transition_vs_numpy", "transition_field", "cli_help_spacetravlr",
+              "cli_help_spacetravlr_perturb"]
 
 
 def _row_rank(name: str) -> int:

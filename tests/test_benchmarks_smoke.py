@@ -15,7 +15,7 @@ from conftest import shared_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package beside src/
 
-from benchmarks import bench_perturb, bench_received, bench_scaling, reference, run, timing
+from benchmarks import bench_perturb, bench_received, bench_scaling, bench_transition, reference, run, timing
 from benchmarks import workloads as wl
 from benchmarks.common import Ctx
 
@@ -54,6 +54,20 @@ def test_received_rows(bench_dir: Path) -> None:
             assert r["agreement"]["max_rel_diff"] < 1e-12
         else:
             assert "reference not run" in r["notes"]
+
+
+def test_transition_numpy_baseline_agrees_with_ours() -> None:
+    """The NumPy colΔCor baseline of the benchmark computes the same field as the package."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(1)
+    n, g = 400, 30
+    X, D, E = rng.normal(size=(n, g)), rng.normal(size=(n, g)) * 0.3, rng.normal(size=(n, 2)) * 4
+    graph, V = bench_transition.seed_runner(X, D, E, k=25)()
+    nb, P, V_np = bench_transition.numpy_transition(X, D, E, k=25)
+    P_np = sp.csr_matrix((P.ravel(), nb.ravel(), np.arange(0, nb.size + 1, nb.shape[1])), shape=(n, n))
+    assert abs(graph.to_csr("probabilities") - P_np).max() < 1e-12
+    np.testing.assert_allclose(V, V_np, rtol=0, atol=1e-12)
 
 
 @pytest.mark.realdata
