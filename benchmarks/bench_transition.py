@@ -34,13 +34,15 @@ def _load(n: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
     return np.load(d / "X.npy"), np.load(d / "D.npy"), np.load(d / "E.npy"), d
 
 
-def compat_runner(X: np.ndarray, D: np.ndarray, E: np.ndarray, k: int = K) -> Any:
+def field_runner(X: np.ndarray, D: np.ndarray, E: np.ndarray, *, compat: bool, k: int = K) -> Any:
+    """Ours: ``transition_probabilities`` + ``cell_vectors`` (Δ not rounded), with python-reference
+    semantics (self among the k neighbours, NaN correlation → 1, unit directions) or seed semantics."""
     from spacetravlr.transitions import cell_vectors, transition_probabilities
 
     def run() -> tuple[Any, np.ndarray]:
-        g = transition_probabilities(X, D, E, n_neighbors=k, remove_null=True, reference_compat=True,
+        g = transition_probabilities(X, D, E, n_neighbors=k, remove_null=True, reference_compat=compat,
                                      round_decimals=None)
-        return g, cell_vectors(g, E, unit_directions=True)
+        return g, cell_vectors(g, E, unit_directions=compat)
 
     return run
 
@@ -84,24 +86,14 @@ def numpy_factory(n: int, g: int) -> Any:
 
 def seed_factory(n: int, g: int) -> Any:
     X, D, E, _ = _load(n, g)
-    return seed_runner(X, D, E)
-
-
-def seed_runner(X: np.ndarray, D: np.ndarray, E: np.ndarray, k: int = K) -> Any:
-    from spacetravlr.transitions import cell_vectors, transition_probabilities
-
-    def run() -> tuple[Any, np.ndarray]:
-        g = transition_probabilities(X, D, E, n_neighbors=k, remove_null=True, round_decimals=None)
-        return g, cell_vectors(g, E)
-
-    return run
+    return field_runner(X, D, E, compat=False)
 
 
 def run_vs_numpy(ctx: Ctx) -> list[dict[str, Any]]:
     n, g = (2000, 300) if ctx.quick else (10_000, 2000)
     X, D, E, _ = _load(n, g)
     ctx.log(f"transition vs NumPy: {n} cells × {g} genes, k = {K}")
-    runner = seed_runner(X, D, E)
+    runner = field_runner(X, D, E, compat=False)
     holder: dict[str, Any] = {}
 
     def ours() -> None:
@@ -140,14 +132,14 @@ def field_factory(n: int, g: int) -> Any:
 
 def compat_factory(n: int, g: int) -> Any:
     X, D, E, _ = _load(n, g)
-    return compat_runner(X, D, E)
+    return field_runner(X, D, E, compat=True)
 
 
 def run_vs_reference(ctx: Ctx) -> list[dict[str, Any]]:
     n, g = (2000, 300) if ctx.quick else (10_000, 2000)
     X, D, E, d = _load(n, g)
     ctx.log(f"transition vs reference: {n} cells × {g} genes, k = {K}")
-    runner = compat_runner(X, D, E)
+    runner = field_runner(X, D, E, compat=True)
     holder: dict[str, Any] = {}
 
     def ours() -> None:

@@ -63,7 +63,7 @@ def test_transition_numpy_baseline_agrees_with_ours() -> None:
     rng = np.random.default_rng(1)
     n, g = 400, 30
     X, D, E = rng.normal(size=(n, g)), rng.normal(size=(n, g)) * 0.3, rng.normal(size=(n, 2)) * 4
-    graph, V = bench_transition.seed_runner(X, D, E, k=25)()
+    graph, V = bench_transition.field_runner(X, D, E, compat=False, k=25)()
     nb, P, V_np = bench_transition.numpy_transition(X, D, E, k=25)
     P_np = sp.csr_matrix((P.ravel(), nb.ravel(), np.arange(0, nb.size + 1, nb.shape[1])), shape=(n, n))
     assert abs(graph.to_csr("probabilities") - P_np).max() < 1e-12
