@@ -558,3 +558,53 @@ def test_prepare_with_the_approximate_knn_graph(monkeypatch: pytest.MonkeyPatch,
     out = prepare(a, compute_umap=False, verbose=True, resolution=0.3, n_top_genes=20)
     assert "approximate (pynndescent)" in capsys.readouterr().out
     assert adjusted_rand_score(out.obs["truth"], out.obs["cell_type"]) > 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# small Leiden clusters
+# ---------------------------------------------------------------------------------------------
+
+
+def _graph(edges: list[tuple[int, int, float]], n: int) -> sp.csr_matrix:
+    r, c, w = zip(*edges)
+    m = sp.csr_matrix((w, (r, c)), shape=(n, n))
+    return (m + m.T).tocsr()
+
+
+def test_small_clusters_join_their_most_connected_neighbour() -> None:
+    from spacetravlr.prep.clusters import merge_small_clusters
+
+    # clusters: a = 0..5 (6 cells), b = 6..9 (4 cells), tiny t = 10..11 (2 cells, tied mostly to b),
+    # isolated i = 12 (1 cell, no edges)
+    labels = np.array(["a"] * 6 + ["b"] * 4 + ["t"] * 2 + ["i"])
+    edges = [(i, i + 1, 1.0) for i in range(5)] + [(6, 7, 1.0), (7, 8, 1.0), (8, 9, 1.0)]
+    edges += [(10, 6, 0.9), (11, 7, 0.8), (10, 0, 0.3), (10, 11, 1.0)]
+    new, n_merged = merge_small_clusters(labels, _graph(edges, 13), min_cells=3)
+    assert n_merged == 2
+    assert len(set(new[10:12])) == 1 and new[10] == new[6]  # t → b (1.7 vs 0.3)
+    assert new[12] == new[0]  # isolated → the largest cluster (a, now 7 cells)
+    # renumbered by decreasing size: b + t = 6, a + i = 7
+    assert new[0] == "0" and new[6] == "1"
+    same, none = merge_small_clusters(labels, _graph(edges, 13), min_cells=1)
+    assert none == 0 and len(set(same)) == 4
+
+
+def test_merging_stops_at_one_cluster() -> None:
+    from spacetravlr.prep.clusters import merge_small_clusters
+
+    labels = np.array(["x", "x", "y"])
+    new, n = merge_small_clusters(labels, _graph([(0, 1, 1.0), (1, 2, 1.0)], 3), min_cells=10)
+    assert n == 1 and set(new) == {"0"}
+
+
+def test_prepare_merges_tiny_leiden_clusters(capsys: pytest.CaptureFixture[str]) -> None:
+    a = toy_counts(n=300)
+    out = prepare(a, compute_umap=False, verbose=True, resolution=8.0, n_top_genes=20, min_cluster_cells=25)
+    sizes = out.obs["cell_type"].value_counts()
+    assert sizes.min() >= 25
+    assert "cells merged into their most connected neighbour" in capsys.readouterr().out
+    assert list(out.obs["cell_type"].cat.categories) == [str(i) for i in range(len(sizes))]
+    kept = prepare(a, compute_umap=False, verbose=False, resolution=8.0, n_top_genes=20, min_cluster_cells=1)
+    assert kept.obs["cell_type"].nunique() > len(sizes)
+    with pytest.raises(InputError, match="--min-cluster-cells 0"):
+        prepare(a, verbose=False, min_cluster_cells=0)

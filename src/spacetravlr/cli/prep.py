@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "present, else Leiden clusters)")
     g.add_argument("--leiden", action="store_true", help="compute Leiden clusters even if obs['cell_type'] exists")
     g.add_argument("--resolution", type=float, default=1.0, help="Leiden resolution (default 1.0)")
+    g.add_argument("--min-cluster-cells", type=int, default=10, metavar="N",
+                   help="merge Leiden clusters of fewer cells into their most connected neighbour (default 10; "
+                   "1 = keep all)")
     g.add_argument("--key-added", default=_keys.DEFAULT_CLUSTER_ANNOT, metavar="COL",
                    help="obs column to write the cell types to (default cell_type)")
     g.add_argument("--drop-unlabeled", action="store_true",
@@ -134,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         a.input, out, verbose=not a.quiet, compression=a.compression,
         layer=a.layer, skip_normalize=a.skip_normalize, allow_non_integer=a.allow_non_integer,
         target_sum=a.target_sum, cluster_key=a.cluster_key, leiden=a.leiden, resolution=a.resolution,
+        min_cluster_cells=a.min_cluster_cells,
         key_added=a.key_added, drop_unlabeled=a.drop_unlabeled, network=a.network, species=a.species,
         n_top_genes=None if a.all_genes else a.n_top_genes, keep_genes=keep, n_pcs=a.n_pcs,
         n_neighbors=a.n_neighbors, compute_umap={"auto": None, "always": True, "never": False}[a.umap],

@@ -36,6 +36,7 @@ import pandas as pd
 
 from .. import _keys
 from ..errors import InputError, near_matches, short_list
+from . import clusters as _clusters
 from . import coords as _coords
 from . import impute as _impute
 from . import knn as _knn
@@ -258,6 +259,7 @@ def _prepare(
     cluster_key: str | None = None,
     leiden: bool = False,
     resolution: float = DEFAULT_RESOLUTION,
+    min_cluster_cells: int = _clusters.DEFAULT_MIN_CELLS,
     key_added: str = _keys.DEFAULT_CLUSTER_ANNOT,
     drop_unlabeled: bool = False,
     network: str | os.PathLike[str] | pd.DataFrame | Network | None = None,
@@ -301,6 +303,8 @@ def _prepare(
             raise InputError(f"--target-sum {target_sum} must be a positive number")
         if not resolution > 0:
             raise InputError(f"--resolution {resolution} must be positive")
+        if min_cluster_cells < 1:
+            raise InputError(f"--min-cluster-cells {min_cluster_cells} must be at least 1 (1 keeps every cluster)")
         if n_pcs < 2 or n_neighbors < 2:
             raise InputError(f"--n-pcs {n_pcs} and --n-neighbors {n_neighbors} must be at least 2")
         _impute._check_params(impute_knn, impute_knn_max, impute_decay, impute_t)
@@ -444,7 +448,15 @@ def _prepare(
             sc.tl.leiden(work, resolution=resolution, key_added=key_added, flavor="igraph", n_iterations=2,
                          directed=False, random_state=random_state)
             rep.cluster_source = f"Leiden clustering (resolution {resolution})"
-            info["detail"] = f"{work.obs[key_added].nunique()} clusters"
+            n_found = work.obs[key_added].nunique()
+            merged, n_merged = _clusters.merge_small_clusters(
+                work.obs[key_added].to_numpy(), work.obsp["connectivities"], min_cluster_cells)
+            work.obs[key_added] = pd.Categorical(merged, categories=sorted(set(merged), key=int))
+            info["detail"] = f"{n_found} clusters"
+            if n_merged:
+                info["detail"] += (f"; {n_merged} with fewer than {min_cluster_cells} cells merged into their "
+                                   f"most connected neighbour → {n_found - n_merged}")
+                rep.cluster_source += f", clusters under {min_cluster_cells} cells merged"
     else:
         rep.cluster_source = f"obs['{cluster_key}']"
     from ..io.anndata import cluster_ids
@@ -536,6 +548,9 @@ def prepare(adata: ad.AnnData, *, verbose: bool = True, **kwargs: Any) -> ad.Ann
         Recluster with Leiden even when ``obs[key_added]`` exists.
     resolution
         Leiden resolution (default 1.0).
+    min_cluster_cells
+        Leiden clusters with fewer cells are merged into the cluster their cells are most connected to
+        in the kNN graph (default 10; 1 keeps every cluster; given labels are never merged).
     key_added
         obs column written with the cell types (default ``cell_type``).
     drop_unlabeled
