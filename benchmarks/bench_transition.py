@@ -84,9 +84,9 @@ def numpy_factory(n: int, g: int) -> Any:
     return lambda: numpy_transition(X, D, E)
 
 
-def seed_factory(n: int, g: int) -> Any:
+def ours_factory(n: int, g: int, compat: bool) -> Any:
     X, D, E, _ = _load(n, g)
-    return field_runner(X, D, E, compat=False)
+    return field_runner(X, D, E, compat=compat)
 
 
 def run_vs_numpy(ctx: Ctx) -> list[dict[str, Any]]:
@@ -114,7 +114,7 @@ def run_vs_numpy(ctx: Ctx) -> list[dict[str, Any]]:
     o = {"label": "ours: transition_probabilities + cell_vectors (seed semantics, sparse (N, k))", **res["ours"]}
     base = {"label": "NumPy: k-d tree neighbours + chunked broadcasting (numpy_transition)", **res["numpy"]}
     if ctx.measure_memory:
-        o.update(compile_and_peak("benchmarks.bench_transition:seed_factory", {"n": n, "g": g}))
+        o.update(compile_and_peak("benchmarks.bench_transition:ours_factory", {"n": n, "g": g, "compat": False}))
         base.update(compile_and_peak("benchmarks.bench_transition:numpy_factory", {"n": n, "g": g},
                                      measure_compile=False))
     return [row("transition_vs_numpy", f"transition probabilities + vectors, {n:,} cells × {g:,} genes, k = {K}",
@@ -128,11 +128,6 @@ def field_factory(n: int, g: int) -> Any:
 
     X, D, E, _ = _load(n, g)
     return lambda: transition_field(X, D, E, n_neighbors=K)
-
-
-def compat_factory(n: int, g: int) -> Any:
-    X, D, E, _ = _load(n, g)
-    return field_runner(X, D, E, compat=True)
 
 
 def run_vs_reference(ctx: Ctx) -> list[dict[str, Any]]:
@@ -170,7 +165,7 @@ def run_vs_reference(ctx: Ctx) -> list[dict[str, Any]]:
     o = {"label": "ours: transition_probabilities + cell_vectors (python-reference semantics, sparse (N, k))",
          **res["ours"]}
     if ctx.measure_memory:
-        o.update(compile_and_peak("benchmarks.bench_transition:compat_factory", {"n": n, "g": g}))
+        o.update(compile_and_peak("benchmarks.bench_transition:ours_factory", {"n": n, "g": g, "compat": True}))
     size = {"cells": n, "genes": g, "k": K}
     workload = f"transition probabilities + vectors, {n:,} cells × {g:,} genes, k = {K}"
     if ref_side is None:
