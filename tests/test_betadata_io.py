@@ -171,22 +171,38 @@ def test_atomic_helpers(tmp_path):
 
 
 def test_atomic_files_get_the_mode_open_would_give(tmp_path):
-    """Not mkstemp's 0600: other users of a shared run folder must be able to read the outputs."""
+    """Not 0600: other users of a shared run folder must be able to read the outputs."""
     import os
     import stat
 
-    from spacetravlr.io.atomic import FILE_MODE
-
     mask = os.umask(0o022)
     os.umask(mask)
-    assert FILE_MODE == 0o666 & ~mask
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     dest = atomic_write_text(tmp_path / "a.txt", "x")
-    assert stat.S_IMODE(dest.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == FILE_MODE
+    assert stat.S_IMODE(dest.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~mask
     fb = tmp_path / "PAX5_betadata.feather"
     write_betadata(fb, make_frame())
-    assert stat.S_IMODE(fb.stat().st_mode) == FILE_MODE
+    assert stat.S_IMODE(fb.stat().st_mode) == 0o666 & ~mask
+
+
+def test_atomic_path_cleans_up_when_interrupted_at_any_point(tmp_path, monkeypatch):
+    """An interrupt right after the temporary file is created (before any write) leaves nothing."""
+    import os
+
+    from spacetravlr.io import atomic
+
+    real_close = os.close
+
+    def close_then_interrupt(fd: int) -> None:
+        real_close(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "close", close_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(tmp_path / "a.txt", "x")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -392,6 +392,34 @@ def test_lock_primitives(tmp_path: Path):
     assert p.exists()
 
 
+def test_lock_is_never_half_written_or_left_by_an_interrupt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The lock appears complete (hard link of a written file) and no private file survives an
+    interrupt at any step; without hard links the exclusive-create fallback is used."""
+    real_link = os.link
+
+    def link_then_interrupt(a, b):
+        real_link(a, b)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(locks.os, "link", link_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        locks.acquire(tmp_path, "G")
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["G.lock"]  # complete, and ours: release removes it
+    assert locks.owner(tmp_path, "G")["pid"] == os.getpid()
+    locks.release(tmp_path, "G")
+    assert list(tmp_path.iterdir()) == []
+
+    def no_hard_links(a, b):
+        raise PermissionError("operation not permitted")
+
+    monkeypatch.setattr(locks.os, "link", no_hard_links)
+    assert locks.acquire(tmp_path, "G") == "new" and locks.acquire(tmp_path, "G") is None
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["G.lock"]
+    assert locks.owner(tmp_path, "G")["pid"] == os.getpid()
+
+
 def test_lock_of_dead_local_process_is_reclaimed(tmp_path: Path):
     write_lock(tmp_path, "G", locks.HOST, dead_pid())
     assert locks.is_stale(locks.lock_path(tmp_path, "G"), 0.0)

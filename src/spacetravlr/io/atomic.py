@@ -7,52 +7,41 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TMP_SUFFIX = ".tmp"
 
 
-def _read_umask() -> int:
-    """The process umask (read without changing it where /proc allows)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-#: mode of finished files: what ``open()`` would give (mkstemp's temporary files are 0600, which would
-#: keep other users of a shared run folder — ``--join-output-dir`` across hosts — from reading them)
-FILE_MODE = 0o666 & ~_read_umask()
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    On any exception (Ctrl-C included, whenever it arrives) the temporary file is removed and ``path``
+    is untouched. The temporary file is created with the mode ``open()`` would give (0666 less the
+    umask), so finished files of a shared run folder stay readable by its other users.
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TMP_SUFFIX, dir=dest.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        while True:
+            # the name is known before the file exists, so an interrupt at any point can clean it up
+            tmp_path = dest.parent / f".{dest.name}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+            try:
+                os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                break
+            except FileExistsError:
+                continue
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, dest)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+        if tmp_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_path.unlink()
         raise
 
 

@@ -140,16 +140,16 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
     extra_lr = list(g.extra_lr)
     if g.extra_lr_file:
         extra_lr += read_list_file(g.extra_lr_file, what="extra_lr")
-    parse_lr(extra_lr, source="[grn].extra_lr")  # validate early, one clear line
+    lr_items = parse_lr(extra_lr, source="[grn].extra_lr")  # validate early, one clear line
     extra_mods = list(g.extra_modulators)
     if g.extra_modulators_file:
         extra_mods += read_list_file(g.extra_modulators_file, what="extra_modulators")
-    gi_all = tissue.gene_index
-    absent = [m for m in dict.fromkeys(extra_mods) if m not in gi_all]
+    gi = tissue.gene_index
+    absent = [m for m in dict.fromkeys(extra_mods) if m not in gi]
     if absent:
         log.warning("%d extra modulators are not genes of the dataset and are ignored: %s", len(absent),
                     short_list(absent, 8))
-    absent_lr = [f"{l}{LR_SEP}{r}" for l, r in parse_lr(extra_lr) if l not in gi_all or r not in gi_all]
+    absent_lr = [f"{l}{LR_SEP}{r}" for l, r in lr_items if l not in gi or r not in gi]
     if absent_lr:
         log.warning("%d extra ligand–receptor pairs name genes that are not in the dataset and are ignored: %s",
                     len(absent_lr), short_list(absent_lr, 8))
@@ -183,7 +183,6 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
 
     pairs = selector.all_lr_pairs if targets else []
     ri = {l: i for i, l in enumerate(names)}
-    gi = tissue.gene_index
     XL = np.empty((tissue.n_cells, len(pairs)))
     for k, (l, r) in enumerate(pairs):
         np.multiply(received[:, ri[l]], tissue.expression[:, gi[r]], out=XL[:, k])

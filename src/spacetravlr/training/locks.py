@@ -1,11 +1,12 @@
 """Per-gene lock files so that processes and hosts sharing an output folder split the genes.
 
-``{gene}.lock`` is created with ``O_CREAT | O_EXCL`` (atomic on local and NFSv3+ filesystems) before a
-gene is trained and removed afterwards. It records host, pid and start time. A lock is reclaimed when
+``{gene}.lock`` is created complete (written to a private file, then hard-linked into place: ``link``
+fails if the lock exists and is atomic on local and NFS filesystems) before a gene is trained and removed
+afterwards. It records host, pid and start time. A lock is reclaimed when
 
 * its owner ran on this host and that process no longer exists (e.g. it was SIGKILLed), or
 * it is older than ``stale_lock_secs`` (> 0), whoever owned it, or
-* it is unreadable (its owner died between creating and writing it) and older than
+* it is unreadable (garbled, or half-written by an older version) and older than
   :data:`UNREADABLE_GRACE_SECS`.
 
 Reclaiming renames the stale lock aside and checks that what was renamed is the lock judged stale, so two
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import socket
 import time
 from pathlib import Path
@@ -119,19 +121,44 @@ def acquire(out_dir: Path, gene: str, stale_lock_secs: float = 0.0) -> str | Non
     p = lock_path(out_dir, gene)
     reclaimed = False
     for _ in range(2):
-        try:
-            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            raw = _read_raw(p)
-            if _stale(_parse(raw), _age(p), stale_lock_secs):
-                _reclaim(p, raw)
-                reclaimed = True
-                continue
-            return None
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"host": HOST, "pid": os.getpid(), "started": time.time()}, fh)
-        return "reclaimed" if reclaimed else "new"
+        if _create_complete(p):
+            return "reclaimed" if reclaimed else "new"
+        raw = _read_raw(p)
+        if _stale(_parse(raw), _age(p), stale_lock_secs):
+            _reclaim(p, raw)
+            reclaimed = True
+            continue
+        return None
     return None
+
+
+def _create_complete(p: Path) -> bool:
+    """Create the lock ``p`` with its whole content, or return False if it exists.
+
+    The content is written to a private file first and hard-linked to ``p`` (``link`` fails when ``p``
+    exists; atomic on local and NFS filesystems), so a lock is never seen, or left behind by an
+    interrupt, half-written. The private file's name is chosen before it exists, so an interrupt at any
+    point removes it.
+    """
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as fh:
+            json.dump({"host": HOST, "pid": os.getpid(), "started": time.time()}, fh)
+        try:
+            os.link(tmp, p)
+        except FileExistsError:
+            return False
+        except OSError:  # a filesystem without hard links: exclusive create, then write
+            try:
+                fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "w") as fh:
+                fh.write(tmp.read_text(encoding="utf-8"))
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def remove_if_stale(out_dir: Path, gene: str, stale_lock_secs: float = 0.0) -> bool:

@@ -239,6 +239,10 @@ def _clean_leftovers(out_dir: Path) -> None:
         if host == locks.HOST and not locks.pid_alive(pid):
             shutil.rmtree(d, ignore_errors=True)
     _remove_dead_locks(out_dir)
+    for f in out_dir.glob(f".*{_keys.LOCK_FILE.format(gene='')}.*.tmp"):  # a lock being created lives µs
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - f.stat().st_mtime > locks.UNREADABLE_GRACE_SECS:
+                f.unlink()
     for folder in (out_dir, out_dir / _keys.LOG_DIR):
         for f in folder.glob(".*.tmp"):
             m = _GENE_TMP.match(f.name)
