@@ -9,7 +9,7 @@ OUT    ?= demo_output
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,prep]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,all]"
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -16,7 +16,7 @@ def _exe(name: str) -> list[str]:
     exe = Path(sys.executable).with_name(name)
     if exe.exists():
         return [str(exe)]
-    mod = {"spacetravlr": "spacetravlr.cli.main", "spacetravlr-perturb": "spacetravlr.cli.perturb"}[name]
+    mod = {"spacetravlr": "spacetravlr_py.cli.main", "spacetravlr-perturb": "spacetravlr_py.cli.perturb"}[name]
     return [sys.executable, "-c", f"from {mod} import run; run()"]
 
 

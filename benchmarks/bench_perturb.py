@@ -30,8 +30,8 @@ TARGET = "Foxo1"
 
 
 def load(d: Path, betadata: str) -> tuple[Any, Any]:
-    from spacetravlr.betadata.betabase import Betabase
-    from spacetravlr.io.anndata import load_tissue
+    from spacetravlr_py.betadata.betabase import Betabase
+    from spacetravlr_py.io.anndata import load_tissue
 
     tissue = load_tissue(d / "tissue.h5ad", cluster_annot="cell_type")
     return tissue, Betabase.from_dir(d / betadata, tissue)
@@ -40,7 +40,7 @@ def load(d: Path, betadata: str) -> tuple[Any, Any]:
 def compat_runner(d: Path, target: str = TARGET, betadata: str = "betadata") -> Any:
     """Python-reference semantics (a zero-argument callable) on the reference-format betadata (or, with
     ``betadata="seed_betadata"``, on the same betas in our cluster-row files)."""
-    from spacetravlr.perturb import Perturber
+    from spacetravlr_py.perturb import Perturber
 
     tissue, bb = load(d, betadata)
     sig: Any = ref.ligand_signaling(tissue.var_names)
@@ -54,7 +54,7 @@ def compat_runner(d: Path, target: str = TARGET, betadata: str = "betadata") -> 
 
 def seed_runner(d: Path, method: str = "auto", target: str = TARGET) -> Any:
     """Seed semantics (Gaussian kernel; ``method`` auto = approximate above 15k cells), cluster-row betadata."""
-    from spacetravlr.perturb import Perturber, PerturbSettings
+    from spacetravlr_py.perturb import Perturber, PerturbSettings
 
     tissue, bb = load(d, "seed_betadata")
     sig: Any = ref.ligand_signaling(tissue.var_names)

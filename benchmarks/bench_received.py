@@ -65,7 +65,7 @@ def _load(n: int, l: int) -> tuple[np.ndarray, np.ndarray, Any]:
 
 
 def ours_factory(n: int, l: int, kernel: str = "gaussian", method: str = "exact") -> Any:
-    from spacetravlr.spatial.received import received_ligands
+    from spacetravlr_py.spatial.received import received_ligands
 
     xy, L, _ = _load(n, l)
     return lambda: received_ligands(L, xy, RADIUS, kernel=kernel, method=method)
@@ -95,7 +95,7 @@ def _peak(ctx: Ctx, factory: str, params: dict[str, Any], *, compile_: bool = Tr
 
 
 def run_exact(ctx: Ctx) -> list[dict[str, Any]]:
-    from spacetravlr.spatial.received import received_ligands
+    from spacetravlr_py.spatial.received import received_ligands
 
     n, l = (2000, 20) if ctx.quick else (10_000, 100)
     xy, L, d = _load(n, l)
@@ -170,7 +170,7 @@ def run_exact(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 def run_approx(ctx: Ctx) -> list[dict[str, Any]]:
-    from spacetravlr.spatial.received import ReceivedOperator
+    from spacetravlr_py.spatial.received import ReceivedOperator
 
     n, l = (10_000, 10) if ctx.quick else (100_000, 100)
     xy, L, _ = _load(n, l)

@@ -33,7 +33,7 @@ def grids(quick: bool) -> dict[str, list[int]]:
 
 
 def received_sweep(ctx: Ctx) -> list[dict[str, Any]]:
-    from spacetravlr.spatial.received import received_ligands
+    from spacetravlr_py.spatial.received import received_ligands
 
     from .bench_received import RADIUS, numpy_received
 

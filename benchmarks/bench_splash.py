@@ -5,8 +5,8 @@ same expression and received-ligand tables, and time only the derivative computa
 
 * reference: ``BetaFrame.from_path`` (untimed, ``t_load_s``) then ``BetaFrame.splash`` per gene
   (``t_core_s`` = the sum over genes);
-* ours: :func:`~spacetravlr.io.betadata.read_betadata` (untimed) then ``Betabase([frame])`` (cells
-  mapped to rows, modulators resolved) + :func:`~spacetravlr.perturb.splash` per gene (timed).
+* ours: :func:`~spacetravlr_py.io.betadata.read_betadata` (untimed) then ``Betabase([frame])`` (cells
+  mapped to rows, modulators resolved) + :func:`~spacetravlr_py.perturb.splash` per gene (timed).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ class Ours:
     Betabase construction + splash per gene."""
 
     def __init__(self, d: Path) -> None:
-        from spacetravlr.io.betadata import list_betadata
-        from spacetravlr.perturb import LigandTable
+        from spacetravlr_py.io.betadata import list_betadata
+        from spacetravlr_py.perturb import LigandTable
 
         inp = wl.load_splash_inputs(d)
         self.inp = inp
@@ -49,9 +49,9 @@ class Ours:
         self.load_s = 0.0
 
     def splash_gene(self, gene: str) -> tuple[np.ndarray, list[str], float]:
-        from spacetravlr.betadata.betabase import Betabase
-        from spacetravlr.io.betadata import read_betadata
-        from spacetravlr.perturb import splash
+        from spacetravlr_py.betadata.betabase import Betabase
+        from spacetravlr_py.io.betadata import read_betadata
+        from spacetravlr_py.perturb import splash
 
         t0 = time.perf_counter()
         frame = read_betadata(self.files[gene], gene)

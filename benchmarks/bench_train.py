@@ -68,7 +68,7 @@ def write_config(d: Path, out_dir: Path, *, compat: bool, n_iter: int | None = N
 
 def _cli() -> list[str]:
     exe = Path(sys.executable).with_name("spacetravlr")
-    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from spacetravlr.cli.main import run; run()"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from spacetravlr_py.cli.main import run; run()"]
 
 
 def run_cli(cfg: Path, out_dir: Path, *, timeout: float = 7200.0) -> float:
@@ -86,7 +86,7 @@ def run_cli(cfg: Path, out_dir: Path, *, timeout: float = 7200.0) -> float:
 
 def cli_factory(d: str, cfg: str, out_dir: str) -> Any:
     """In-process CLI run (for peak memory / compile time in a fresh worker process)."""
-    from spacetravlr.cli.main import main
+    from spacetravlr_py.cli.main import main
 
     def run() -> None:
         if Path(out_dir).exists():
@@ -119,7 +119,7 @@ def _peak_cli(ctx: Ctx, d: Path, cfg: Path, out_dir: Path) -> dict[str, Any]:
 
 def compare_predictions(ref_dir: Path, our_dir: Path, genes: list[str], clusters: pd.Series) -> dict[str, Any]:
     """In-sample predictions of both sides' betas on the reference design (y + features) per gene × cluster."""
-    from spacetravlr.io.betadata import read_betadata
+    from spacetravlr_py.io.betadata import read_betadata
 
     d_r2: list[float] = []
     d_pred: list[float] = []

@@ -37,7 +37,7 @@ def _load(n: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
 def field_runner(X: np.ndarray, D: np.ndarray, E: np.ndarray, *, compat: bool, k: int = K) -> Any:
     """Ours: ``transition_probabilities`` + ``cell_vectors`` (Δ not rounded), with python-reference
     semantics (self among the k neighbours, NaN correlation → 1, unit directions) or seed semantics."""
-    from spacetravlr.transitions import cell_vectors, transition_probabilities
+    from spacetravlr_py.transitions import cell_vectors, transition_probabilities
 
     def run() -> tuple[Any, np.ndarray]:
         g = transition_probabilities(X, D, E, n_neighbors=k, remove_null=True, reference_compat=compat,
@@ -124,7 +124,7 @@ def run_vs_numpy(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 def field_factory(n: int, g: int) -> Any:
-    from spacetravlr.transitions import transition_field
+    from spacetravlr_py.transitions import transition_field
 
     X, D, E, _ = _load(n, g)
     return lambda: transition_field(X, D, E, n_neighbors=K)
@@ -185,7 +185,7 @@ def run_vs_reference(ctx: Ctx) -> list[dict[str, Any]]:
 
 
 def run_100k(ctx: Ctx) -> list[dict[str, Any]]:
-    from spacetravlr.transitions import transition_field
+    from spacetravlr_py.transitions import transition_field
 
     n, g = (20_000, 500) if ctx.quick else (100_000, 2000)
     X, D, E, _ = _load(n, g)

@@ -228,12 +228,12 @@ class ReferenceSession:
 
 
 def cellchat_network(species: str = "mouse") -> Any:
-    """Our :class:`~spacetravlr.io.network.Network` of the real CellChat table (``lr`` edges only).
+    """Our :class:`~spacetravlr_py.io.network.Network` of the real CellChat table (``lr`` edges only).
 
     Used for the reference's per-ligand radius rule (first CellChat row per ligand among the genes).
     """
-    from spacetravlr import _keys
-    from spacetravlr.io.network import Network, read_lr_table
+    from spacetravlr_py import _keys
+    from spacetravlr_py.io.network import Network, read_lr_table
 
     lr = read_lr_table(cellchat_csv(species))
     df = pd.DataFrame({"source": lr["ligand"], "target": lr["receptor"], "edge_type": _keys.EDGE_LR,
@@ -252,7 +252,7 @@ def ligand_radii(ligands: Sequence[str], var_names: Sequence[str], radius: float
 
     Ligands without a CellChat row among ``var_names`` are absent (the reference gives them 0).
     """
-    from spacetravlr import _keys
+    from spacetravlr_py import _keys
 
     sig = ligand_signaling(var_names, species)
     return {g: (float(radius) if sig[g] == _keys.SECRETED else float(contact_distance))
@@ -262,7 +262,7 @@ def ligand_radii(ligands: Sequence[str], var_names: Sequence[str], radius: float
 def perturb_settings(radius: float, contact_distance: float, *, n_propagation: int = 4,
                      scale: float = 1.0) -> Any:
     """Our :class:`PerturbSettings` under ``[compat] mode = "python-reference"``."""
-    from spacetravlr.perturb import PerturbSettings
+    from spacetravlr_py.perturb import PerturbSettings
 
     return PerturbSettings(radius=float(radius), contact_distance=float(contact_distance), per_ligand_radius=True,
                            kernel="truncated", clip="observed_range", reference_compat=True, scale=scale,
@@ -334,7 +334,7 @@ def write_reference_betadata(directory: str | os.PathLike[str], gene: str, coefs
 
 def write_betaframes_for_reference(directory: str | os.PathLike[str], frames: Mapping[str, Any],
                                    obs_names: Sequence[str], cluster_labels_per_cell: Sequence[str]) -> list[Path]:
-    """Expand cluster-row :class:`~spacetravlr.io.betadata.BetaFrame` s to per-cell reference parquet files."""
+    """Expand cluster-row :class:`~spacetravlr_py.io.betadata.BetaFrame` s to per-cell reference parquet files."""
     labels = np.asarray([str(c) for c in cluster_labels_per_cell])
     paths = []
     for gene, f in frames.items():

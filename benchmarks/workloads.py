@@ -166,8 +166,8 @@ def load_splash_inputs(d: Path) -> dict[str, Any]:
 
 def panel_tissue(obs: Sequence[str], genes: Sequence[str], G: np.ndarray, clusters: np.ndarray,
                  coords: np.ndarray | None = None) -> Any:
-    """A :class:`~spacetravlr.io.anndata.Tissue` over given arrays (for Betabase / splash)."""
-    from spacetravlr.io.anndata import Tissue
+    """A :class:`~spacetravlr_py.io.anndata.Tissue` over given arrays (for Betabase / splash)."""
+    from spacetravlr_py.io.anndata import Tissue
 
     n = len(obs)
     xy = coords if coords is not None else np.zeros((n, 2))
@@ -197,8 +197,8 @@ def perturb_inputs(n_cells: int, seed: int = 0, n_targets: int = 13, *, referenc
     """
 
     def build(d: Path) -> None:
-        from spacetravlr.datasets import synthetic_tissue
-        from spacetravlr.io.betadata import betadata_path, write_betadata
+        from spacetravlr_py.datasets import synthetic_tissue
+        from spacetravlr_py.io.betadata import betadata_path, write_betadata
 
         syn = synthetic_tissue(n_cells=n_cells, seed=seed, n_targets=n_targets, kernel="truncated",
                                per_ligand_radius=True, radius=PERTURB_RADIUS, contact_distance=PERTURB_CONTACT)
@@ -226,7 +226,7 @@ def _base_grn_edges() -> pd.DataFrame:
     """The real mouse base GRN as (source, target) edges (cached as a parquet: the wide file is large)."""
 
     def build(d: Path) -> None:
-        from spacetravlr.io.network import read_base_grn
+        from spacetravlr_py.io.network import read_base_grn
 
         read_base_grn(ref.SHARED / "data" / "grn" / "mouse_base_grn.parquet").to_parquet(d / "edges.parquet")
 
@@ -241,7 +241,7 @@ def training_panel(n_genes: int, seed: int = 0, *, tf_frac: float = 0.3, lr_frac
     gene has at least one TF of the panel among its base-GRN regulators (so that the Python reference,
     which skips genes without TF regulators, trains all of them).
     """
-    from spacetravlr.io.network import read_lr_table
+    from spacetravlr_py.io.network import read_lr_table
 
     rng = np.random.default_rng(seed)
     edges = _base_grn_edges()
@@ -311,8 +311,8 @@ def training_inputs(n_genes: int, n_cells: int, seed: int = 0, *, n_clusters: in
     import anndata as ad
 
     def build(d: Path) -> None:
-        from spacetravlr import _keys
-        from spacetravlr.io.network import read_lr_table
+        from spacetravlr_py import _keys
+        from spacetravlr_py.io.network import read_lr_table
 
         rng = np.random.default_rng(seed)
         # small panels: the seed README's mix (many TFs and ligands/receptors); large panels: roughly the

@@ -13,8 +13,8 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import shared_path
-from spacetravlr.errors import InputError
-from spacetravlr.io.anndata import Tissue, cluster_ids, load_tissue
+from spacetravlr_py.errors import InputError
+from spacetravlr_py.io.anndata import Tissue, cluster_ids, load_tissue
 
 N, G = 6, 4
 

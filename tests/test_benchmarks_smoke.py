@@ -33,7 +33,7 @@ def quiet_ctx() -> Ctx:
 
 
 def test_numpy_baseline_matches_ours(bench_dir: Path) -> None:
-    from spacetravlr.spatial.received import received_ligands
+    from spacetravlr_py.spatial.received import received_ligands
 
     d = wl.received_inputs(300, 4)
     xy, L = np.load(d / "xy.npy"), np.load(d / "lig.npy")
@@ -105,9 +105,9 @@ def test_worker_subprocess(bench_dir: Path) -> None:
 
 
 def test_reference_format_inputs_are_read_by_ours(tmp_path: Path) -> None:
-    from spacetravlr.betadata.betabase import Betabase
-    from spacetravlr.datasets import synthetic_tissue
-    from spacetravlr.io.anndata import load_tissue
+    from spacetravlr_py.betadata.betabase import Betabase
+    from spacetravlr_py.datasets import synthetic_tissue
+    from spacetravlr_py.io.anndata import load_tissue
 
     syn = synthetic_tissue(n_cells=120, seed=1)
     h5ad = reference.write_reference_h5ad(tmp_path / "t.h5ad", syn.adata)

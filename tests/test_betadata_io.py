@@ -10,10 +10,10 @@ import pyarrow.feather as feather
 import pytest
 
 from conftest import shared_path
-from spacetravlr import _keys
-from spacetravlr.errors import InputError
-from spacetravlr.io.atomic import atomic_path, atomic_write, atomic_write_bytes, atomic_write_text
-from spacetravlr.io.betadata import (
+from spacetravlr_py import _keys
+from spacetravlr_py.errors import InputError
+from spacetravlr_py.io.atomic import atomic_path, atomic_write, atomic_write_bytes, atomic_write_text
+from spacetravlr_py.io.betadata import (
     BetaFrame,
     betadata_path,
     frame_from_table,
@@ -190,7 +190,7 @@ def test_atomic_path_cleans_up_when_interrupted_at_any_point(tmp_path, monkeypat
     """An interrupt right after the temporary file is created (before any write) leaves nothing."""
     import os
 
-    from spacetravlr.io import atomic
+    from spacetravlr_py.io import atomic
 
     real_close = os.close
 

@@ -15,9 +15,9 @@ import pandas as pd
 import pyarrow.feather as feather
 import pytest
 
-from spacetravlr import _keys
-from spacetravlr.cli.perturb import main
-from spacetravlr.perturb.session import RunSession
+from spacetravlr_py import _keys
+from spacetravlr_py.cli.perturb import main
+from spacetravlr_py.perturb.session import RunSession
 
 PROG = "spacetravlr-perturb"
 N_CELLS = 600
@@ -25,9 +25,9 @@ N_CELLS = 600
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> dict:
-    from spacetravlr.config import SpaceshipConfig
-    from spacetravlr.datasets import synthetic_tissue
-    from spacetravlr.training import train
+    from spacetravlr_py.config import SpaceshipConfig
+    from spacetravlr_py.datasets import synthetic_tissue
+    from spacetravlr_py.training import train
 
     base = tmp_path_factory.mktemp("cli_perturb")
     syn = synthetic_tissue(n_cells=N_CELLS, seed=2)
@@ -230,7 +230,7 @@ def test_batch_toml_formats_and_parallelism(run, capsys, tmp_path, monkeypatch) 
     sel = np.isin(obs, obs[200:210])
     assert (combo.loc[sel, "Stat3"] == 0).all() and (combo.loc[sel, "Cxcl12"] == 0).all()
     # beta_scale_factor of a job: same as the API with that factor
-    from spacetravlr.perturb import Perturber, PerturbSettings
+    from spacetravlr_py.perturb import Perturber, PerturbSettings
 
     st = PerturbSettings.from_config(s.cfg)
     st.beta_scale_factor = 0.5
@@ -383,7 +383,7 @@ def _copy_run(run: dict, dest: Path) -> Path:
 
 
 def test_run_toml_of_another_dataset(run, capsys, tmp_path) -> None:
-    from spacetravlr.datasets import synthetic_tissue
+    from spacetravlr_py.datasets import synthetic_tissue
 
     other = synthetic_tissue(n_cells=N_CELLS + 50, seed=5)
     h5 = tmp_path / "other.h5ad"
@@ -403,10 +403,10 @@ def test_gene_without_betas_that_modulates_nothing_warns(run, capsys, tmp_path, 
     toml = _copy_run(run, tmp_path / "run")
     (toml.parent / "Cd19_betadata.feather").unlink()
     (toml.parent / "Cd19.orphan").touch()
-    with caplog.at_level(logging.WARNING, logger="spacetravlr.perturb"):
+    with caplog.at_level(logging.WARNING, logger="spacetravlr_py.perturb"):
         rc, out, err = cli(capsys, "--run-toml", toml, "--gene", "Cd19")
     assert rc == 0, err
-    msgs = [r.getMessage() for r in caplog.records if r.name == "spacetravlr.perturb"]
+    msgs = [r.getMessage() for r in caplog.records if r.name == "spacetravlr_py.perturb"]
     assert any("Cd19 has no betas and modulates no trained gene" in m and "nothing but Cd19" in m for m in msgs), msgs
     assert "no other gene changed" in out
 
@@ -458,7 +458,7 @@ def test_missing_batch_file(run, capsys, tmp_path) -> None:
 
 def test_docstring_example_of_the_batch_format_parses(tmp_path) -> None:
     """The example in perturb/batch.py: [[jobs]] inherit shared settings, not the top-level job's lists."""
-    from spacetravlr.perturb import batch
+    from spacetravlr_py.perturb import batch
 
     body = batch.__doc__.split("::\n", 1)[1]
     (tmp_path / "b.toml").write_text("\n".join(ln[4:] for ln in body.splitlines()))
@@ -474,7 +474,7 @@ def test_docstring_example_of_the_batch_format_parses(tmp_path) -> None:
 
 
 def test_batch_jobs_inherit_shared_keys_when_the_top_level_has_no_job(tmp_path) -> None:
-    from spacetravlr.perturb.batch import parse_batch
+    from spacetravlr_py.perturb.batch import parse_batch
 
     (tmp_path / "b.toml").write_text('''
 out_dir = "o"

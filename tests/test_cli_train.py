@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 
 from conftest import shared_path
-from spacetravlr import _keys
-from spacetravlr.cli.main import _split_lr, build_parser, main, overrides_from_args
-from spacetravlr.config import SpaceshipConfig
-from spacetravlr.datasets import synthetic_tissue
-from spacetravlr.io.betadata import betadata_path, read_betadata
-from spacetravlr.training import locks
+from spacetravlr_py import _keys
+from spacetravlr_py.cli.main import _split_lr, build_parser, main, overrides_from_args
+from spacetravlr_py.config import SpaceshipConfig
+from spacetravlr_py.datasets import synthetic_tissue
+from spacetravlr_py.io.betadata import betadata_path, read_betadata
+from spacetravlr_py.training import locks
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -197,8 +197,8 @@ def test_progress_counts_already_finished_genes(small: Data, tmp_path: Path, cap
 def test_progress_bar_rate_and_eta_midway():
     import io
 
-    from spacetravlr.training.gene import GeneOutcome
-    from spacetravlr.training.progress import Progress
+    from spacetravlr_py.training.gene import GeneOutcome
+    from spacetravlr_py.training.progress import Progress
 
     s = io.StringIO()
     with Progress(10, plain=True, stream=s, bar_every=0.0) as p:
@@ -469,7 +469,7 @@ def test_extra_lr_file_is_used(small: Data, tmp_path: Path, capsys):
 
 def test_console_script_exit_codes(small: Data, tmp_path: Path):
     cli = Path(sys.executable).parent / "spacetravlr"
-    cmd = [str(cli)] if cli.exists() else [sys.executable, "-c", "from spacetravlr.cli.main import run; run()"]
+    cmd = [str(cli)] if cli.exists() else [sys.executable, "-c", "from spacetravlr_py.cli.main import run; run()"]
     r = subprocess.run([*cmd, *small.args(tmp_path / "run", "--genes", "Nope")], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -487,7 +487,7 @@ def test_console_script_exit_codes(small: Data, tmp_path: Path):
 def _real_network(species: str, genes: set[str], out_dir: Path, *, subset: bool) -> Path:
     """``build_network`` on the real base GRN + CellChat tables; ``subset`` first keeps the rows and TF
     columns of the base GRN that name genes of the dataset (same result for those genes, much faster)."""
-    from spacetravlr.io.network import build_network, write_network
+    from spacetravlr_py.io.network import build_network, write_network
 
     grn_path = shared_path("grn", f"{species}_base_grn.parquet")
     lr_path = shared_path("lr", f"cellchat_{species}.csv")
@@ -584,7 +584,7 @@ def test_real_visium_end_to_end(tmp_path: Path, capsys, record_property):
 
 
 def test_failed_gene_is_reported_and_exit_code_is_1(small: Data, tmp_path: Path, capsys, monkeypatch):
-    import spacetravlr.training.gene as gene_mod
+    import spacetravlr_py.training.gene as gene_mod
 
     real = gene_mod.fit_gene
     targets = small.syn.roles["targets"]
@@ -615,7 +615,7 @@ def test_terminal_progress_bar(small: Data, tmp_path: Path):
     """On a terminal the live bar is drawn (Rich) and the per-gene lines still appear."""
     import io
 
-    from spacetravlr.training import train
+    from spacetravlr_py.training import train
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from spacetravlr.config import (
+from spacetravlr_py.config import (
     REFERENCE_COMPAT,
     SECTIONS,
     SpaceshipConfig,
     config_keys,
     describe_schema,
 )
-from spacetravlr.errors import ConfigError
+from spacetravlr_py.errors import ConfigError
 
 # every default of SPEC §2.3 (optional keys without a default are None)
 SPEC_DEFAULTS: dict[str, dict[str, object]] = {

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from spacetravlr.models import (
+from spacetravlr_py.models import (
     L1,
     ClusterFits,
     FitStatus,
@@ -25,7 +25,7 @@ from spacetravlr.models import (
     fit_sparse_group_lasso,
     group_lambdas,
 )
-from spacetravlr.models.penalties import block_shrink, soft_threshold
+from spacetravlr_py.models.penalties import block_shrink, soft_threshold
 
 TIGHT: dict[str, Any] = {"n_iter": 200_000, "tol": 1e-14}
 
@@ -448,7 +448,7 @@ def test_fit_clusters_edge_shapes_and_validation() -> None:
 def test_split_design_equals_assembled_design(with_grams):
     """fit_clusters_split (own columns + shared columns with precomputed per-cluster Gram blocks) solves
     the same problems as fit_clusters on the assembled design, bit-identically for any thread count."""
-    from spacetravlr.models import SharedColumns, fit_clusters_split
+    from spacetravlr_py.models import SharedColumns, fit_clusters_split
 
     rng = np.random.default_rng(11)
     n, n_own, n_shared, k = 900, 9, 40, 3

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spacetravlr.errors import InputError
-from spacetravlr.modulators import (
+from spacetravlr_py.errors import InputError
+from spacetravlr_py.modulators import (
     TFL_TOP_LIGANDS,
     Modulators,
     ModulatorSelector,

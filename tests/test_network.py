@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spacetravlr import _keys
-from spacetravlr.cli.main import main as cli_main
-from spacetravlr.errors import InputError
-from spacetravlr.io import network as net
+from spacetravlr_py import _keys
+from spacetravlr_py.cli.main import main as cli_main
+from spacetravlr_py.errors import InputError
+from spacetravlr_py.io import network as net
 
 CELLCHAT_CSV = """\
 ligand,receptor,pathway,signaling
@@ -294,7 +294,7 @@ def test_resolution_order(isolated: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv(_keys.DATA_DIR_ENV, str(env))
     assert net.resolve_network_dir(None, "mouse") == env
     conf = _net_dir(tmp / "conf")                                 # configured first of all
-    with caplog.at_level("INFO", logger="spacetravlr.io"):
+    with caplog.at_level("INFO", logger="spacetravlr_py.io"):
         assert net.resolve_network_dir(conf, "mouse") == conf
         assert net.resolve_network_dir(conf / "mouse_network.parquet", "mouse") == conf
     assert "conf/mouse_network.parquet" in caplog.text

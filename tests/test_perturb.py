@@ -19,17 +19,17 @@ import pyarrow.feather as feather
 import pytest
 from scipy.spatial import cKDTree
 
-from spacetravlr import _keys
-from spacetravlr.betadata.betabase import Betabase
-from spacetravlr.config import SpaceshipConfig
-from spacetravlr.errors import InputError
-from spacetravlr.io.anndata import Tissue, load_tissue
-from spacetravlr.io.betadata import BetaFrame, betadata_path, write_betadata
-from spacetravlr.perturb import Perturber, PerturbSettings, perturb, resolve_scope
-from spacetravlr.perturb.session import RunSession, read_cells_csv, read_obs_file, write_result
-from spacetravlr.spatial.received import received_ligands
+from spacetravlr_py import _keys
+from spacetravlr_py.betadata.betabase import Betabase
+from spacetravlr_py.config import SpaceshipConfig
+from spacetravlr_py.errors import InputError
+from spacetravlr_py.io.anndata import Tissue, load_tissue
+from spacetravlr_py.io.betadata import BetaFrame, betadata_path, write_betadata
+from spacetravlr_py.perturb import Perturber, PerturbSettings, perturb, resolve_scope
+from spacetravlr_py.perturb.session import RunSession, read_cells_csv, read_obs_file, write_result
+from spacetravlr_py.spatial.received import received_ligands
 
-LOGGER = "spacetravlr.perturb"
+LOGGER = "spacetravlr_py.perturb"
 N_CELLS = 800
 RADIUS = 200.0
 
@@ -41,7 +41,7 @@ RADIUS = 200.0
 
 @pytest.fixture(scope="module")
 def syn():
-    from spacetravlr.datasets import synthetic_tissue
+    from spacetravlr_py.datasets import synthetic_tissue
 
     return synthetic_tissue(n_cells=N_CELLS, seed=1, radius=RADIUS)
 
@@ -63,7 +63,7 @@ def true_perturber(tissue, true_bb) -> Perturber:
 
 @pytest.fixture(scope="module")
 def run_dir(syn, tmp_path_factory) -> Path:
-    from spacetravlr.training import train
+    from spacetravlr_py.training import train
 
     base = tmp_path_factory.mktemp("perturb_run")
     paths = syn.write(base / "data")
@@ -591,7 +591,7 @@ def test_session_missing_toml(tmp_path) -> None:
 
 
 def test_session_rejects_betadata_of_another_dataset(run_dir, tmp_path) -> None:
-    from spacetravlr.datasets import synthetic_tissue
+    from spacetravlr_py.datasets import synthetic_tissue
 
     other = synthetic_tissue(n_cells=N_CELLS // 2, seed=9, radius=RADIUS)
     h5 = tmp_path / "other.h5ad"

@@ -1,5 +1,5 @@
 """matplotlib figures (scanpy conventions: ``ax=``, ``show=``, ``save=``, returns the Axes / Figure) and the
-files :func:`spacetravlr.report.write_field_outputs` leaves next to a perturbation."""
+files :func:`spacetravlr_py.report.write_field_outputs` leaves next to a perturbation."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from spacetravlr import plotting
-from spacetravlr.io.anndata import Tissue
-from spacetravlr.perturb.propagate import PerturbResult
-from spacetravlr.report import save_field, write_field_outputs
-from spacetravlr.transitions import TransitionField, grid_field, transition_field
+from spacetravlr_py import plotting
+from spacetravlr_py.io.anndata import Tissue
+from spacetravlr_py.perturb.propagate import PerturbResult
+from spacetravlr_py.report import save_field, write_field_outputs
+from spacetravlr_py.transitions import TransitionField, grid_field, transition_field
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

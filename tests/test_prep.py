@@ -16,9 +16,9 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import shared_path
-from spacetravlr import _keys
-from spacetravlr.errors import InputError
-from spacetravlr.prep import (
+from spacetravlr_py import _keys
+from spacetravlr_py.errors import InputError
+from spacetravlr_py.prep import (
     bounding_boxes,
     check_counts,
     diffuse,
@@ -293,8 +293,8 @@ def test_gene_selection_keeps_hvg_and_every_network_gene() -> None:
 
 
 def test_output_loads_with_load_tissue(tmp_path: Path) -> None:
-    from spacetravlr.io.anndata import load_tissue
-    from spacetravlr.prep import write_output
+    from spacetravlr_py.io.anndata import load_tissue
+    from spacetravlr_py.prep import write_output
 
     out = prepare(toy_counts(), **fast())
     p = write_output(out, tmp_path / "prepped.h5ad")
@@ -409,9 +409,9 @@ def test_unlabeled_cells_form_a_type_or_are_dropped() -> None:
 
 
 def test_cli_leiden_umap_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from spacetravlr.cli.main import main
-    from spacetravlr.io.anndata import load_tissue
-    from spacetravlr.io.network import write_network
+    from spacetravlr_py.cli.main import main
+    from spacetravlr_py.io.anndata import load_tissue
+    from spacetravlr_py.io.network import write_network
 
     a = toy_counts(n=300)
     src = tmp_path / "raw.h5ad"
@@ -436,7 +436,7 @@ def test_cli_leiden_umap_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from spacetravlr.cli.main import main
+    from spacetravlr_py.cli.main import main
 
     assert main(["prep", str(tmp_path / "missing.h5ad"), "-o", str(tmp_path / "o.h5ad")]) == 2
     err = capsys.readouterr().err.strip()
@@ -458,7 +458,7 @@ def test_cli_help_is_fast_and_lists_examples(capsys: pytest.CaptureFixture[str])
     import sys
     import time
 
-    from spacetravlr.cli.prep import main
+    from spacetravlr_py.cli.prep import main
 
     with pytest.raises(SystemExit) as e:
         main(["--help"])
@@ -466,10 +466,10 @@ def test_cli_help_is_fast_and_lists_examples(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "examples:" in out and "--section-key" in out and "--network" in out
     t = time.perf_counter()
-    code = subprocess.run([sys.executable, "-c", "import sys; from spacetravlr.cli.prep import main; "
+    code = subprocess.run([sys.executable, "-c", "import sys; from spacetravlr_py.cli.prep import main; "
                            "sys.argv=['x','--help']; main()"], capture_output=True).returncode
     assert code == 0 and time.perf_counter() - t < 10
-    r = subprocess.run([sys.executable, "-c", "import spacetravlr.cli.prep, spacetravlr.prep, sys; "
+    r = subprocess.run([sys.executable, "-c", "import spacetravlr_py.cli.prep, spacetravlr_py.prep, sys; "
                         "print(any(m.startswith(('scanpy', 'sklearn', 'numba')) for m in sys.modules))"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == "False"
@@ -483,8 +483,8 @@ def test_cli_help_is_fast_and_lists_examples(capsys: pytest.CaptureFixture[str])
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_real_starmap_prepares_and_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from spacetravlr.cli.main import main
-    from spacetravlr.io.network import build_network, write_network
+    from spacetravlr_py.cli.main import main
+    from spacetravlr_py.io.network import build_network, write_network
 
     src = shared_path("real", "starmap_visual_cortex_1020.h5ad")
     net = build_network(shared_path("grn", "mouse_base_grn.parquet"), shared_path("lr", "cellchat_mouse.csv"),
@@ -509,10 +509,10 @@ def test_real_starmap_prepares_and_trains(tmp_path: Path, capsys: pytest.Capture
 def test_missing_scanpy_names_the_prep_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from spacetravlr.prep._deps import require_scanpy
+    from spacetravlr_py.prep._deps import require_scanpy
 
     monkeypatch.setitem(sys.modules, "scanpy", None)
-    from spacetravlr.errors import SpaceTravLRError
+    from spacetravlr_py.errors import SpaceTravLRError
 
     with pytest.raises(SpaceTravLRError) as ei:
         require_scanpy()
@@ -530,7 +530,7 @@ def test_knn_transformer_choice_and_graph() -> None:
     cell's exact neighbours on well-separated data."""
     from sklearn.neighbors import NearestNeighbors
 
-    from spacetravlr.prep import knn
+    from spacetravlr_py.prep import knn
 
     assert knn.transformer_for(knn.APPROX_ABOVE_CELLS, 15, 0) == "sklearn"
     tr = knn.transformer_for(knn.APPROX_ABOVE_CELLS + 1, 15, 0)
@@ -551,7 +551,7 @@ def test_prepare_with_the_approximate_knn_graph(monkeypatch: pytest.MonkeyPatch,
     """Above the switch, Leiden on the pynndescent graph recovers the planted types as the exact one does."""
     from sklearn.metrics import adjusted_rand_score
 
-    from spacetravlr.prep import knn
+    from spacetravlr_py.prep import knn
 
     monkeypatch.setattr(knn, "APPROX_ABOVE_CELLS", 100)
     a = toy_counts(n=300)
@@ -572,7 +572,7 @@ def _graph(edges: list[tuple[int, int, float]], n: int) -> sp.csr_matrix:
 
 
 def test_small_clusters_join_their_most_connected_neighbour() -> None:
-    from spacetravlr.prep.clusters import merge_small_clusters
+    from spacetravlr_py.prep.clusters import merge_small_clusters
 
     # clusters: a = 0..5 (6 cells), b = 6..9 (4 cells), tiny t = 10..11 (2 cells, tied mostly to b),
     # isolated i = 12 (1 cell, no edges)
@@ -590,7 +590,7 @@ def test_small_clusters_join_their_most_connected_neighbour() -> None:
 
 
 def test_merging_stops_at_one_cluster() -> None:
-    from spacetravlr.prep.clusters import merge_small_clusters
+    from spacetravlr_py.prep.clusters import merge_small_clusters
 
     labels = np.array(["x", "x", "y"])
     new, n = merge_small_clusters(labels, _graph([(0, 1, 1.0), (1, 2, 1.0)], 3), min_cells=10)

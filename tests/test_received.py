@@ -13,8 +13,8 @@ import pytest
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from spacetravlr.spatial import _kernels
-from spacetravlr.spatial.received import (
+from spacetravlr_py.spatial import _kernels
+from spacetravlr_py.spatial.received import (
     APPROX_TOL,
     ReceivedLigandCache,
     ReceivedOperator,
@@ -23,7 +23,7 @@ from spacetravlr.spatial.received import (
     received_ligands,
 )
 
-LOGGER = "spacetravlr.spatial"
+LOGGER = "spacetravlr_py.spatial"
 SIGMA_FACTOR = 1.0 / math.sqrt(-2.0 * math.log(1e-3))  # truncated kernel: σ = r / sqrt(−2 ln 1e-3)
 
 

@@ -57,7 +57,7 @@ def session() -> Any:
 
 @pytest.fixture(scope="module")
 def syn() -> Any:
-    from spacetravlr.datasets import synthetic_tissue
+    from spacetravlr_py.datasets import synthetic_tissue
 
     return synthetic_tissue(n_cells=N_CELLS, seed=SEED, kernel="truncated", per_ligand_radius=True,
                             radius=RADIUS, contact_distance=CONTACT)
@@ -88,7 +88,7 @@ def _ligand_inputs(syn: Any, d: Path) -> tuple[np.ndarray, np.ndarray, list[str]
 
 
 def test_received_one_radius(session: Any, syn: Any, workdir: Path) -> None:
-    from spacetravlr.spatial.received import received_ligands
+    from spacetravlr_py.spatial.received import received_ligands
 
     d = workdir / "received1"
     d.mkdir()
@@ -106,7 +106,7 @@ def test_received_one_radius(session: Any, syn: Any, workdir: Path) -> None:
 def test_received_per_ligand_radius(session: Any, syn: Any, workdir: Path) -> None:
     import json
 
-    from spacetravlr.spatial.received import received_ligands
+    from spacetravlr_py.spatial.received import received_ligands
 
     d = workdir / "received2"
     d.mkdir()
@@ -130,7 +130,7 @@ def test_received_per_ligand_radius(session: Any, syn: Any, workdir: Path) -> No
 
 @pytest.fixture(scope="module")
 def splash_case(syn: Any, workdir: Path) -> dict[str, Any]:
-    from spacetravlr.spatial.received import received_ligands
+    from spacetravlr_py.spatial.received import received_ligands
 
     d = workdir / "splash"
     rng = np.random.default_rng(11)
@@ -164,8 +164,8 @@ def splash_case(syn: Any, workdir: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("scale", "cap"), [(1.0, None), (2.0, 0.5)])
 def test_splash(session: Any, splash_case: dict[str, Any], scale: float, cap: float | None) -> None:
-    from spacetravlr.betadata.betabase import Betabase
-    from spacetravlr.perturb import LigandTable, splash
+    from spacetravlr_py.betadata.betabase import Betabase
+    from spacetravlr_py.perturb import LigandTable, splash
 
     c = splash_case
     d = c["dir"]
@@ -201,9 +201,9 @@ def test_splash(session: Any, splash_case: dict[str, Any], scale: float, cap: fl
 
 @pytest.fixture(scope="module")
 def perturb_case(syn: Any, workdir: Path) -> dict[str, Any]:
-    from spacetravlr.betadata.betabase import Betabase
-    from spacetravlr.io.anndata import load_tissue
-    from spacetravlr.io.betadata import BetaFrame
+    from spacetravlr_py.betadata.betabase import Betabase
+    from spacetravlr_py.io.anndata import load_tissue
+    from spacetravlr_py.io.betadata import BetaFrame
 
     d = workdir / "perturb"
     h5ad = ref.write_reference_h5ad(d / "tissue.h5ad", syn.adata)
@@ -225,7 +225,7 @@ def perturb_case(syn: Any, workdir: Path) -> dict[str, Any]:
 
 def _ours_perturb(case: dict[str, Any], genes: list[str], values: list[float],
                   cells: list[int] | None = None) -> np.ndarray:
-    from spacetravlr.perturb import Perturber
+    from spacetravlr_py.perturb import Perturber
 
     tissue = case["tissue"]
     mask = None

@@ -16,15 +16,15 @@ import pandas as pd
 import pytest
 
 from conftest import shared_path
-from spacetravlr._keys import MIN_EXPRESSION
-from spacetravlr.betadata.betabase import TERM_LR, TERM_TF, TERM_TFL, Betabase
-from spacetravlr.errors import InputError
-from spacetravlr.io.anndata import Tissue
-from spacetravlr.io.betadata import BetaFrame, betadata_path, write_betadata
-from spacetravlr.perturb import LigandTable, _kernels, splash
-from spacetravlr.perturb.splash import filtered
+from spacetravlr_py._keys import MIN_EXPRESSION
+from spacetravlr_py.betadata.betabase import TERM_LR, TERM_TF, TERM_TFL, Betabase
+from spacetravlr_py.errors import InputError
+from spacetravlr_py.io.anndata import Tissue
+from spacetravlr_py.io.betadata import BetaFrame, betadata_path, write_betadata
+from spacetravlr_py.perturb import LigandTable, _kernels, splash
+from spacetravlr_py.perturb.splash import filtered
 
-LOGGER = "spacetravlr.betadata"
+LOGGER = "spacetravlr_py.betadata"
 
 
 def make_tissue(X: np.ndarray, var_names: list[str], *, obs_names: list[str] | None = None,
@@ -321,13 +321,13 @@ def test_modulator_names_resolve_to_gene_indices() -> None:
 
 @pytest.fixture(scope="module")
 def syn_small():
-    from spacetravlr.datasets import synthetic_tissue
+    from spacetravlr_py.datasets import synthetic_tissue
 
     return synthetic_tissue(n_cells=300, seed=4)
 
 
 def _syn_tissue(syn) -> Tissue:
-    from spacetravlr.io.anndata import load_tissue
+    from spacetravlr_py.io.anndata import load_tissue
 
     return load_tissue(syn.adata)
 

@@ -18,14 +18,14 @@ import numpy as np
 import pyarrow.feather as feather
 import pytest
 
-from spacetravlr import _keys
-from spacetravlr.config import SpaceshipConfig
-from spacetravlr.datasets import SyntheticTissue, synthetic_tissue
-from spacetravlr.io.betadata import betadata_path, read_betadata
-from spacetravlr.training import locks, train
-from spacetravlr.training.run import RunResult
+from spacetravlr_py import _keys
+from spacetravlr_py.config import SpaceshipConfig
+from spacetravlr_py.datasets import SyntheticTissue, synthetic_tissue
+from spacetravlr_py.io.betadata import betadata_path, read_betadata
+from spacetravlr_py.training import locks, train
+from spacetravlr_py.training.run import RunResult
 
-CLI = [sys.executable, "-c", "from spacetravlr.cli.main import run; run()"]
+CLI = [sys.executable, "-c", "from spacetravlr_py.cli.main import run; run()"]
 GENE_LINE = re.compile(r"^(?P<gene>\S+)\s+(?P<status>done|orphan|FAILED)\s")
 
 
@@ -163,8 +163,8 @@ def recovery(data: Data, run_dir: Path, scale: float = 1.0) -> dict[str, float]:
     """
     from sklearn.metrics import average_precision_score
 
-    from spacetravlr.modulators import ModulatorSelector, design_matrix
-    from spacetravlr.spatial.received import received_ligands
+    from spacetravlr_py.modulators import ModulatorSelector, design_matrix
+    from spacetravlr_py.spatial.received import received_ligands
 
     syn = data.syn
     X = np.asarray(syn.adata.layers[_keys.DEFAULT_LAYER])
@@ -218,7 +218,7 @@ def test_recovery_of_planted_betas(tmp_path: Path):
     assert rec["ap_std"] >= 0.9, rec
     assert rec["r"] >= 0.95, rec
     # every planted modulator of a target is among its candidates (the network holds them)
-    from spacetravlr.modulators import ModulatorSelector
+    from spacetravlr_py.modulators import ModulatorSelector
 
     sel = ModulatorSelector(data.syn.network, data.genes)
     for g in data.syn.roles["targets"]:

@@ -18,7 +18,7 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import SHARED, shared_path
-from spacetravlr.transitions import (
+from spacetravlr_py.transitions import (
     GridField,
     TransitionField,
     TransitionGraph,
@@ -28,7 +28,7 @@ from spacetravlr.transitions import (
     transition_field,
     transition_probabilities,
 )
-from spacetravlr.transitions.field import default_bins, prepare_delta
+from spacetravlr_py.transitions.field import default_bins, prepare_delta
 
 TOL = 1e-10
 

@@ -1,6 +1,6 @@
 """SpaceTravLR for Python: spatial gene regulatory networks and in-silico perturbation.
 
-The public API is imported lazily, so ``import spacetravlr`` is cheap and programs start fast.
+The public API is imported lazily, so ``import spacetravlr_py`` is cheap and programs start fast.
 
 Pipeline (one subpackage per stage)::
 
@@ -25,17 +25,17 @@ __version__ = "0.1.0"
 
 #: public name -> module that defines it
 _LAZY: dict[str, str] = {
-    "SpaceshipConfig": "spacetravlr.config",
-    "load_tissue": "spacetravlr.io.anndata",
-    "Tissue": "spacetravlr.io.anndata",
-    "load_network": "spacetravlr.io.network",
-    "build_network": "spacetravlr.io.network",
-    "infer_species": "spacetravlr.io.network",
-    "read_betadata": "spacetravlr.io.betadata",
-    "write_betadata": "spacetravlr.io.betadata",
-    "BetaFrame": "spacetravlr.io.betadata",
-    "received_ligands": "spacetravlr.spatial.received",
-    "synthetic_tissue": "spacetravlr.datasets",
+    "SpaceshipConfig": "spacetravlr_py.config",
+    "load_tissue": "spacetravlr_py.io.anndata",
+    "Tissue": "spacetravlr_py.io.anndata",
+    "load_network": "spacetravlr_py.io.network",
+    "build_network": "spacetravlr_py.io.network",
+    "infer_species": "spacetravlr_py.io.network",
+    "read_betadata": "spacetravlr_py.io.betadata",
+    "write_betadata": "spacetravlr_py.io.betadata",
+    "BetaFrame": "spacetravlr_py.io.betadata",
+    "received_ligands": "spacetravlr_py.spatial.received",
+    "synthetic_tissue": "spacetravlr_py.datasets",
 }
 
 __all__ = ["__version__", *_LAZY]

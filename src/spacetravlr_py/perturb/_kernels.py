@@ -1,6 +1,6 @@
 """numba kernels of splash and perturbation propagation. Arrays and scalars only.
 
-Betabase layout (see :meth:`spacetravlr.betadata.Betabase.flat`), for model ``k``:
+Betabase layout (see :meth:`spacetravlr_py.betadata.Betabase.flat`), for model ``k``:
 
 * ``coefs[coef_ptr[k] + row * n_cols[k] + j]`` — beta of term ``j`` in beta row ``row``;
   ``row = mappings[mapping_id[k], cell]`` (−1: the cell has no row → zero betas);

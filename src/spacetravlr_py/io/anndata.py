@@ -321,7 +321,7 @@ def load_tissue(
 
 
 def tissue_from_config(cfg: Any) -> Tissue:
-    """Load the tissue named by ``cfg.data`` (a :class:`~spacetravlr.config.SpaceshipConfig`)."""
+    """Load the tissue named by ``cfg.data`` (a :class:`~spacetravlr_py.config.SpaceshipConfig`)."""
     if not cfg.data.adata_path:
         raise InputError("no dataset given: set [data].adata_path in the config or pass --h5ad")
     return load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)

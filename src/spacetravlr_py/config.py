@@ -7,7 +7,7 @@ flows inward; inner code never re-reads TOML or environment variables.
 >>> cfg = cfg.with_overrides({"lasso.l1_reg": 1e-4}, source="--l1-reg")  # doctest: +SKIP
 >>> cfg.dump_toml("spacetravlr_run_repro.toml")                    # doctest: +SKIP
 
-Every bad value raises :class:`~spacetravlr.errors.ConfigError` with one line naming the file, the
+Every bad value raises :class:`~spacetravlr_py.errors.ConfigError` with one line naming the file, the
 key, the value and the expected form.
 """
 

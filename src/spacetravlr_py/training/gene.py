@@ -60,7 +60,7 @@ def _write_orphan(out_dir: Path, gene: str, reason: str) -> None:
 def split_design(ctx: TrainingContext, mods: Modulators) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The target's own columns (TF, ``L#TF``, extra) as ``XS`` and, for every feature in
     :attr:`Modulators.names` order, where it lives: ``(kind, col)`` with kind 0 = ``XS``, 1 = the run's
-    shared ligand–receptor columns. Equivalent to :func:`~spacetravlr.modulators.design_matrix`."""
+    shared ligand–receptor columns. Equivalent to :func:`~spacetravlr_py.modulators.design_matrix`."""
     own: list[np.ndarray] = [ctx.gene(t) for t in mods.tfs]
     kind = [0] * len(mods.tfs)
     col = list(range(len(mods.tfs)))

@@ -24,7 +24,7 @@ from ..errors import InputError
 from ..io.anndata import Tissue, load_tissue
 from .propagate import Perturber, PerturbResult, PerturbSettings, resolve_scope
 
-log = logging.getLogger("spacetravlr.perturb")
+log = logging.getLogger("spacetravlr_py.perturb")
 
 
 def read_cells_csv(path: str | os.PathLike[str], column: str) -> list[str]:

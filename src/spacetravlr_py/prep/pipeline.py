@@ -10,7 +10,7 @@ The steps, in order (each prints one progress line with its duration when ``verb
 4. gene selection: highly variable genes ∪ every network TF, ligand and receptor present;
 5. PCA (highly variable genes), kNN graph, Leiden labels when no label column is named, UMAP when absent
    (scanpy);
-6. ``layers['imputed_count']``: per-cell-type diffusion (:mod:`spacetravlr.prep.impute`), dense float32
+6. ``layers['imputed_count']``: per-cell-type diffusion (:mod:`spacetravlr_py.prep.impute`), dense float32
    for the selected genes only;
 7. coordinates: median nearest-neighbour distance, rescaling to ``cell_size`` (original in
    ``obsm['spatial_unscaled']``), sections laid out side by side.
@@ -556,7 +556,7 @@ def prepare(adata: ad.AnnData, *, verbose: bool = True, **kwargs: Any) -> ad.Ann
     drop_unlabeled
         Drop cells whose label is missing (default: they form the type ``'unlabeled'``).
     network
-        Prior network (path, folder, DataFrame or :class:`~spacetravlr.io.network.Network`): its TFs,
+        Prior network (path, folder, DataFrame or :class:`~spacetravlr_py.io.network.Network`): its TFs,
         ligands and receptors present are kept; its species and gene overlap are checked.
     species
         ``"mouse"`` or ``"human"`` (default: inferred from ``var_names``).

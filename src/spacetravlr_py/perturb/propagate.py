@@ -40,14 +40,14 @@ from ..spatial.received import ReceivedOperator
 from . import _kernels
 from .splash import LigandTable, filtered
 
-log = logging.getLogger("spacetravlr.perturb")
+log = logging.getLogger("spacetravlr_py.perturb")
 
 
 @contextlib.contextmanager
 def numba_threads(n_threads: int | None) -> Iterator[int]:
     """Limit numba threads of the calling thread only (numba's setting is thread-local; None keeps it).
 
-    Unlike :func:`spacetravlr._threads.thread_limit` this leaves the process-wide BLAS limit alone, so
+    Unlike :func:`spacetravlr_py._threads.thread_limit` this leaves the process-wide BLAS limit alone, so
     concurrent perturbations (batch parallelism, a server) cannot change each other's BLAS thread count.
     """
     import numba

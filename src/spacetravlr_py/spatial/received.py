@@ -42,7 +42,7 @@ from .. import _keys
 from .._threads import thread_limit
 from . import _kernels
 
-log = logging.getLogger("spacetravlr.spatial")
+log = logging.getLogger("spacetravlr_py.spatial")
 
 KERNELS = ("gaussian", "truncated")
 METHODS = ("auto", "exact", "approx")

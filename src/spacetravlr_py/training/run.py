@@ -1,7 +1,7 @@
 """The training run (``spacetravlr``): queue, workers, locks, outputs, manifest (SPEC §5.3).
 
->>> from spacetravlr import SpaceshipConfig
->>> from spacetravlr.training import train
+>>> from spacetravlr_py import SpaceshipConfig
+>>> from spacetravlr_py.training import train
 >>> cfg = SpaceshipConfig().with_overrides({"data.adata_path": "tissue.h5ad",
 ...                                         "execution.output_dir": "run1"})  # doctest: +SKIP
 >>> result = train(cfg)                                                      # doctest: +SKIP
@@ -39,7 +39,7 @@ from .context import TrainingContext, build_context
 from .gene import BUSY, DONE, FAILED, ORPHAN, SKIPPED, GeneOutcome, is_finished, orphan_path, train_gene
 from .progress import Progress
 
-log = logging.getLogger("spacetravlr.training")
+log = logging.getLogger("spacetravlr_py.training")
 
 #: sections/keys whose values change the fitted betas: a run folder never mixes two settings of them
 RESULT_KEYS = ("data.adata_path", "data.layer", "data.cluster_annot", "data.species", "spatial", "grn",

@@ -29,7 +29,7 @@ DEFAULT_N_TOP_GENES = 3000
 
 def load_prep_network(network: str | os.PathLike[str] | pd.DataFrame | Network, *,
                       species: str | None) -> Network:
-    """A :class:`~spacetravlr.io.network.Network` from a path, folder, frame or Network.
+    """A :class:`~spacetravlr_py.io.network.Network` from a path, folder, frame or Network.
 
     A folder holding both species' files is resolved with ``species`` (inferred from the data).
     """

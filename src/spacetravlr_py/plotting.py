@@ -94,7 +94,7 @@ def transition_field(coords: np.ndarray, grid: GridField, *, clusters: Any = Non
     coords : (N, 2) array
         The embedding the field was computed on (UMAP or spatial coordinates).
     grid : GridField
-        From :func:`spacetravlr.transitions.grid_field` (``TransitionField.grid``).
+        From :func:`spacetravlr_py.transitions.grid_field` (``TransitionField.grid``).
     clusters, cluster_labels : colour cells by cluster: integer ids (``cluster_labels[k]`` names id k), or
         labels themselves (strings / a categorical, e.g. ``adata.obs["louvain"]``).
     kind : ``"quiver"`` (one arrow per shown bin, lengths in embedding units as in the grid) or

@@ -23,7 +23,7 @@ from ..errors import short_list
 from ..io.anndata import Tissue
 from ..modulators import Modulators, ModulatorSelector
 
-log = logging.getLogger("spacetravlr.training")
+log = logging.getLogger("spacetravlr_py.training")
 
 _ARRAYS = ("expression", "clusters", "received", "lr_features", "lr_means", "lr_grams")
 

@@ -25,7 +25,7 @@ from ..errors import InputError, short_list
 from ..io.anndata import Tissue
 from ..io.betadata import BetaFrame, list_betadata, read_betadata
 
-log = logging.getLogger("spacetravlr.betadata")
+log = logging.getLogger("spacetravlr_py.betadata")
 
 TERM_TF, TERM_LR, TERM_TFL = 0, 1, 2
 

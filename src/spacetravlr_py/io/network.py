@@ -38,7 +38,7 @@ from .. import _keys
 from ..errors import InputError, short_list
 from .atomic import atomic_write
 
-log = logging.getLogger("spacetravlr.io")
+log = logging.getLogger("spacetravlr_py.io")
 
 SOURCE, TARGET, EDGE_TYPE, WEIGHT, SIGNALING = _keys.NETWORK_COLUMNS
 REQUIRED_COLUMNS: tuple[str, ...] = (SOURCE, TARGET, EDGE_TYPE)
@@ -175,9 +175,9 @@ def network_filename(species: str) -> str:
 
 def package_data_dir() -> Path:
     """The ``data`` folder shipped inside the installed package."""
-    import spacetravlr
+    import spacetravlr_py
 
-    return Path(spacetravlr.__file__).resolve().parent / "data"
+    return Path(spacetravlr_py.__file__).resolve().parent / "data"
 
 
 def _as_dir(p: str | os.PathLike[str], fname: str) -> Path:
@@ -195,7 +195,7 @@ def resolve_network_dir(configured: str | os.PathLike[str] | None, species: str)
     directory or any of its parents (``./data`` first).
 
     An explicitly configured folder must hold the file: it is an error rather than a silent
-    fall-back when it does not. The folder used is logged on ``spacetravlr.io``.
+    fall-back when it does not. The folder used is logged on ``spacetravlr_py.io``.
 
     Parameters
     ----------

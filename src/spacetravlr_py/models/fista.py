@@ -316,7 +316,7 @@ def fit_clusters(
     n_clusters : int, optional
         Number of clusters K (default ``max(clusters) + 1``); clusters without cells get zero rows.
     n_threads : int, optional
-        Threads over clusters (default :func:`spacetravlr._threads.default_threads`). Each cluster is
+        Threads over clusters (default :func:`spacetravlr_py._threads.default_threads`). Each cluster is
         fitted serially, so results are bit-identical for any value.
 
     Returns

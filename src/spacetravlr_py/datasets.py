@@ -5,14 +5,14 @@ the model the package fits (SPEC §3–5): for every modelled gene ``g`` and clu
 
     g = β0_k + Σ_TF β_k,TF · TF + Σ_{L$R} β_k,LR · RL[L] · R + Σ_{L#TF} β_k,LTF · RL[L] · TF + noise
 
-with ``RL`` the received-ligand operator of :mod:`spacetravlr.spatial.received` (same kernel, radius,
+with ``RL`` the received-ligand operator of :mod:`spacetravlr_py.spatial.received` (same kernel, radius,
 ``1/N`` and scale as training). Genes are generated in dependency order: root TFs (no model) →
 level-1 TFs → ligands and receptors → targets. The network holds the planted edges plus decoy edges
 whose true beta is 0, so that training must tell them apart. Root TFs follow independent smooth spatial
 patterns (so received ligands differ between ligands), and a planted interaction term whose feature is
 flat in a cluster (its ligand or receptor is off there) has a true beta of 0 in that cluster.
 
->>> from spacetravlr.datasets import synthetic_tissue
+>>> from spacetravlr_py.datasets import synthetic_tissue
 >>> syn = synthetic_tissue(n_cells=300, seed=0)
 >>> syn.adata.shape[0], sorted(syn.network.edge_type.unique())
 (300, ['grn', 'lr', 'nichenet'])

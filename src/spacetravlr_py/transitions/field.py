@@ -34,7 +34,7 @@ from . import _kernels
 if TYPE_CHECKING:
     import anndata as ad
 
-log = logging.getLogger("spacetravlr.transitions")
+log = logging.getLogger("spacetravlr_py.transitions")
 
 DEFAULT_KEY = "spacetravlr"
 

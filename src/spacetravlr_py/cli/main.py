@@ -15,7 +15,7 @@ from ._common import EXIT_OK, guarded
 
 PROG = "spacetravlr"
 
-#: subcommand -> (module under spacetravlr.cli, one-line description)
+#: subcommand -> (module under spacetravlr_py.cli, one-line description)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "network": ("network", "build or inspect the {species}_network.parquet prior network"),
     "demo": ("demo", "run the whole pipeline on the built-in synthetic tissue"),
