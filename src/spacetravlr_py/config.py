@@ -233,6 +233,7 @@ class ExecutionSection:
     output_dir: str = _opt("", "path")
     stale_lock_secs: float = _opt(0.0, "float", ge=0)
     random_seed: int = _opt(42, "int", ge=0)
+    scheduler: str = _opt("", "str", doc="Dask scheduler tcp://HOST:PORT or local:N; \"\" = no Dask")
 
 
 @dataclass

@@ -33,6 +33,8 @@ examples:
   spacetravlr -c spaceship_config.toml --plain         # train with a config file
   spacetravlr --h5ad tissue.h5ad --genes Foxo1,Pax5 --parallel 2 --output-dir runs/a
   spacetravlr --join-output-dir runs/a                 # a second process/host joins the run
+  spacetravlr -c spaceship_config.toml --scheduler local:4           # a local Dask cluster
+  spacetravlr -c spaceship_config.toml --scheduler tcp://head:8786   # an existing Dask scheduler
   spacetravlr network build --grn mouse_base_grn.parquet --lr cellchat_mouse.csv -o data/
 """
 
@@ -55,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="CNN epochs (full mode)")
     p.add_argument("--lr", dest="learning_rate", type=float, help="CNN learning rate (full mode)")
     p.add_argument("--parallel", type=int, metavar="N", help="worker processes ([execution].n_parallel)")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="train on a Dask cluster: tcp://HOST:PORT of a running `dask scheduler`, or local:N "
+                   "([execution].scheduler; needs spacetravlr-py[dask])")
     p.add_argument("--genes", metavar="A,B,...", help="train only these target genes")
     p.add_argument("--max-genes", type=int, metavar="N", help="train at most N genes")
     p.add_argument("--max-ligands", type=int, metavar="K", help="keep LR pairs of the K most expressed ligands")
@@ -104,6 +109,7 @@ def overrides_from_args(a: argparse.Namespace) -> dict[str, Any]:
         "training.epochs": a.epochs,
         "training.learning_rate": a.learning_rate,
         "execution.n_parallel": a.parallel,
+        "execution.scheduler": a.scheduler,
         "training.genes": [g.strip() for g in a.genes.split(",") if g.strip()] if a.genes else None,
         "training.max_genes": a.max_genes,
         "grn.max_ligands": a.max_ligands,

@@ -23,7 +23,7 @@ def _join_config(join_dir: Path, overrides: dict[str, Any]) -> tuple[SpaceshipCo
                          "folder first (without --join-output-dir)")
     cfg = SpaceshipConfig.from_toml(repro)
     warnings: list[str] = []
-    allowed = {"execution.n_parallel", "execution.stale_lock_secs"}
+    allowed = {"execution.n_parallel", "execution.stale_lock_secs", "execution.scheduler"}
     ignored = {"training.genes", "training.max_genes"}
     # the folder may be mounted elsewhere on this host than where the run started
     apply: dict[str, Any] = {"execution.output_dir": str(join_dir)}

@@ -8,7 +8,8 @@ once, and interrupts leave no partial file or lock. An executor hands genes out 
 * :class:`SerialExecutor` — this process.
 * :class:`ProcessExecutor` — N spawned worker processes memory-mapping one saved context; genes are
   dispatched to whichever worker is free.
-* a distributed executor (Dask) plugs in here with the same contract.
+* :class:`~.dask_executor.DaskExecutor` — a Dask distributed cluster (``--scheduler``); the client writes
+  every file, workers only fit.
 """
 
 from __future__ import annotations
@@ -205,7 +206,12 @@ def _stop_workers(procs: list[Any], *, terminate_first: bool) -> None:
             p.join(timeout=5)
 
 
-def executor_for(n_workers: int, n_genes: int) -> SerialExecutor | ProcessExecutor:
-    """Processes when more than one worker has work, else this process."""
+def executor_for(n_workers: int, n_genes: int, scheduler: str = "") -> Executor:
+    """A Dask cluster when ``scheduler`` is set, else processes when more than one worker has work, else
+    this process."""
+    if scheduler:
+        from .dask_executor import DaskExecutor
+
+        return DaskExecutor(scheduler)
     n = min(int(n_workers), n_genes)
     return ProcessExecutor(n) if n > 1 else SerialExecutor()

@@ -140,6 +140,10 @@ def _validated_inputs(cfg: SpaceshipConfig, rd: RunDir, tissue: Tissue | None, n
     from ..io.network import network_for
 
     rd.check_writable()
+    if cfg.execution.scheduler:  # a bad address or a missing extra is one line before any work
+        from ..scaleout import check_scheduler
+
+        check_scheduler(cfg.execution.scheduler)
     if cfg.data.adata_path:
         cfg = cfg.with_overrides({"data.adata_path": str(Path(cfg.data.adata_path).expanduser().resolve())},
                                  source="dataset path")
@@ -280,7 +284,7 @@ def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Exe
                     reporter.message(line)
             t_ctx = time.perf_counter()
             if ctx is not None:
-                ex = executor or executor_for(cfg.execution.n_parallel, len(pending))
+                ex = executor or executor_for(cfg.execution.n_parallel, len(pending), cfg.execution.scheduler)
                 reporter.message(ex.describe(len(pending)))
                 job = GeneJob(ctx=ctx, trainer=trainer, run_dir=rd, stale_lock_secs=cfg.execution.stale_lock_secs)
                 ex.run(job, pending, col, control)

@@ -1,0 +1,270 @@
+"""Training on a Dask distributed cluster (``--scheduler tcp://HOST:PORT`` or ``local:N``; SPEC §5.3).
+
+This process — the *client* — owns the run folder; the cluster's workers only compute:
+
+1. the training context and the trainer travel once to each worker (:class:`~spacetravlr_py.scaleout.Shipment`),
+   so a task carries only gene names and the shipment's key;
+2. before a gene is sent, the client takes its ``{gene}.lock`` (:func:`~.gene.claim`), exactly as a local
+   worker would, so a Dask run can share a folder with ``--join-output-dir`` processes;
+3. a task fits its genes with :func:`~.gene.fit_or_error` and returns the :class:`~.results.GeneFit`;
+4. the client writes the log, artifacts and betadata atomically (:func:`~.gene.commit` /
+   :func:`~.gene.record_failure`) and releases the lock.
+
+Workers therefore need no access to the output folder (nor the dataset: the context carries the arrays).
+At most ``in_flight`` tasks per worker thread are outstanding, so pause and stop act within a gene or two;
+on stop the outstanding tasks are cancelled and their locks released. A worker that dies mid-task is
+replaced by the scheduler, which reruns the task elsewhere (a gene that kills several workers in a row is
+recorded as failed); each task's result is committed once, so nothing is written twice. Every fit runs
+with one BLAS / numba thread, as in the process executor, so the files are bit-identical to a serial run
+whatever the number of workers or the order in which tasks finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import scaleout
+from ..rundir import locks
+from .control import RunControl
+from .gene import GeneJob, claim, commit, fit_or_error, record_failure
+from .reporters import Reporter
+from .results import DONE, SKIPPED, GeneFit, GeneOutcome
+
+MAX_RESUBMITS = 3
+"""Times a task is sent again after the cluster lost the shipped context (every holder died)."""
+
+TaskResult = tuple[str, list[tuple[str, "GeneFit | tuple[str, str]", float]]]
+"""``(worker address, [(gene, fit or (error, traceback), seconds), ...])``."""
+
+
+def fit_genes(name: str, token: str, genes: tuple[str, ...], topic: str) -> TaskResult:
+    """A task: fit ``genes`` with one BLAS / numba thread, announcing each start on ``topic``.
+
+    ``name`` / ``token`` identify the shipped ``(context, trainer)`` (fetched once per worker).
+    """
+    from distributed import get_worker
+
+    from .._threads import numba_threads
+
+    worker = get_worker()
+    scaleout.pin_threads()
+    ctx, trainer = scaleout.received(name, token)
+    out: list[tuple[str, GeneFit | tuple[str, str], float]] = []
+    with numba_threads(1):
+        for g in genes:
+            worker.log_event(topic, (g, worker.address))
+            t0 = time.perf_counter()
+            out.append((g, fit_or_error(trainer, ctx, g), time.perf_counter() - t0))
+    return worker.address, out
+
+
+@dataclass
+class DaskExecutor:
+    """Train on the Dask cluster at ``scheduler`` (``tcp://HOST:PORT``, or ``local:N`` for a local one).
+
+    Parameters
+    ----------
+    scheduler : str
+        The scheduler's address, or ``local:N``.
+    genes_per_task : int
+        Genes fitted by one task (more amortises Dask's per-task overhead on tiny genes).
+    in_flight : int
+        Tasks outstanding per worker thread (pause and stop wait for at most these).
+
+    After :meth:`run`, :attr:`stats` holds what was shipped: ``context_bytes`` (the context and trainer,
+    serialised), ``context_loads`` (per worker: times it was deserialised there), ``context_ships``,
+    ``task_bytes`` (one task, serialised), ``n_tasks`` and ``n_workers`` (workers that trained genes).
+    """
+
+    scheduler: str
+    genes_per_task: int = 1
+    in_flight: int = 2
+    n_workers: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _, n_local = scaleout.parse_scheduler(self.scheduler)
+        self.n_workers = n_local or self.n_workers
+
+    def describe(self, n_genes: int) -> str:
+        return f"training {n_genes} genes on {scaleout.describe_scheduler(self.scheduler)}"
+
+    def run(self, job: GeneJob, genes: list[str], events: Reporter, control: RunControl) -> None:
+        with scaleout.connect(self.scheduler, check_stop=control.may_dispatch, say=events.message) as client:
+            d = _Dispatch(client, job, events, control, max(1, self.genes_per_task), max(1, self.in_flight))
+            try:
+                d.run(genes)
+            finally:
+                self.n_workers = len(d.workers) or self.n_workers
+                self.stats = d.close()
+
+
+class _Dispatch:
+    """One run's loop on the client: claim → submit → commit → release, at most ``limit`` tasks in flight.
+
+    Task completions and start announcements arrive on one queue, read by this thread only; reporters are
+    therefore called from the thread that called :func:`~.run.train`.
+    """
+
+    def __init__(self, client: Any, job: GeneJob, events: Reporter, control: RunControl, per_task: int,
+                 per_thread: int) -> None:
+        self.client, self.job, self.events, self.control = client, job, events, control
+        self.per_task, self.per_thread = per_task, per_thread
+        self.q: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self.pending: deque[str] = deque()
+        self.inflight: dict[str, tuple[Any, list[str], int]] = {}
+        self.held: set[str] = set()
+        self.started: set[str] = set()
+        self.workers: dict[str, int] = {}
+        self.shipment: scaleout.Shipment | None = None
+        self.topic = ""
+        self.n_tasks = 0
+        self.task_bytes = 0
+        self._threads, self._threads_at = 1, -1.0
+
+    def run(self, genes: list[str]) -> None:
+        self.pending.extend(genes)
+        finished = False
+        try:
+            self.shipment = scaleout.Shipment(self.client, (self.job.ctx, self.job.trainer))
+            self.topic = f"spacetravlr-started-{self.shipment.token}"
+            self.client.subscribe_topic(self.topic, lambda ev: self.q.put(("started", *ev[1])))
+            while self.pending or self.inflight:
+                self._fill()
+                try:
+                    item = self.q.get(timeout=scaleout.POLL_S)
+                except queue.Empty:
+                    continue
+                if item[0] == "started":
+                    self._started(item[1], item[2])
+                else:
+                    self._done(item[1])
+            finished = True
+        finally:
+            if not finished:
+                self._abandon()
+
+    def _limit(self) -> int:
+        now = time.monotonic()
+        if now - self._threads_at > 2.0:  # workers come and go: ask the scheduler now and then
+            self._threads = max(1, sum(self.client.nthreads().values()))
+            self._threads_at = now
+        return self._threads * self.per_thread
+
+    def _fill(self) -> None:
+        """Claim and submit genes while fewer than the limit are in flight (and the run is not paused)."""
+        rd, stale = self.job.run_dir, self.job.stale_lock_secs
+        while self.pending and len(self.inflight) < self._limit() and self.control.may_dispatch():
+            batch: list[str] = []
+            while self.pending and len(batch) < self.per_task:
+                g = self.pending.popleft()
+                self.held.add(g)  # before the lock: an interrupt in between still releases it
+                state = claim(rd, g, stale)
+                if state == DONE:
+                    batch.append(g)
+                    continue
+                self.held.discard(g)
+                if state == SKIPPED:  # finished by another process meanwhile; busy genes are not reported
+                    self.events.gene_finished(GeneOutcome(g, SKIPPED))
+            if batch:
+                self._submit(batch, 0)
+
+    def _submit(self, batch: list[str], attempt: int) -> None:
+        assert self.shipment is not None
+        key = f"spacetravlr-fit-{batch[0]}-{self.shipment.token[:8]}-{attempt}"
+        args = (self.shipment.name, self.shipment.token, tuple(batch), self.topic)
+        fut = self.client.submit(fit_genes, *args, key=key, pure=False)
+        self.inflight[key] = (fut, batch, attempt)
+        fut.add_done_callback(lambda f: self.q.put(("done", f.key)))
+        if not self.task_bytes:
+            self.task_bytes = scaleout.task_nbytes(key, fit_genes, *args)
+        self.n_tasks += 1
+
+    def _worker(self, address: str) -> int:
+        return self.workers.setdefault(address, len(self.workers))
+
+    def _started(self, gene: str, address: str) -> None:
+        if gene in self.held and gene not in self.started:
+            self.started.add(gene)
+            self.events.gene_started(gene, self._worker(address))
+
+    def _done(self, key: str) -> None:
+        if key not in self.inflight:
+            return
+        assert self.shipment is not None
+        fut, batch, attempt = self.inflight.pop(key)
+        if fut.status == "finished":
+            address, results = fut.result()
+            for gene, res, seconds in results:
+                self._commit(gene, res, seconds, address)
+        elif self.shipment.lost and attempt < MAX_RESUBMITS:  # every worker holding the context died
+            self.events.message("the Dask cluster lost the training context with its workers; sending it again")
+            self.shipment.send()
+            self._submit(batch, attempt + 1)
+        elif fut.status == "error":
+            exc = fut.exception()
+            tb = "".join(traceback.format_exception(type(exc), exc, fut.traceback()))
+            for gene in batch:
+                self._commit(gene, (_task_error(exc), tb), 0.0, "")
+        else:
+            for gene in batch:
+                self._commit(gene, (f"CancelledError: the Dask scheduler cancelled the task ({fut.status})", ""),
+                             0.0, "")
+
+    def _commit(self, gene: str, res: GeneFit | tuple[str, str], seconds: float, address: str) -> None:
+        """Write the gene's files here (the only process touching the folder), then release its lock."""
+        w = self._worker(address) if address else 0
+        if gene not in self.started:
+            self.started.add(gene)
+            self.events.gene_started(gene, w)
+        rd = self.job.run_dir
+        try:
+            if isinstance(res, tuple):
+                outcome = record_failure(rd, gene, res[0], res[1], seconds, w)
+            else:
+                outcome = commit(rd, res, seconds, w)
+        finally:
+            locks.release(rd.root, gene)
+            self.held.discard(gene)
+        self.events.gene_finished(outcome)
+
+    def _abandon(self) -> None:
+        """Stopped or failed: cancel what is in flight and release every lock this client holds."""
+        futures = [f for f, _, _ in self.inflight.values()]
+        with contextlib.suppress(Exception):
+            if futures:
+                self.client.cancel(futures)
+        for g in list(self.held):
+            locks.release(self.job.run_dir.root, g)
+        self.held.clear()
+        self.inflight.clear()
+
+    def close(self) -> dict[str, Any]:
+        """Unsubscribe, drop the workers' copies of the context; return what was shipped."""
+        with contextlib.suppress(Exception):
+            if self.topic:
+                self.client.unsubscribe_topic(self.topic)
+        s = self.shipment
+        loads: dict[str, int] = {}
+        if s is not None:
+            with contextlib.suppress(Exception):
+                loads = s.loads()
+            s.close()
+        return {"context_bytes": s.nbytes if s else 0, "context_loads": loads, "context_ships": s.ships if s else 0,
+                "task_bytes": self.task_bytes, "n_tasks": self.n_tasks, "n_workers": len(self.workers)}
+
+
+def _task_error(exc: BaseException) -> str:
+    """The one-line reason of a task that raised on the cluster (a killed worker says why)."""
+    from distributed import KilledWorker
+
+    if isinstance(exc, KilledWorker):
+        return (f"KilledWorker: every worker that ran this gene died ({exc}); out of memory? see "
+                "docs/dask.md on sizing workers")
+    return f"{exc.__class__.__name__}: {exc}"
