@@ -33,6 +33,8 @@ CONNECT_TIMEOUT_S = 30.0
 WORKER_WAIT_NOTE_S = 10.0
 """After this long without a worker, say that the run waits for workers (it keeps waiting)."""
 POLL_S = 0.2
+FETCH_TIMEOUT_S = 60.0
+"""A task waits this long for a shipped object to exist in the cluster (not for its transfer)."""
 
 
 # -- the scheduler address ---------------------------------------------------------------------
@@ -94,14 +96,17 @@ class _QuietTeardown(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_teardown() -> Iterator[None]:
-    log = logging.getLogger("distributed.nanny")
-    f = _QuietTeardown()
-    log.addFilter(f)
+def _quiet_dask() -> Iterator[None]:
+    """Dask's own progress lines (INFO) off while we run; its warnings and errors still show."""
+    log, nanny = logging.getLogger("distributed"), logging.getLogger("distributed.nanny")
+    level, f = log.level, _QuietTeardown()
+    log.setLevel(max(level, logging.WARNING))
+    nanny.addFilter(f)
     try:
         yield
     finally:
-        log.removeFilter(f)
+        nanny.removeFilter(f)
+        log.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -116,8 +121,8 @@ def connect(spec: str, *, where: str = SCHEDULER_KEY, check_stop: Callable[[], o
     address, n_local = parse_scheduler(spec, where)
     distributed = _distributed(where)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_quiet_dask())  # entered first, so it is still active while closing
         if n_local:
-            stack.enter_context(_quiet_teardown())  # entered first, so it is still active while closing
             cluster = stack.enter_context(distributed.LocalCluster(
                 n_workers=n_local, threads_per_worker=1, processes=True, dashboard_address=None))
             client = stack.enter_context(distributed.Client(cluster))
@@ -225,11 +230,13 @@ def received(name: str, token: str) -> Any:
     with _LOCK:  # held while fetching: concurrent tasks of a multi-threaded worker wait for one fetch
         box = _CACHE.get(token)
         if box is None:
-            from distributed import Variable, get_client
+            from distributed import Variable, get_client, wait
 
             client = get_client()
+            fut = Variable(name, client=client).get(timeout=FETCH_TIMEOUT_S)
+            wait(fut, timeout=FETCH_TIMEOUT_S)  # a lost object raises here (the client sends it again)
             # gather, not Future.result: it takes the worker's own copy when it holds the object
-            box = client.gather(Variable(name, client=client).get())
+            box = client.gather(fut)
             _CACHE[token] = box
             while len(_CACHE) > CACHED_SHIPMENTS:
                 _CACHE.popitem(last=False)

@@ -103,6 +103,9 @@ class DaskExecutor:
             finally:
                 self.n_workers = len(d.workers) or self.n_workers
                 self.stats = d.close()
+            st = self.stats
+            events.message(f"Dask: the context ({st['context_bytes'] / 1e6:.1f} MB) went once to each of "
+                           f"{len(st['context_loads'])} workers; {st['n_tasks']} tasks of {st['task_bytes']} bytes")
 
 
 class _Dispatch:
@@ -118,7 +121,8 @@ class _Dispatch:
         self.per_task, self.per_thread = per_task, per_thread
         self.q: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.pending: deque[str] = deque()
-        self.inflight: dict[str, tuple[Any, list[str], int]] = {}
+        self.inflight: dict[str, tuple[Any, list[str], int, int]] = {}
+        """task key → (future, genes, attempt, shipments sent before it was submitted)"""
         self.held: set[str] = set()
         self.started: set[str] = set()
         self.workers: dict[str, int] = {}
@@ -136,6 +140,10 @@ class _Dispatch:
             self.topic = f"spacetravlr-started-{self.shipment.token}"
             self.client.subscribe_topic(self.topic, lambda ev: self.q.put(("started", *ev[1])))
             while self.pending or self.inflight:
+                if self.shipment.lost:  # every worker holding it died: workers yet to fetch it need it
+                    self.events.message("the Dask cluster lost the training context with its workers; "
+                                        "sending it again")
+                    self.shipment.send()
                 self._fill()
                 try:
                     item = self.q.get(timeout=scaleout.POLL_S)
@@ -180,7 +188,7 @@ class _Dispatch:
         key = f"spacetravlr-fit-{batch[0]}-{self.shipment.token[:8]}-{attempt}"
         args = (self.shipment.name, self.shipment.token, tuple(batch), self.topic)
         fut = self.client.submit(fit_genes, *args, key=key, pure=False)
-        self.inflight[key] = (fut, batch, attempt)
+        self.inflight[key] = (fut, batch, attempt, self.shipment.ships)
         fut.add_done_callback(lambda f: self.q.put(("done", f.key)))
         if not self.task_bytes:
             self.task_bytes = scaleout.task_nbytes(key, fit_genes, *args)
@@ -198,14 +206,15 @@ class _Dispatch:
         if key not in self.inflight:
             return
         assert self.shipment is not None
-        fut, batch, attempt = self.inflight.pop(key)
+        fut, batch, attempt, ships = self.inflight.pop(key)
         if fut.status == "finished":
             address, results = fut.result()
             for gene, res, seconds in results:
                 self._commit(gene, res, seconds, address)
-        elif self.shipment.lost and attempt < MAX_RESUBMITS:  # every worker holding the context died
-            self.events.message("the Dask cluster lost the training context with its workers; sending it again")
-            self.shipment.send()
+        elif attempt < MAX_RESUBMITS and (self.shipment.lost or self.shipment.ships > ships):
+            # the context was lost with its workers while this task waited for it: send both again
+            if self.shipment.lost:
+                self.shipment.send()
             self._submit(batch, attempt + 1)
         elif fut.status == "error":
             exc = fut.exception()
@@ -236,7 +245,7 @@ class _Dispatch:
 
     def _abandon(self) -> None:
         """Stopped or failed: cancel what is in flight and release every lock this client holds."""
-        futures = [f for f, _, _ in self.inflight.values()]
+        futures = [v[0] for v in self.inflight.values()]
         with contextlib.suppress(Exception):
             if futures:
                 self.client.cancel(futures)
