@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 import tomllib
 from collections.abc import Mapping
@@ -24,6 +25,8 @@ from typing import Any
 
 from . import _keys
 from .errors import ConfigError, near_matches
+
+log = logging.getLogger("spacetravlr_py.config")
 
 # ----------------------------------------------------------------------------------------------
 # Field descriptors
@@ -109,6 +112,8 @@ def _coerce(value: Any, meta: Mapping[str, Any], where: str) -> Any:
     if kind in ("str", "path"):
         if not isinstance(value, str):
             raise bad()
+        if kind == "path" and "\x00" in value:
+            raise ConfigError(f"{where} = {given!r}: a path cannot contain a NUL character (\\0); fix the path")
         if meta["choices"] and value not in meta["choices"]:
             raise ConfigError(f"{where} = {_fmt_value(given)}: expected {_expected(meta)}"
                               + near_matches(value, meta["choices"]))
@@ -178,7 +183,7 @@ class GrnSection:
 
     network_data_dir: str | None = _opt(None, "path", optional=True)
     tf_ligand_cutoff: float = _opt(0.2, "float", ge=0)
-    max_ligands: int | None = _opt(None, "int", optional=True, ge=1, aliases=("max_lr_pairs",))
+    max_ligands: int | None = _opt(None, "int", optional=True, ge=1, aliases=("max_lr_pairs", "max_lr"))
     use_tf_modulators: bool = _opt(True, "bool")
     use_lr_modulators: bool = _opt(True, "bool")
     use_tfl_modulators: bool = _opt(True, "bool")
@@ -302,6 +307,9 @@ def _field_name(section_cls: type, key: str) -> str | None:
     return next((n for n, f in flds.items() if key in f.metadata.get("aliases", ())), None)
 
 
+field_name = _field_name
+
+
 def config_keys() -> list[str]:
     """Every ``section.key`` of the schema, in schema order."""
     return [f"{s}.{k}" for s, cls in SECTIONS.items() for k in _fields(cls)]
@@ -319,6 +327,9 @@ class SpaceshipConfig:
     explicit:
         ``section.key`` names set explicitly (in the file or by an override). The compat switch does
         not change explicitly set keys.
+    notes:
+        One line per key of the Rust seed that was read but is not implemented, saying what happens
+        instead (see :mod:`spacetravlr_py.seedkeys`); each is also logged once as a warning.
     """
 
     data: DataSection = field(default_factory=DataSection)
@@ -333,6 +344,7 @@ class SpaceshipConfig:
     compat: CompatSection = field(default_factory=CompatSection)
     source: Path | None = field(default=None, compare=False, repr=False)
     explicit: set[str] = field(default_factory=set, compare=False, repr=False)
+    notes: list[str] = field(default_factory=list, compare=False, repr=False)
 
     # -- construction ------------------------------------------------------------------------
 
@@ -343,6 +355,11 @@ class SpaceshipConfig:
         cfg = cls(source=Path(source).resolve() if source is not None else None)
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{label}: expected a table of sections")
+        from .seedkeys import absorb_seed_keys
+
+        raw, cfg.notes = absorb_seed_keys(raw, label)  # the Rust seed's keys: one warning line each
+        for note in cfg.notes:
+            log.warning("%s", note)
         for sec_name, sec_raw in raw.items():
             if sec_name not in SECTIONS and not isinstance(sec_raw, Mapping):
                 # a key written above every [section] header
