@@ -69,6 +69,18 @@ MODE_READ_AS: dict[str, tuple[str, str]] = {
 }
 """``[training].mode`` values of the seed and the mode we run instead."""
 
+HYBRID_KEYS = ("min_cells_per_cluster_for_cnn", "max_modulators_soft_for_cnn", "moran_k_neighbors",
+               "moran_permutations", "moran_p_value_max", "moran_p_value_max_when_over_modulator_cap",
+               "require_all_clusters_lasso_converged", "min_mean_lasso_r2_for_cnn",
+               "min_mean_target_expression_for_cnn", "hybrid_modulator_spatial_weight", "cnn_force_genes_file",
+               "cnn_skip_genes_file", "hybrid_cnn_top_k", "hybrid_cnn_permissiveness")
+"""Keys of the seed's ``[training.hybrid]`` table."""
+LIGAND_FIELD_KEYS = ("db_path", "mode", "lr_mode", "pair_selection", "received_ligand_norm",
+                     "weighted_ligand_scale_factor", "ligand_grid_factor", "kh", "hill_coef", "min_cells",
+                     "population_size_weight", "n_perm", "p_threshold", "min_prob", "replace_lr_pairs",
+                     "max_interactions", "write_ligand_diagnostics", "signaling_types", "random_seed")
+"""Keys of the seed's ``[ligand_field]`` section (1.3)."""
+
 TRAINING_HYBRID = ("the seed's CNN gating of mode = \"hybrid\" is not implemented (hybrid runs as seed mode); "
                    "ignored keys: {keys}")
 LIGAND_FIELD = ("the seed's CellChat-style pair selection is not implemented: LR pairs are the network's lr "
@@ -126,6 +138,7 @@ def absorb_seed_keys(raw: Mapping[str, Any], label: str) -> tuple[dict[str, Any]
                     value = mode
                 kept[key] = value
             elif (sec_name, key) == ("training", "hybrid") and isinstance(value, Mapping):
+                _known_only(value, HYBRID_KEYS, f"{label}: [training.hybrid]")
                 notes.append(f"{label}: [training.hybrid]: " + TRAINING_HYBRID.format(keys=_keys_text(list(value))))
             elif (sec_name, key) == ("grn", "train_modulators"):
                 kept.update(_train_modulators(value, where, sec, notes))
@@ -167,7 +180,18 @@ def _train_modulators(value: Any, where: str, sec: Mapping[str, Any], notes: lis
     return flags
 
 
+def _known_only(table: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+    """A seed table we ignore still has a fixed key set: a misspelt key fails with a suggestion."""
+    from .errors import near_matches
+
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{where}.{key}: unknown key" + near_matches(key, known)
+                              + "; keys of the seed's table: " + ", ".join(known))
+
+
 def _ligand_field(lf: Mapping[str, Any], out: dict[str, Any], label: str, notes: list[str]) -> None:
+    _known_only(lf, LIGAND_FIELD_KEYS, f"{label}: [ligand_field]")
     ignored: list[str] = []
     for key, value in lf.items():
         if key not in LIGAND_FIELD_MOVES:

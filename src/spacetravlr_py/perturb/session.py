@@ -134,7 +134,9 @@ def _check_dataset(run_dir: Path, tissue: Tissue) -> None:
         return
     try:
         fp = json.loads(man.read_text(encoding="utf-8")).get("dataset", {})
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(fp, dict):  # another program's manifest (e.g. the seed's): nothing to check
         return
     now = dataset_fingerprint(tissue)
     # names always; the data hash too when both the manifest and this version record one
