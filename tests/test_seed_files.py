@@ -337,7 +337,8 @@ def test_the_seeds_old_mode_names(tmp_path, mode):
 
 
 BAD_SEED = {
-    "unknown key next to seed keys": ('[training]\nseed_only = true\nepoch = 3\n', "unknown key (did you mean epochs?)"),
+    "unknown key next to seed keys": ("[training]\nseed_only = true\nepoch = 3\n",
+                                      "unknown key (did you mean epochs?)"),
     "misspelt hybrid key": ('[training.hybrid]\nmoran_k_neighbours = 8\n',
                             "[training.hybrid].moran_k_neighbours: unknown key (did you mean moran_k_neighbors?)"),
     "misspelt ligand_field key": ('[ligand_field]\npair_selektion = "prob"\n',

@@ -396,7 +396,7 @@ class SpaceshipConfig:
             raise ConfigError(f"{p}: config file not found; check the path given to -c/--config") from None
         except IsADirectoryError:
             raise ConfigError(f"{p}: is a directory, expected a .toml file") from None
-        except (OSError, UnicodeDecodeError) as e:
+        except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: NUL in the path
             raise ConfigError(f"{p}: cannot read config file ({e.__class__.__name__}: {e})") from None
         try:
             raw = tomllib.loads(text)

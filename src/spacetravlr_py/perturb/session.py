@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,8 +76,13 @@ class RunSession:
 
     @classmethod
     def open(cls, run_toml: str | os.PathLike[str], *, n_threads: int | None = None,
-             overrides: dict[str, Any] | None = None) -> RunSession:
-        """Open the run described by ``spacetravlr_run_repro.toml`` (its folder holds the betadata)."""
+             overrides: dict[str, Any] | None = None,
+             overlay: Callable[[SpaceshipConfig], SpaceshipConfig] | None = None) -> RunSession:
+        """Open the run described by ``spacetravlr_run_repro.toml`` (its folder holds the betadata).
+
+        ``overlay`` (e.g. :meth:`~spacetravlr_py.perturb.overlay.PerturbToml.apply`) changes the run's
+        configuration before ``overrides`` (command-line values) are applied.
+        """
         t0 = time.perf_counter()
         p = Path(run_toml).expanduser()
         if p.is_dir():
@@ -85,6 +90,8 @@ class RunSession:
         if not p.is_file():
             raise InputError(f"run TOML {p} not found; pass the {_keys.REPRO_TOML} written by the training run")
         cfg = SpaceshipConfig.from_toml(p)
+        if overlay is not None:
+            cfg = overlay(cfg)
         if overrides:
             cfg = cfg.with_overrides(overrides, source="command line")
         if not cfg.data.adata_path:
