@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import logging
 import math
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -430,9 +431,9 @@ class SpaceshipConfig:
             s, k = dotted.split(".")
             v = getattr(getattr(self, s), k)
             if v:
-                setattr(getattr(self, s), k, str((base / Path(v).expanduser()).resolve()))
+                setattr(getattr(self, s), k, str((base / os.path.expanduser(v)).resolve()))
         od = self.execution.output_dir
-        self.execution.output_dir = str((base / Path(od).expanduser()).resolve()) if od else str(base)
+        self.execution.output_dir = str((base / os.path.expanduser(od)).resolve()) if od else str(base)
 
     def with_overrides(self, overrides: Mapping[str, Any], *, source: str = "command line") -> SpaceshipConfig:
         """Return a copy with ``{"section.key": value}`` applied (``None`` values are skipped).
@@ -453,7 +454,7 @@ class SpaceshipConfig:
             name = _field_name(SECTIONS[s], k)
             assert name is not None  # _set validated it
             if _fields(SECTIONS[s])[name].metadata["kind"] == "path" and value:
-                setattr(getattr(new, s), name, str(Path(value).expanduser().resolve()))
+                setattr(getattr(new, s), name, str(Path(os.path.expanduser(value)).resolve()))
         new._apply_compat()
         return new
 

@@ -1,7 +1,7 @@
 """Batch perturbations from a TOML file, and the knockout screen.
 
-Besides the format below, the seed's batch keys are read: ``parallelism`` (top level: jobs run at once; ``--batch-parallelism``
-wins), ``compound_genes = [...]`` (= ``gene = [...]``), ``genes = "Foxo1"``, per-gene lists of
+Besides the format below, the seed's batch keys are read: ``parallelism`` (top level: jobs run at once;
+``--batch-parallelism`` wins), ``compound_genes = [...]`` (= ``gene = [...]``), ``genes = "Foxo1"``, per-gene lists of
 ``n_propagation`` / ``beta_scale_factor`` / ``out`` (or one-element lists, broadcast), and the spatial
 overrides ``radius``, ``ligand_grid_factor``, ``contact_distance`` — ``[spatial].radius``,
 ``[perturbation].ligand_grid_factor`` and ``[spatial].contact_distance`` of the run for these jobs: the
@@ -164,10 +164,13 @@ def _inherited(top: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _resolve(base: Path, v: Any) -> str | None:
+def _resolve(base: Path, v: Any, key: str = "", where: str = "") -> str | None:
+    """A path of the file, absolute (relative ones against ``base``); None when empty."""
     if v is None or v == "":
         return None
-    return str((base / Path(str(v)).expanduser()).resolve())
+    if not isinstance(v, str) or "\x00" in v:
+        raise InputError(f"{where}: {key} = {v!r}: expected a path (a string without NUL characters)")
+    return str((base / os.path.expanduser(v)).resolve())
 
 
 def _number(spec: dict[str, Any], key: str, where: str, *, ge: float = 0.0, strict: bool = False) -> float | None:
@@ -238,7 +241,7 @@ def _jobs_of(spec: dict[str, Any], where: str, base: Path, default_n: int) -> li
     if cell_types is not None and not (isinstance(cell_types, list) and cell_types
                                        and all(isinstance(c, str) and c for c in cell_types)):
         raise InputError(f"{where}: cell_types = {cell_types!r}: expected a cell type or a list of them")
-    cells_csv = _resolve(base, spec.get("cells_csv"))
+    cells_csv = _resolve(base, spec.get("cells_csv"), "cells_csv", where)
     many = spec.get("cells_csv_columns")
     col1 = spec.get("cells_csv_column")
     if col1 is not None and not isinstance(col1, str):
@@ -248,9 +251,9 @@ def _jobs_of(spec: dict[str, Any], where: str, base: Path, default_n: int) -> li
         raise InputError(f"{where}: a cells CSV column is named but cells_csv is not set; add cells_csv = \"...\"")
     if spec.get("cells_obs_file") and any(c for c in csv_cols):
         raise InputError(f"{where}: give either cells_obs_file or a cells CSV column, not both")
-    common = dict(cells_csv=cells_csv, cells_obs_file=_resolve(base, spec.get("cells_obs_file")),
-                  cell_types=cell_types, **spatial)
-    out_dir = _resolve(base, spec.get("out_dir")) or str(base)
+    obs_file = _resolve(base, spec.get("cells_obs_file"), "cells_obs_file", where)
+    common = dict(cells_csv=cells_csv, cells_obs_file=obs_file, cell_types=cell_types, **spatial)
+    out_dir = _resolve(base, spec.get("out_dir"), "out_dir", where) or str(base)
     if kind == "gene":
         if "cells_csv_columns" in spec:
             raise InputError(f"{where}: cells_csv_columns goes with genes = [...]; use cells_csv_column")
@@ -263,7 +266,7 @@ def _jobs_of(spec: dict[str, Any], where: str, base: Path, default_n: int) -> li
         out = spec.get("out")
         if out is not None and not (isinstance(out, str) and out.strip()):
             raise InputError(f"{where}: out = {out!r}: expected one output path")
-        path = _resolve(base, out) if out else str(Path(out_dir) / f"{name}.feather")
+        path = _resolve(base, out, "out", where) if out else str(Path(out_dir) / f"{name}.feather")
         return [BatchJob(genes=genes, desired=vals, out=Path(str(path)), n_propagation=n_prop,
                          beta_scale_factor=bsf, cells_csv_column=col1 or None, **common)]  # type: ignore[arg-type]
     if spec.get("name"):
@@ -285,7 +288,7 @@ def _jobs_of(spec: dict[str, Any], where: str, base: Path, default_n: int) -> li
         raise InputError(f"{where}: with genes = [...], out lists one path per gene ({n}); or use out_dir")
     jobs = []
     for k, (g, v, c) in enumerate(zip(genes, vals, cols)):
-        path = (_resolve(base, outs[k]) if outs is not None
+        path = (_resolve(base, outs[k], "out", where) if outs is not None
                 else str(Path(out_dir) / f"{default_name([g], [v], props[k], c)}.feather"))
         jobs.append(BatchJob(genes=[g], desired=[v], out=Path(str(path)), n_propagation=props[k],
                              beta_scale_factor=scales[k], cells_csv_column=c or None,

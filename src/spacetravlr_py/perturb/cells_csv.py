@@ -47,7 +47,7 @@ def write_run_cells_csv(run_toml: str | os.PathLike[str] | None, out: str | os.P
 
     if not run_toml:
         raise InputError("--make-cells-csv needs the run: give --run-toml, or run_toml = \"...\" in --config")
-    p = Path(run_toml).expanduser()
+    p = Path(os.path.expanduser(run_toml))
     if p.is_dir():
         p = p / _keys.REPRO_TOML
     cfg = SpaceshipConfig.from_toml(p)

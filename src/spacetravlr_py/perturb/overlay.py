@@ -127,7 +127,7 @@ def _run_toml(raw: Mapping[str, Any], p: Path, label: str) -> Path | None:
         raise ConfigError(f"{label}: {given[0]} = {v!r}: expected the path of a {_keys.REPRO_TOML}")
     if "\x00" in v:
         raise ConfigError(f"{label}: {given[0]} = {v!r}: a path cannot contain a NUL character (\\0)")
-    return (p.parent / Path(v.strip()).expanduser()).resolve()
+    return (p.parent / os.path.expanduser(v.strip())).resolve()
 
 
 def _hoist(batch: dict[str, Any], sections: dict[str, Any], label: str) -> None:
@@ -158,7 +158,7 @@ def _flatten(sections: Mapping[str, Any], base: Path, label: str) -> dict[str, A
                 continue
             kind = next(f.metadata["kind"] for f in dataclasses.fields(cls) if f.name == name)
             if kind == "path" and isinstance(value, str) and value and "\x00" not in value:
-                value = str((base / Path(value).expanduser()).resolve())
+                value = str((base / os.path.expanduser(value)).resolve())
             flat[f"{sec}.{key}"] = value
     return flat
 

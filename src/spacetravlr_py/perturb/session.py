@@ -84,7 +84,7 @@ class RunSession:
         configuration before ``overrides`` (command-line values) are applied.
         """
         t0 = time.perf_counter()
-        p = Path(run_toml).expanduser()
+        p = Path(os.path.expanduser(run_toml))  # not Path.expanduser: it raises for ~unknown_user
         if p.is_dir():
             p = p / _keys.REPRO_TOML
         if not p.is_file():
