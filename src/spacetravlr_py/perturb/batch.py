@@ -308,10 +308,7 @@ def perturber_for(session: RunSession, job: BatchJob) -> Perturber:
     settings = dataclasses.replace(base.s, **over)
     if settings == base.s:
         return base
-    from .session import _ligand_signaling
-
-    signaling = _ligand_signaling(session.cfg, session.tissue) if settings.per_ligand_radius else None
-    return Perturber(session.tissue, session.betabase, settings, ligand_signaling=signaling,
+    return Perturber(session.tissue, session.betabase, settings, ligand_signaling=base.ligand_signaling,
                      n_threads=base.n_threads)
 
 
@@ -348,7 +345,7 @@ def run_batch(session: RunSession, jobs: Sequence[BatchJob], *, parallelism: int
             prepared[key] = perturber_for(session, job)
 
     def one(job: BatchJob) -> tuple[BatchJob, PerturbResult, dict[str, Path]]:
-        from .propagate import numba_threads
+        from .._threads import numba_threads
 
         with numba_threads(threads_each if parallelism > 1 else None):
             res, paths = run_job(session, job, perturber=prepared[tuple(sorted(job.spatial().items()))])

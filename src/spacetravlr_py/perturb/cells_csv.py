@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import _keys
 from ..config import SpaceshipConfig
 from ..errors import InputError
 from ..io.anndata import Tissue
@@ -44,16 +43,10 @@ def write_run_cells_csv(run_toml: str | os.PathLike[str] | None, out: str | os.P
                         ) -> tuple[Path, list[str]]:
     """The cells CSV of a run's tissue (its repro TOML, with an optional overlay); returns (path, labels)."""
     from ..io.anndata import load_tissue
+    from ..rundir import open_run
 
     if not run_toml:
         raise InputError("--make-cells-csv needs the run: give --run-toml, or run_toml = \"...\" in --config")
-    p = Path(os.path.expanduser(run_toml))
-    if p.is_dir():
-        p = p / _keys.REPRO_TOML
-    cfg = SpaceshipConfig.from_toml(p)
-    if overlay is not None:
-        cfg = overlay(cfg)
-    if not cfg.data.adata_path:
-        raise InputError(f"{p}: [data].adata_path is empty; this is not a training run's repro TOML")
+    cfg = open_run(run_toml, overlay=overlay).cfg
     tissue = load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)
     return write_cells_csv(tissue, out), list(tissue.cluster_labels)

@@ -44,7 +44,7 @@ RUN_TOML_KEYS = ("run_toml", "run_repro", "spacetravlr_run_repro")
 HOISTED = ("beta_scale_factor", "beta_cap")
 """Top-level keys that are ``[perturbation]`` settings (a per-gene list of beta_scale_factor stays a job field)."""
 SEED_SECTIONS = ("ligand_field",)
-NO_EFFECT = ("lasso", "training", "cnn", "execution", "model_export")
+NO_EFFECT = ("lasso", "training", "cnn", "model_export")
 """Overlay sections that cannot change a perturbation (the betas are trained already)."""
 
 
