@@ -316,3 +316,61 @@ def task_nbytes(key: str, func: Callable[..., Any], *args: Any) -> int:
         return len(pickle.dumps((key, func, *args), protocol=5))
     header, frames = serialize(to_serialize(Task(key, func, *args)), on_error="raise")
     return len(pickle.dumps(header)) + sum(nbytes(f) for f in frames)
+
+
+# -- many independent tasks on one shipment -----------------------------------------------------
+
+
+def call_with(func: Callable[..., Any], name: str, token: str, *args: Any) -> Any:
+    """A task: ``func(shipped object, *args)`` with one BLAS / numba thread (results independent of the
+    worker's cores)."""
+    from ._threads import numba_threads
+
+    pin_threads()
+    obj = received(name, token)
+    with numba_threads(1):
+        return func(obj, *args)
+
+
+def map_shipped(client: Any, shipment: Shipment, func: Callable[..., Any], calls: list[tuple[Any, ...]], *,
+                label: str = "spacetravlr", in_flight: int = 2, resubmits: int = 3) -> Iterator[tuple[int, Any]]:
+    """Run ``func(obj, *calls[i])`` on the cluster for every ``i``; yield ``(i, result)`` as tasks finish.
+
+    At most ``in_flight`` tasks per worker thread are outstanding (the rest wait here, so a stop or
+    Ctrl-C cancels little); leaving the loop early cancels them. A task that raises re-raises here; a
+    task that failed because every worker holding the shipment died is sent again with the shipment.
+    """
+    import queue as _queue
+
+    done: _queue.Queue[int] = _queue.Queue()
+    todo = list(range(len(calls)))[::-1]
+    inflight: dict[int, tuple[Any, int, int]] = {}  # index → (future, attempt, shipments before it)
+    limit = max(1, sum(client.nthreads().values())) * max(1, in_flight)
+
+    def submit(i: int, attempt: int) -> None:
+        fut = client.submit(call_with, func, shipment.name, shipment.token, *calls[i],
+                            key=f"{label}-{i}-{shipment.token[:8]}-{attempt}", pure=False)
+        inflight[i] = (fut, attempt, shipment.ships)
+        fut.add_done_callback(lambda f, i=i: done.put(i))
+
+    try:
+        while todo or inflight:
+            if shipment.lost:
+                shipment.send()
+            while todo and len(inflight) < limit:
+                submit(todo.pop(), 0)
+            try:
+                i = done.get(timeout=POLL_S)
+            except _queue.Empty:
+                continue
+            fut, attempt, ships = inflight.pop(i)
+            if fut.status != "finished" and attempt < resubmits and (shipment.lost or shipment.ships > ships):
+                if shipment.lost:
+                    shipment.send()
+                submit(i, attempt + 1)
+                continue
+            yield i, fut.result()  # raises the task's exception
+    finally:
+        if inflight:
+            with contextlib.suppress(Exception):
+                client.cancel([f for f, _, _ in inflight.values()])

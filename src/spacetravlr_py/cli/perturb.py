@@ -57,6 +57,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beta-cap", type=float, help="[perturbation].beta_cap")
     p.add_argument("--clip", choices=["zero_to_max", "observed_range"], help="[perturbation].clip")
     p.add_argument("--threads", type=int, help="numba/BLAS threads (default: all cores)")
+    p.add_argument("--scheduler", metavar="ADDR", help="run batch jobs / screened genes on a Dask cluster: "
+                   "tcp://HOST:PORT of a running `dask scheduler`, or local:N (needs spacetravlr-py[dask])")
     p.add_argument("--verbose", action="store_true", help="per-step timings")
 
 
@@ -172,6 +174,11 @@ def _main(argv: Sequence[str] | None) -> int:
         raise InputError(f"--batch-toml and job fields in {ptoml.path} both give batch jobs; keep one")
     if a.batch_parallelism is not None and a.batch_parallelism < 1:
         raise InputError(f"--batch-parallelism must be >= 1, got {a.batch_parallelism}")
+    if a.scheduler:
+        if not (a.batch_toml or jobs_in_config):
+            raise InputError("--scheduler runs batch jobs (--batch-toml, or job fields in --config) or a screen "
+                             "(spacetravlr-perturb screen); a single --gene runs here")
+        _check_scheduler(a.scheduler)
     if a.make_cells_csv:
         from ..perturb.cells_csv import write_run_cells_csv
 
@@ -193,7 +200,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 else batch_from_table(ptoml.batch, str(ptoml.path), ptoml.path.parent, default_n))
         print(f"{len(spec.jobs)} jobs from {a.batch_toml or ptoml.path}", file=sys.stderr)
         run_batch(s, spec.jobs, parallelism=a.batch_parallelism or spec.parallelism or 1,
-                  on_done=lambda job, res, paths: _print_result(res, paths, a.verbose, 5))
+                  on_done=lambda job, res, paths: _print_result(res, paths, a.verbose, 5), scheduler=a.scheduler)
         return EXIT_OK
     if not a.gene:
         return _interactive(s, a)
@@ -224,6 +231,13 @@ def _main(argv: Sequence[str] | None) -> int:
         raise InputError("--field needs --out (the figures are written next to it)")
     _print_result(res, paths, a.verbose)
     return EXIT_OK
+
+
+def _check_scheduler(spec: str) -> None:
+    """A malformed address or a missing Dask is one line, before the run is loaded."""
+    from ..scaleout import check_scheduler
+
+    check_scheduler(spec, "--scheduler")
 
 
 def _cluster_ids(text: str) -> list[int]:

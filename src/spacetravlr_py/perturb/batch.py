@@ -312,43 +312,73 @@ def perturber_for(session: RunSession, job: BatchJob) -> Perturber:
                      n_threads=base.n_threads)
 
 
+def with_beta_scale(perturber: Perturber, beta_scale_factor: float | None) -> Perturber:
+    """``perturber``, or a shallow copy whose splash terms use ``beta_scale_factor`` (the prepared
+    operators are shared)."""
+    if beta_scale_factor is None or beta_scale_factor == perturber.s.beta_scale_factor:
+        return perturber
+    p = copy.copy(perturber)
+    p.s = dataclasses.replace(p.s, beta_scale_factor=float(beta_scale_factor))
+    return p
+
+
+def job_scope(session: RunSession, job: BatchJob) -> tuple[np.ndarray, str]:
+    """The cells a job perturbs (its cells CSV column, obs file or cell types) and their label."""
+    return session.scope(cells_csv=job.cells_csv if job.cells_csv_column else None,
+                         cells_csv_column=job.cells_csv_column, cells_obs_file=job.cells_obs_file,
+                         cell_types=job.cell_types)
+
+
 def run_job(session: RunSession, job: BatchJob, *, perturber: Perturber | None = None
             ) -> tuple[PerturbResult, dict[str, Path]]:
     """Run one batch job and write its outputs (``perturber``: prepared by :func:`perturber_for`)."""
-    mask, label = session.scope(cells_csv=job.cells_csv if job.cells_csv_column else None,
-                                cells_csv_column=job.cells_csv_column, cells_obs_file=job.cells_obs_file,
-                                cell_types=job.cell_types)
+    mask, label = job_scope(session, job)
     if perturber is None:
         perturber = perturber_for(session, job)
-    if job.beta_scale_factor is not None and job.beta_scale_factor != perturber.s.beta_scale_factor:
-        # a shallow copy shares the prepared operators; only the scale of the splash terms differs
-        perturber = copy.copy(perturber)
-        perturber.s = dataclasses.replace(perturber.s, beta_scale_factor=float(job.beta_scale_factor))
+    perturber = with_beta_scale(perturber, job.beta_scale_factor)
     res = perturber.run(job.genes, job.desired, scope=mask, scope_label=label, n_propagation=job.n_propagation)
     return res, write_result(res, job.out)
 
 
+def spatial_key(job: BatchJob) -> tuple[tuple[str, float], ...]:
+    """Jobs with the same key share one prepared perturber."""
+    return tuple(sorted(job.spatial().items()))
+
+
+def prepare_perturbers(session: RunSession, jobs: Sequence[BatchJob]
+                       ) -> dict[tuple[tuple[str, float], ...], Perturber]:
+    """One perturber per distinct spatial setting of ``jobs`` (received ligands computed once each)."""
+    prepared: dict[tuple[tuple[str, float], ...], Perturber] = {}
+    for job in jobs:
+        key = spatial_key(job)
+        if key not in prepared:
+            prepared[key] = perturber_for(session, job)
+    return prepared
+
+
 def run_batch(session: RunSession, jobs: Sequence[BatchJob], *, parallelism: int = 1,
-              on_done: Any = None) -> list[tuple[BatchJob, PerturbResult, dict[str, Path]]]:
-    """Run ``jobs`` (``parallelism`` at a time, threads sharing the loaded run).
+              on_done: Any = None, scheduler: str | None = None
+              ) -> list[tuple[BatchJob, PerturbResult, dict[str, Path]]]:
+    """Run ``jobs`` (``parallelism`` at a time, threads sharing the loaded run; or on the Dask cluster
+    ``scheduler``, see :mod:`.dask_jobs`).
 
     Received ligands for the jobs' spatial overrides are computed once per distinct setting, before
     the first job runs.
     """
     from .._threads import default_threads
 
+    if scheduler:
+        from .dask_jobs import run_batch_on
+
+        return run_batch_on(scheduler, session, jobs, on_done=on_done)
     threads_each = max(1, default_threads() // max(1, parallelism))
-    prepared: dict[tuple[tuple[str, float], ...], Perturber] = {}
-    for job in jobs:
-        key = tuple(sorted(job.spatial().items()))
-        if key not in prepared:
-            prepared[key] = perturber_for(session, job)
+    prepared = prepare_perturbers(session, jobs)
 
     def one(job: BatchJob) -> tuple[BatchJob, PerturbResult, dict[str, Path]]:
         from .._threads import numba_threads
 
         with numba_threads(threads_each if parallelism > 1 else None):
-            res, paths = run_job(session, job, perturber=prepared[tuple(sorted(job.spatial().items()))])
+            res, paths = run_job(session, job, perturber=prepared[spatial_key(job)])
         if on_done is not None:
             on_done(job, res, paths)
         return job, res, paths

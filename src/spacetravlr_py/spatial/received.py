@@ -501,6 +501,16 @@ class ReceivedOperators:
         self._ops: dict[float, ReceivedOperator] = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (shipped to Dask workers with a run's perturbation engine): the lock is not state."""
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import threading
+
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def operator(self, radius: float) -> ReceivedOperator:
         """The prepared operator for ``radius`` (built on first use)."""
         r = float(radius)
