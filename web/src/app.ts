@@ -1,6 +1,6 @@
 // The viewer's state and its one rendering path: layout → positions, colouring → RGBA + legend,
 // cell-type toggles → GPU visibility filter, all mirrored into the URL.
-import { getF32, getJSON, q } from "./api";
+import { getF32, getJSON, postJSON, q } from "./api";
 import { DIVERGING, VIRIDIS, colorByCodes, colorByValues } from "./colormaps";
 import { Data, NO_CATEGORY } from "./data";
 import { byId, clear, h } from "./dom";
@@ -172,7 +172,7 @@ export class App {
     const ranges = clusterRanges(groupStats(v, data.clusters), (c) => data.clusterLabel.get(c) ?? `cluster ${c}`, limit, DIVERGING);
     const box = h("div", {}, ranges, this.hiddenNote());
     rampLegend(byId("legend"), {
-      title: `β ${column} → ${gene}`,
+      title: `β of ${gene}: ${betaLabel(column)}`,
       unit: "coefficient",
       lo: -limit,
       hi: limit,
@@ -283,9 +283,23 @@ export class App {
   async fillBetaColumns(gene: string): Promise<void> {
     const colSel = byId<HTMLSelectElement>("beta-column");
     const cols = await getJSON<string[]>(`betadata/columns?${q({ gene })}`);
-    clear(colSel, ...cols.map((c) => h("option", { value: c, text: c })));
-    const col = this.state.betaColumn && cols.includes(this.state.betaColumn) ? this.state.betaColumn : cols[0] ?? "";
-    colSel.value = col;
-    this.state.betaColumn = col || null;
+    clear(colSel, ...cols.map((c) => h("option", { value: c, text: betaLabel(c) })));
+    let col = this.state.betaColumn && cols.includes(this.state.betaColumn) ? this.state.betaColumn : null;
+    if (!col) {
+      // default: the modulator with the largest mean |β| over all cells (the intercept is rarely the question)
+      const top = await postJSON<{ column: string }[]>("betadata/top", { gene, top_k: 1 });
+      col = top[0]?.column ?? cols[0] ?? null;
+    }
+    colSel.value = col ?? "";
+    this.state.betaColumn = col;
   }
+}
+
+/** "beta_Il6$Il6st" → "Il6 → Il6st (ligand–receptor)"; "beta0" → "intercept". */
+export function betaLabel(column: string): string {
+  if (column === "beta0" || column === "beta_0") return "intercept";
+  const m = column.replace(/^beta_/, "");
+  if (m.includes("$")) return `${m.replace("$", " → ")} (L–R)`;
+  if (m.includes("#")) return `${m.replace("#", " → ")} (ligand–TF)`;
+  return `${m} (TF)`;
 }

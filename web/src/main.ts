@@ -47,12 +47,17 @@ scene.onCellClick = (i) => {
   if (i !== null) void inspector.show(i);
 };
 scene.onHover = (i, x, y) => tooltip(i, x, y);
-app.onColourChange = () => inspector.refresh();
+app.onColourChange = () => {
+  inspector.refresh();
+  if (app.state.colour === "gene" || app.state.colour === "beta") perturb.followGene(app.focusGene);
+};
 app.onLayoutChange = () => {
   scene.setQuiver(app.state.layout === "umap" ? perturb.quiver : null);
   inspector.drawLinks();
 };
 
+/** bumped by every (re)load so a superseded follow() loop stops */
+let generation = 0;
 wireControls();
 void follow();
 
@@ -130,12 +135,13 @@ function tooltip(i: number | null, x: number, y: number): void {
   const parts = [`cell ${i}`, g.names[code] ?? "unlabelled"];
   if (app.values) parts.push(`${app.valueLabel} = ${fmt(app.values[i])}`);
   el.textContent = parts.join(" · ");
-  el.style.left = `${x + 14}px`;
-  el.style.top = `${y + 10}px`;
   el.hidden = false;
+  // keep it inside the canvas: flip to the left of the pointer near the right edge
+  const w = byId("stage").clientWidth;
+  const left = x + 14 + el.offsetWidth > w ? x - 14 - el.offsetWidth : x + 14;
+  el.style.left = `${Math.max(4, left)}px`;
+  el.style.top = `${y + 10}px`;
 }
-
-let generation = 0;
 
 /** Follow GET meta: load the tissue when ready, then the run; show progress and errors in the page. */
 async function follow(): Promise<void> {

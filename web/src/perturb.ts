@@ -17,6 +17,8 @@ type ValueMode = "ko" | "max" | "custom";
 
 export class PerturbPanel {
   private valueMode: ValueMode = "ko";
+  /** the gene box follows the viewed gene until the user types in it */
+  private geneTyped = false;
   private running = false;
   private lastRequest: PerturbRequest | null = null;
   quiver: Quiver | null = null;
@@ -39,6 +41,7 @@ export class PerturbPanel {
     for (const b of document.querySelectorAll<HTMLButtonElement>("#value-seg button")) {
       b.addEventListener("click", () => this.setValueMode(b.dataset.value as ValueMode));
     }
+    this.gene.addEventListener("input", () => (this.geneTyped = this.gene.value.trim() !== ""));
     this.valueInput.addEventListener("input", () => void this.updateValueHint());
     this.scopeKind.addEventListener("change", () => this.renderScope());
     byId("tool-lasso").addEventListener("click", () => void this.draw("lasso"));
@@ -75,10 +78,11 @@ export class PerturbPanel {
     note.textContent = why;
     note.classList.toggle("error", Boolean(meta?.perturb_error));
     this.runBtn.disabled = this.running || why !== "";
-    if (!this.gene.value && meta?.perturb_ready) this.gene.value = this.app.focusGene ?? "";
   }
 
-  setGene(gene: string): void {
+  /** The viewed gene changed: propose it as the gene to perturb unless the user chose one. */
+  followGene(gene: string | null): void {
+    if (this.geneTyped || !gene || this.running) return;
     this.gene.value = gene;
     void this.updateValueHint();
   }

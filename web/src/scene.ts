@@ -199,7 +199,7 @@ export class Scene {
         updateTriggers: { getFillColor: this.version, getFilterValue: this.version, getPosition: this.version },
         radiusUnits: "common",
         getRadius: radius,
-        radiusMinPixels: 0.75,
+        radiusMinPixels: 1.5,
         radiusMaxPixels: 60,
         opacity: this.opacity,
         pickable: true,
@@ -221,7 +221,8 @@ export class Scene {
           stroked: true,
           filled: false,
           getLineColor: [255, 255, 255, 190],
-          lineWidthMinPixels: 1,
+          lineWidthUnits: "pixels",
+          getLineWidth: 1,
         } as never),
       );
     }
@@ -275,7 +276,8 @@ export class Scene {
           stroked: true,
           filled: false,
           getLineColor: [255, 214, 10, 255],
-          lineWidthMinPixels: 2.5,
+          lineWidthUnits: "pixels",
+          getLineWidth: 2.5,
         } as never),
       );
     }
@@ -283,7 +285,10 @@ export class Scene {
   }
 }
 
-/** Typical distance between neighbouring cells: √(bounding-box area / n). */
+/**
+ * Typical distance between neighbouring cells: √(occupied area / n), the occupied area counted on
+ * a √n × √n grid so the empty space between UMAP islands does not inflate it. O(n).
+ */
 function typicalSpacing(p: Float32Array): number {
   const n = p.length / 2;
   if (n === 0) return 1;
@@ -296,6 +301,20 @@ function typicalSpacing(p: Float32Array): number {
     if (y < y0) y0 = y;
     if (y > y1) y1 = y;
   }
-  const area = Math.max((x1 - x0) * (y1 - y0), 1e-12);
-  return Math.sqrt(area / n);
+  // bins of ~4 cells on average: fine enough to skip empty space, coarse enough not to undercount
+  const k = Math.max(1, Math.min(1024, Math.round(Math.sqrt(n) / 2)));
+  const w = Math.max(x1 - x0, 1e-12);
+  const hgt = Math.max(y1 - y0, 1e-12);
+  const occupied = new Uint8Array(k * k);
+  let count = 0;
+  for (let i = 0; i < n; i++) {
+    const gx = Math.min(k - 1, Math.floor(((p[2 * i] - x0) / w) * k));
+    const gy = Math.min(k - 1, Math.floor(((p[2 * i + 1] - y0) / hgt) * k));
+    const c = gy * k + gx;
+    if (!occupied[c]) {
+      occupied[c] = 1;
+      count++;
+    }
+  }
+  return Math.sqrt((count * (w / k) * (hgt / k)) / n);
 }

@@ -54,9 +54,11 @@ export function renderSummary(app: App, s: PerturbSummary, onGene: (gene: string
       s.n_genes_changed !== undefined ? h("dt", { text: "genes changed" }) : null,
       s.n_genes_changed !== undefined ? h("dd", { text: String(s.n_genes_changed) }) : null,
     ),
-    h("h4", { text: `Top affected genes · mean Δ (${unit})` }),
+    h("h4", { text: "Top affected genes" }),
+    h("p", { class: "hint", text: `mean Δ over all cells (${unit}); bar = mean |Δ|; click a gene to colour by its Δ` }),
     top.length ? h("table", { class: "top-genes" }, h("tbody", {}, ...geneRows)) : h("p", { class: "hint", text: "No other gene changed." }),
     h("h4", { text: "Mean |Δ| per cluster" }),
+    h("p", { class: "hint", text: "over the cluster's cells and every gene but the perturbed one" }),
     h(
       "table",
       { class: "cluster-effects" },
@@ -65,7 +67,10 @@ export function renderSummary(app: App, s: PerturbSummary, onGene: (gene: string
     ),
     h("p", { class: "hint exported" }),
   );
+  const wasClosed = card.hidden && byId("inspector").hidden;
   card.hidden = false;
+  // the side column just opened and narrowed the canvas: refit once the layout has settled
+  if (wasClosed) requestAnimationFrame(() => requestAnimationFrame(() => app.scene.fit()));
 }
 
 function signed(x: number): string {
