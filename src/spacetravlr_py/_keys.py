@@ -54,3 +54,11 @@ GENE_LOG = "{gene}.log"
 REPRO_TOML = "spacetravlr_run_repro.toml"
 MANIFEST_JSON = "spacetravlr_manifest.json"
 CONFIG_TOML = "spaceship_config.toml"
+
+# --- Viewer ------------------------------------------------------------------------------------
+PERTURB_EXPORT_DIR = "perturbations"
+"""Folder of a run where the viewer exports perturbation results."""
+VIEWER_CORS_ENV = "SPATIAL_VIEWER_ALLOW_CORS"
+VIEWER_STATIC_DIR = "static"
+"""Folder (inside ``spacetravlr_py/viewer``) of the built front end."""
+INDEX_HTML = "index.html"
