@@ -101,7 +101,9 @@ export class Inspector {
       const d = p.delta.get(ctx.focus_gene)![ctx.cell_index];
       deltaRow = [h("dt", { text: `Δ ${ctx.focus_gene}` }), h("dd", { text: `${d > 0 ? "+" : ""}${fmt(d)} ${unit}` })];
     }
-    const senders = ctx.neighbors.filter((nb) => nb.edges.length > 0);
+    const senders = ctx.neighbors
+      .filter((nb) => nb.edges.length > 0)
+      .sort((a, b) => (b.max_support_score ?? 0) - (a.max_support_score ?? 0));
     clear(
       this.card,
       this.header(ctx.cell_index, ctx.obs_name),
@@ -116,8 +118,14 @@ export class Inspector {
       ),
       this.modulators(ctx),
       h("h4", { text: `Neighbours sending ligands · ${senders.length} of ${ctx.neighbors_in_query}` }),
+      senders.length ? h("p", { class: "hint", text: "support = √(ligand in sender × receptor here); lines on the canvas, brighter = stronger" }) : null,
       senders.length
-        ? h("table", { class: "senders" }, h("tbody", {}, ...senders.slice(0, 8).map((nb) => this.senderRow(nb))))
+        ? h(
+            "table",
+            { class: "senders" },
+            h("thead", {}, h("tr", {}, h("th", { text: "cell" }), h("th", { text: "cluster" }), h("th", { text: "strongest ligand → receptor" }), h("th", { class: "num", text: "support" }))),
+            h("tbody", {}, ...senders.slice(0, 8).map((nb) => this.senderRow(nb))),
+          )
         : h("p", { class: "hint", text: `No neighbour expresses a ligand of ${ctx.focus_gene}'s ligand–receptor modulators whose receptor this cell expresses.` }),
     );
   }
@@ -144,7 +152,9 @@ export class Inspector {
 
   private senderRow(nb: NeighborContext): HTMLElement {
     const label = this.app.data?.clusterLabel.get(nb.cluster_id) ?? String(nb.cluster_id);
-    const edges = nb.edges.slice(0, 3).map((e) => `${e.ligand}→${e.receptor}`).join(", ");
+    // the strongest pair, and how many more (all of them in the row's tooltip)
+    const top = nb.edges[0];
+    const edges = `${top.ligand}→${top.receptor}${nb.edges.length > 1 ? ` +${nb.edges.length - 1}` : ""}`;
     return h(
       "tr",
       { title: nb.edges.map((e) => `${e.ligand}→${e.receptor}: support ${fmt(e.support_score)}`).join("\n") },

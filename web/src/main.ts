@@ -24,12 +24,17 @@ const inspector = new Inspector(app);
 const hook = {
   ready: false,
   runReady: false,
+  /** completed dataset loads (tissue + run stage), so a test can wait for the next one */
+  loads: 0,
   firstPaintMs: null as number | null,
   get n(): number {
     return app.n;
   },
   get state() {
     return { ...app.state };
+  },
+  get overlays() {
+    return scene.overlayCounts;
   },
   /** client (page) pixel of cell i in the current view */
   cellClientXY(i: number): [number, number] {
@@ -248,6 +253,7 @@ async function runStage(meta: Meta): Promise<void> {
   if (app.state.colour === "beta") await app.recolour();
   setStatus(meta.perturb_ready ? `ready · ${data.betaGenes.length} trained genes` : "ready (no run: β and perturbation off)");
   hook.runReady = true;
+  hook.loads++;
 }
 
 function fillForm(meta: Meta): void {
@@ -284,6 +290,7 @@ async function configure(form: HTMLFormElement): Promise<void> {
   } catch (e) {
     err.hidden = false;
     err.textContent = describe(e) ?? "";
+    err.scrollIntoView({ block: "nearest" });
     return;
   }
   hook.ready = false;

@@ -48,12 +48,13 @@ export class Scene {
       views: new OrthographicView({ id: "cells", flipY: false }),
       viewState: this.viewState,
       controller: { doubleClickZoom: true, inertia: 200 },
+      // small points stay clickable: the nearest cell within a few pixels is picked
+      pickingRadius: 5,
       onViewStateChange: ({ viewState }) => {
         this.viewState = viewState as ViewState;
         this.deck.setProps({ viewState: this.viewState });
       },
       getCursor: ({ isDragging, isHovering }) => (isDragging ? "grabbing" : isHovering ? "pointer" : "grab"),
-      onClick: (info: PickingInfo) => this.onCellClick?.(info.layer?.id === "cells" && info.index >= 0 ? info.index : null),
       onHover: (info: PickingInfo) =>
         this.onHover?.(info.layer?.id === "cells" && info.index >= 0 ? info.index : null, info.x, info.y),
       onAfterRender: () => {
@@ -63,6 +64,22 @@ export class Scene {
         }
       },
       layers: [],
+    });
+    this.listenForClicks();
+  }
+
+  /**
+   * Clicks are picked here, synchronously at the click position, rather than through deck's gesture
+   * recogniser, which misses a click that arrives without a hover first; a drag (pan) is no click.
+   */
+  private listenForClicks(): void {
+    let down: [number, number] | null = null;
+    this.parent.addEventListener("pointerdown", (e) => (down = [e.clientX, e.clientY]));
+    this.parent.addEventListener("click", (e) => {
+      if (!down || Math.hypot(e.clientX - down[0], e.clientY - down[1]) > 4) return;
+      const r = this.parent.getBoundingClientRect();
+      const info = this.deck.pickObject({ x: e.clientX - r.left, y: e.clientY - r.top, radius: 5, layerIds: ["cells"] });
+      this.onCellClick?.(info && info.index >= 0 ? info.index : null);
     });
   }
 
@@ -131,6 +148,15 @@ export class Scene {
   setQuiver(quiver: Quiver | null): void {
     this.quiver = quiver;
     this.render();
+  }
+
+  /** What the overlays currently draw (for tests): quiver strokes, sender links, selected cells. */
+  get overlayCounts(): { quiver: number; links: number; selected: number } {
+    return {
+      quiver: this.quiver ? this.quiver.segments.length / 4 : 0,
+      links: this.links ? this.links.segments.length / 4 : 0,
+      selected: this.selection.length / 2,
+    };
   }
 
   /** Radius of one cell in layout units at point scale 1: the quiver and links scale with it. */

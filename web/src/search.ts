@@ -33,6 +33,9 @@ export function geneSearch(o: SearchOptions): { set: (gene: string) => void } {
   };
 
   const pick = (g: string): void => {
+    // a completion still in flight must not reopen the list over what comes next
+    window.clearTimeout(timer);
+    ticket++;
     o.input.value = g;
     o.list.hidden = true;
     o.onPick(g);
