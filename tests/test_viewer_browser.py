@@ -181,6 +181,13 @@ def test_explore_perturb_inspect_export(server: str, browser: Any, demo_run: Pat
         assert "3,000 cells" in page.inner_text("#dataset-chip")
         assert page.evaluate("window.spatialViewer.firstPaintMs") is not None
         steps.done("load")
+        # the legend toggles a cell type off and on
+        row = legend.locator(".cat[data-code='0']")
+        row.click()
+        page.wait_for_selector("#legend .cat[data-code='0'].off")
+        assert row.get_attribute("aria-checked") == "false"
+        page.click("#legend .actions button")  # show all
+        page.wait_for_selector("#legend .cat[data-code='0']:not(.off)")
 
         # 2. gene search with prefix completion → colour by expression
         page.fill("#gene-search", "Cd")
@@ -219,6 +226,13 @@ def test_explore_perturb_inspect_export(server: str, browser: Any, demo_run: Pat
         assert legend.inner_text().startswith("Δ ")
         assert "colour=delta" in page.url
         page.wait_for_function("window.spatialViewer.overlays.quiver > 0")  # the field follows the summary
+        # Δ of any other gene: click one in the summary
+        other = page.locator("#summary .top-genes .tag").nth(1)
+        other_gene = other.inner_text()
+        other.click()
+        page.wait_for_function(f"window.spatialViewer.state.deltaGene === {json.dumps(other_gene)}")
+        page.wait_for_function(f"document.querySelector('#legend .title').textContent.startsWith('Δ {other_gene}')")
+        assert f"delta={other_gene}" in page.url
         steps.done("knockout")
 
         # 5. cell inspector: cluster, focus-gene expression, modulators, ligand senders drawn as lines
