@@ -245,6 +245,14 @@ def test_explore_perturb_inspect_export(server: str, browser: Any, demo_run: Pat
         assert page.evaluate("window.spatialViewer.overlays.links") >= senders
         steps.done("inspector")
 
+        # back to the tissue: the Δ colouring and the sender lines follow the layout
+        links = page.evaluate("window.spatialViewer.overlays.links")
+        page.click("#layout-seg button[data-layout=spatial]")
+        page.wait_for_function("window.spatialViewer.state.layout === 'spatial'")
+        assert page.evaluate("window.spatialViewer.overlays.links") == links
+        assert page.evaluate("window.spatialViewer.overlays.quiver") == 0  # the field is drawn on the UMAP only
+        steps.done("spatial_delta")
+
         # 6. export of the last result into the run folder
         page.click("#export")
         page.wait_for_selector(".toast.ok")
@@ -297,6 +305,17 @@ def test_box_scope_and_dataset_errors(server: str, browser: Any, demo_run: Path,
         page.wait_for_selector("#summary:not([hidden]) .top-genes")
         assert f"{selected:,} of 3,000 cells" in page.inner_text("#summary")
         steps.done("box_scope")
+
+        # a long job (32 propagation steps) cancelled while it runs: its request answers 409, the page says so
+        watch.allowed += ["/api/perturb/", "status of 409"]
+        page.fill("#n-prop", "32")
+        page.click("#run")
+        page.wait_for_function("document.querySelector('#perturb-progress .msg').textContent.includes('step')")
+        page.click("#cancel")
+        page.wait_for_selector(".toast:has-text('cancelled')")
+        page.wait_for_selector("#run:not([disabled])")
+        steps.done("cancelled")
+        watch.allowed.clear()
 
         # opening a file outside the data roots: the server's reason is shown in the page
         watch.allowed += ["/api/session/configure", "status of 403"]

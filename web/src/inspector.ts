@@ -9,6 +9,8 @@ import { fmt } from "./stats";
 import type { CellContext, NeighborContext } from "./types";
 import { reportError } from "./ui";
 
+const FAMILY: Record<string, string> = { tf: "TF", lr: "ligand–receptor", tfl: "ligand–TF" };
+
 export class Inspector {
   cell: number | null = null;
   private ticket = 0;
@@ -134,7 +136,13 @@ export class Inspector {
     const src = ctx.modulator_source === "betadata" ? "β of this cell" : ctx.modulator_source === "network" ? "prior network (untrained gene)" : "none";
     if (ctx.betas.length > 0) {
       const rows = ctx.betas.slice(0, 10).map((b) =>
-        h("tr", {}, h("td", { class: "mono", text: b.modulator }), h("td", { class: "hint", text: b.family }), h("td", { class: "num", text: fmt(b.beta) })),
+        h(
+          "tr",
+          {},
+          h("td", { class: "mono", text: b.modulator.replace("$", " → ").replace("#", " → ") }),
+          h("td", { class: "hint", text: FAMILY[b.family] ?? b.family }),
+          h("td", { class: "num", text: fmt(b.beta) }),
+        ),
       );
       return h("div", {}, h("h4", { text: `Modulators · ${src}` }), h("table", { class: "betas" }, h("tbody", {}, ...rows)));
     }

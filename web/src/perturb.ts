@@ -60,6 +60,7 @@ export class PerturbPanel {
     this.quiver = null;
     this.exportBtn.disabled = true;
     this.progress.hidden = true;
+    this.setSelection(new Uint32Array(0));
     const opt = this.scopeKind.querySelector<HTMLOptionElement>('option[value="celltype"]');
     if (opt) opt.disabled = !meta?.cell_type_column;
     this.renderScope();

@@ -225,7 +225,7 @@ export class Scene {
         updateTriggers: { getFillColor: this.version, getFilterValue: this.version, getPosition: this.version },
         radiusUnits: "common",
         getRadius: radius,
-        radiusMinPixels: 1.5,
+        radiusMinPixels: 2,
         radiusMaxPixels: 60,
         opacity: this.opacity,
         pickable: true,
