@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pyarrow.feather as feather
 import pytest
-from viewer_support import InProcessServer, trained_run
 
 from spacetravlr_py import _keys
 from spacetravlr_py.perturb.session import RunSession
+from viewer_support import InProcessServer, trained_run
 
 pytestmark = pytest.mark.slow
 
@@ -220,7 +220,8 @@ def test_cell_context_incoming_edges(client, session) -> None:
                {"cell_index": 7, "focus_gene": gene, "neighbor_k": 6, "direction": "outgoing"}).json()
     for nb in out["neighbors"]:
         for e in nb["edges"]:
-            assert e["ligand_expr"] == t.gene(e["ligand"])[7] and e["receptor_expr"] == t.gene(e["receptor"])[nb["index"]]
+            assert e["ligand_expr"] == t.gene(e["ligand"])[7]
+            assert e["receptor_expr"] == t.gene(e["receptor"])[nb["index"]]
     untrained = next((g for g in t.var_names if g not in session.betabase), None)
     if untrained is not None:
         js = post(client, "/api/network/cell-context", {"cell_index": 7, "focus_gene": untrained}).json()
@@ -495,3 +496,45 @@ def test_export_before_any_perturbation_is_404(run_toml) -> None:
         assert r.status_code == 404 and "no perturbation" in r.json()["detail"]
         r = c.get("/api/perturb/delta", params={"gene": srv.state.dataset.tissue.var_names[0]})
         assert r.status_code == 404
+
+
+def test_full_mode_run_per_cell_betas(run_toml, session, tmp_path) -> None:
+    """A run whose betadata have one row per cell (CellID, shuffled, one cell missing) opened through
+    session/configure: per-cell values follow the cell ids, the missing cell reads 0."""
+    import shutil
+
+    from spacetravlr_py.io.betadata import BetaFrame, betadata_path, write_betadata
+
+    t = session.tissue
+    run_dir = tmp_path / "full_run"
+    run_dir.mkdir()
+    shutil.copy(run_toml, run_dir / _keys.REPRO_TOML)
+    rng = np.random.default_rng(5)
+    genes = session.betabase.genes[:4]
+    frames = {}
+    for g in genes:
+        f = session.betabase[g].frame
+        order = rng.permutation(t.n_cells)[1:]  # one cell without a row
+        coefs = f.coefs[session.betabase.mappings[session.betabase[g].mapping][order]]
+        coefs = coefs * rng.uniform(0.5, 1.5, coefs.shape)  # genuinely per-cell values
+        frames[g] = BetaFrame(gene=g, row_kind="CellID", row_ids=[str(x) for x in t.obs_names[order]],
+                              intercept=rng.normal(size=len(order)), modulators=list(f.modulators), coefs=coefs)
+        write_betadata(betadata_path(run_dir, g), frames[g])
+    missing = int(np.setdiff1d(np.arange(t.n_cells), [list(t.obs_names).index(c) for c in frames[genes[0]].row_ids])[0])
+    with InProcessServer(roots=[run_dir, Path(session.cfg.data.adata_path).parent]) as srv, srv.client() as c:
+        r = c.post("/api/session/configure", json={"run_toml": str(run_dir), "wait": True})
+        assert r.status_code == 200, r.text
+        m = r.json()["meta"]
+        assert m["betadata_row_id"] == "CellID" and m["n_trained_genes"] == 4 and m["perturb_ready"]
+        g = genes[0]
+        f = frames[g]
+        col = f"beta_{f.modulators[0]}"
+        vals = f32(c.get("/api/betadata/values", params={"gene": g, "column": col}))
+        pos = {cid: i for i, cid in enumerate(f.row_ids)}
+        expect = np.array([f.coefs[pos[o], 0] if o in pos else 0.0 for o in t.obs_names])
+        np.testing.assert_array_equal(vals, expect.astype(np.float32))
+        assert vals[missing] == 0.0
+        top = c.post("/api/betadata/top", json={"gene": g, "indices": [0, 1, 2]}).json()
+        assert top and all(x["mean_abs"] >= 0 for x in top)
+        d = f32(c.post("/api/perturb/preview", json={"gene": genes[1], "desired_expr": 0.0}))
+        assert d.size == t.n_cells and np.isfinite(d).all()

@@ -10,6 +10,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import content_type_conformance, not_a_server_error
+
 from viewer_support import InProcessServer, trained_run
 
 pytestmark = pytest.mark.slow
@@ -21,7 +22,8 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory):
     with InProcessServer(run_toml=toml, roots=[toml.parents[1]]) as srv:
         assert srv.wait_ready()["status"] == "ready"
         with srv.client() as c:  # a result exists, so export / delta are reachable too
-            assert c.post("/api/perturb/preview", json={"gene": srv.state.dataset.tissue.var_names[0]}).status_code == 200
+            gene = srv.state.dataset.tissue.var_names[0]
+            assert c.post("/api/perturb/preview", json={"gene": gene}).status_code == 200
         yield srv
 
 

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from viewer_support import InProcessServer, cli_server, trained_run, wait_ready
 
 from spacetravlr_py import _keys
+from viewer_support import InProcessServer, cli_server, trained_run, wait_ready
 
 pytestmark = pytest.mark.slow
 
