@@ -42,7 +42,7 @@ def trained_run(base: Path) -> Path:
     cfg = SpaceshipConfig().with_overrides({"data.adata_path": str(paths["h5ad"]),
                                             "grn.network_data_dir": str(paths["network"].parent),
                                             "execution.output_dir": str(root / "run")})
-    train(cfg, plain=True, quiet=True)
+    train(cfg)
     done.write_text("ok")
     return toml
 
