@@ -538,3 +538,34 @@ def test_full_mode_run_per_cell_betas(run_toml, session, tmp_path) -> None:
         assert top and all(x["mean_abs"] >= 0 for x in top)
         d = f32(c.post("/api/perturb/preview", json={"gene": genes[1], "desired_expr": 0.0}))
         assert d.size == t.n_cells and np.isfinite(d).all()
+
+
+def test_configure_in_the_background_and_cancel_the_load(run_toml) -> None:
+    with InProcessServer(roots=[run_toml.parents[1]]) as srv, srv.client() as c:
+        assert c.get("/api/meta").json()["status"] == "empty"
+        r = c.post("/api/session/configure", json={"run_toml": str(run_toml)})
+        assert r.status_code == 202 and r.json()["ok"]
+        m = r.json()["meta"]
+        assert m["status"] == "loading" and m["load"]["stage"] == "tissue" and m["run_toml"] == str(run_toml)
+        early = c.get("/api/perturb/summary")  # wrong method is still 405 while loading
+        assert early.status_code == 405
+        seen = {c.post("/api/perturb/preview", json={"gene": "x"}).status_code}
+        m = srv.wait_ready()
+        assert m["status"] == "ready" and m["perturb_ready"]
+        assert seen <= {503, 400}  # 503 while loading (Retry-After), 400 (unknown gene) once ready
+        # a second load, abandoned at once
+        r = c.post("/api/session/configure", json={"run_toml": str(run_toml)})
+        assert r.status_code == 202
+        busy = c.get("/api/spatial")
+        assert busy.status_code in (200, 503)
+        if busy.status_code == 503:
+            assert busy.headers["retry-after"] == "1" and "loading" in busy.json()["detail"]
+        cancel = c.post("/api/cancel", json={"include_load": True}).json()
+        m = c.get("/api/meta").json()
+        if cancel["load_cancelled"]:
+            assert m["status"] == "cancelled"
+            if not m["perturb_ready"]:
+                r = c.post("/api/perturb/preview", json={"gene": "x"})
+                assert r.status_code in (409, 503) and r.json()["detail"]
+        else:
+            assert m["status"] in ("ready", "loading")
