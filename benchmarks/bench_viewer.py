@@ -82,7 +82,8 @@ class Server:
             self.proc.kill()
             raise RuntimeError(f"spatial_viewer did not start: {line}{self.proc.stderr.read()}")
         self.base = m.group(1).rstrip("/")
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # drain
+        self._drain = threading.Thread(target=self.proc.stderr.read, daemon=True)
+        self._drain.start()
 
     def status(self, key: str) -> float:
         """``VmHWM`` / ``VmRSS`` of the server in MiB."""
@@ -98,6 +99,9 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._drain.join(10)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
 
 
 def _timed(client: Any, method: str, path: str, **kw: Any) -> float:
