@@ -10,8 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package beside src/
 
-from benchmarks import bench_viewer  # noqa: E402
-from benchmarks import workloads as wl  # noqa: E402
+from benchmarks import bench_viewer
+from benchmarks import workloads as wl
 
 pytestmark = pytest.mark.slow
 
