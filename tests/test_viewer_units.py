@@ -245,3 +245,20 @@ def test_job_manager_runs_in_order_and_cancels() -> None:
     finally:
         gate.set()
         jm.shutdown()
+
+
+def test_transition_probabilities_with_precomputed_neighbours() -> None:
+    from spacetravlr_py.transitions import knn, transition_probabilities
+
+    rng = np.random.default_rng(2)
+    X, D, E = rng.uniform(0, 3, (200, 12)), rng.normal(size=(200, 12)), rng.normal(size=(200, 2))
+    for compat in (False, True):
+        a = transition_probabilities(X, D, E, n_neighbors=20, reference_compat=compat)
+        b = transition_probabilities(X, D, E, n_neighbors=20, reference_compat=compat,
+                                     neighbors=knn(E, 20, include_self=compat))
+        np.testing.assert_array_equal(a.neighbors, b.neighbors)
+        np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    with pytest.raises(ValueError, match="neighbors must be"):
+        transition_probabilities(X, D, E, neighbors=np.zeros((10, 3), np.int64))
+    with pytest.raises(ValueError, match="neighbors must be"):
+        transition_probabilities(X, D, E, neighbors=np.full((200, 3), 500))
