@@ -35,17 +35,20 @@ if TYPE_CHECKING:
 AGGREGATES: tuple[str, ...] = ("mean", "min", "max", "sum", "positive", "negative")
 COLUMNS: tuple[str, ...] = ("modulator", "target", "cell_type", "value", "family", "ligand", "receptor", "tf")
 """Columns of the table returned by :func:`collect_interactions`."""
+FAMILY_TF, FAMILY_LR, FAMILY_TFL = "tf", "lr", "tfl"
+"""``family`` values: the short kind names of modulators (a name read back from betadata cannot tell an
+extra modulator from a TF, so extras are ``tf`` here)."""
 
 
 def modulator_parts(name: str) -> tuple[str, str | None, str | None, str | None]:
     """``(family, ligand, receptor, tf)`` of a modulator name: ``L$R`` → lr, ``L#TF`` → tfl, else tf."""
     if _keys.LR_SEP in name:
         lig, rec = name.split(_keys.LR_SEP, 1)
-        return _keys.GROUP_NAMES[_keys.GROUP_LR], lig, rec, None
+        return FAMILY_LR, lig, rec, None
     if _keys.TFL_SEP in name:
         lig, tf = name.split(_keys.TFL_SEP, 1)
-        return _keys.GROUP_NAMES[_keys.GROUP_TFL], lig, None, tf
-    return _keys.GROUP_NAMES[_keys.GROUP_TF], None, None, name
+        return FAMILY_TFL, lig, None, tf
+    return FAMILY_TF, None, None, name
 
 
 def group_cells(labels: Sequence[Any] | np.ndarray, groups: Sequence[str] | None = None

@@ -114,6 +114,8 @@ def serve_main(argv: Sequence[str] | None, prog: str = PROG) -> int:
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: a clean stop
+        pass
     finally:
         state.shutdown()
         sock.close()
@@ -124,21 +126,12 @@ def setup(a: argparse.Namespace, *, allow_cors: bool) -> tuple[Any, Any, socket.
     """State (with the start dataset loading), the uvicorn server and its bound socket."""
     import uvicorn
 
-    from ..config import SpaceshipConfig
     from .app import create_app
-    from .security import PathGuard, default_roots, resolve
+    from .security import PathGuard, resolve, start_roots
     from .state import ViewerState
     from .static_files import default_static_dir
 
-    toml_data = None
-    if a.run_toml:
-        from .. import _keys
-
-        p = resolve(a.run_toml)
-        p = p / _keys.REPRO_TOML if p.is_dir() else p
-        if p.is_file():
-            toml_data = SpaceshipConfig.from_toml(p).data.adata_path or None
-    roots = [resolve(r) for r in a.data_root] or default_roots([a.h5ad, a.run_toml, toml_data], [a.network_dir])
+    roots = start_roots(a.h5ad, a.run_toml, a.network_dir, a.data_root)
     state = ViewerState(PathGuard(roots), threads=a.threads)
     if a.h5ad or a.run_toml:
         from ..errors import InputError

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..betadata.interactions import modulator_parts
+from ..betadata.interactions import FAMILY_LR, FAMILY_TFL, modulator_parts
 
 MAX_RADIUS_NEIGHBORS = 500
 
@@ -30,9 +30,9 @@ class ModulatorSet:
         tfs, lr, tfl = [], [], []
         for m in names:
             fam, lig, rec, tf = modulator_parts(m)
-            if fam == "lr":
+            if fam == FAMILY_LR:
                 lr.append((str(lig), str(rec)))
-            elif fam == "tfl":
+            elif fam == FAMILY_TFL:
                 tfl.append((str(lig), str(tf)))
             else:
                 tfs.append(m)
@@ -58,7 +58,7 @@ class CellBetas:
     def __post_init__(self) -> None:
         for j, m in enumerate(self.modulators):
             fam, lig, rec, _ = modulator_parts(m)
-            if fam == "lr":
+            if fam == FAMILY_LR:
                 self.lr_index[(str(lig), str(rec))] = j
 
     def row(self, cell: int) -> tuple[float, np.ndarray] | None:

@@ -93,6 +93,13 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
         j = state.gene_column(ds, gene)
         return binary(pl.to_bytes(ds.tissue.expression[:, j], pl.F32))
 
+    _cluster_routes(r, state)
+    return r
+
+
+def _cluster_routes(r: APIRouter, state: ViewerState) -> None:
+    """``cluster/mean_expression`` and ``meta/label_clusters``."""
+
     @r.post("/cluster/mean_expression", summary="mean expression per cluster")
     def cluster_mean_expression(body: ClusterMeanRequest) -> dict[str, Any]:
         ds = state.require_dataset()
@@ -119,4 +126,3 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
         cats, codes = pl.relabel_clusters([str(x) for x in t.cluster_labels], t.clusters, labels)
         ds.cell_types = CellTypes(pl.ANNOTATED_COLUMN, cats, codes)
         return {"ok": True, "cell_type_column": pl.ANNOTATED_COLUMN, "categories": cats, "n_clusters": t.n_clusters}
-    return r

@@ -42,16 +42,6 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
                    pl.H_SECONDS: f"{0.0 if cached else last.seconds:.6f}", pl.H_CACHED: "1" if cached else "0"}
         return binary(pl.to_bytes(last.result.delta[:, rj], pl.F32), headers)
 
-    @r.get("/perturb/delta", response_class=Response,
-           responses=binary_doc("float32[N] Δ of a gene in the last perturbation"))
-    def delta(gene: str = Query(..., min_length=1, max_length=200)) -> Response:
-        ds, _ = state.require_run()
-        j = state.gene_column(ds, gene)
-        last = state.last
-        if last is None:
-            raise ApiError(404, "no perturbation yet; POST /api/perturb/preview first")
-        return binary(pl.to_bytes(last.result.delta[:, j], pl.F32), {pl.H_JOB: str(last.job_id)})
-
     @r.post("/perturb/summary", summary="summary of a perturbation (reuses the last result)")
     async def summary(body: SummaryRequest) -> dict[str, Any]:
         last, cached, _, _ = await result_for("summary", body)
@@ -85,6 +75,23 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
                                  gene=last.result.targets[0])
         return {"ok": True, "job_id": last.job_id, "files": files}
 
+    _control_routes(r, state)
+    return r
+
+
+def _control_routes(r: APIRouter, state: ViewerState) -> None:
+    """``perturb/delta``, ``perturb/progress`` and ``cancel``: no job of their own."""
+
+    @r.get("/perturb/delta", response_class=Response,
+           responses=binary_doc("float32[N] Δ of a gene in the last perturbation"))
+    def delta(gene: str = Query(..., min_length=1, max_length=200)) -> Response:
+        ds, _ = state.require_run()
+        j = state.gene_column(ds, gene)
+        last = state.last
+        if last is None:
+            raise ApiError(404, "no perturbation yet; POST /api/perturb/preview first")
+        return binary(pl.to_bytes(last.result.delta[:, j], pl.F32), {pl.H_JOB: str(last.job_id)})
+
     @r.get("/perturb/progress", summary="the running and the last job, and the load")
     def progress() -> dict[str, Any]:
         return {**state.jobs.progress(), "load": state.status.to_json()}
@@ -96,5 +103,3 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
         load = state.cancel_load() if req.include_load else False
         msg = f"cancel requested for {len(ids)} job(s)" + ("; load abandoned" if load else "")
         return {"ok": True, "cancelled": ids, "load_cancelled": load, "message": msg}
-
-    return r

@@ -61,8 +61,8 @@ Scope = Annotated[ScopeAll | ScopeIndices | ScopeCellType | ScopeCellTypeName | 
 
 class PerturbRequest(Body):
     gene: GENE
-    desired_expr: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-    desired_of_max: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    desired_expr: float = Field(default=0.0, ge=0, le=1e9, allow_inf_nan=False)
+    desired_of_max: float | None = Field(default=None, ge=0, le=1e6, allow_inf_nan=False)
     scope: Scope = Field(default_factory=ScopeAll)
     n_propagation: int | None = Field(default=None, ge=1, le=MAX_N_PROPAGATION)
     recompute: bool = False
@@ -78,10 +78,10 @@ class SummaryRequest(PerturbRequest):
 
 class FieldRequest(PerturbRequest):
     n_neighbors: int = Field(default=150, ge=3, le=500)
-    temperature: float = Field(default=0.05, gt=0, le=1e6, allow_inf_nan=False)
+    temperature: float = Field(default=0.05, ge=1e-6, le=1e6, allow_inf_nan=False)
     remove_null: bool = True
     unit_directions: bool = False
-    delta_rescale: float = Field(default=1.0, gt=0, le=1e9, allow_inf_nan=False)
+    delta_rescale: float = Field(default=1.0, gt=0, le=1e6, allow_inf_nan=False)
     nx: int | None = Field(default=None, ge=2, le=200)
     min_cells: int = Field(default=3, ge=1, le=1_000_000)
     vector_scale: float | None = Field(default=None, gt=0, le=1e12, allow_inf_nan=False)

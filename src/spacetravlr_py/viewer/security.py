@@ -38,6 +38,30 @@ def default_roots(files: Iterable[str | os.PathLike[str] | None], dirs: Iterable
     return list(dict.fromkeys(out))
 
 
+def start_roots(h5ad: str | os.PathLike[str] | None, run_toml: str | os.PathLike[str] | None,
+                network_dir: str | os.PathLike[str] | None, data_roots: Sequence[str | os.PathLike[str]] = ()
+                ) -> list[Path]:
+    """Roots of a viewer: the ``data_roots``, plus the folders of the files given at start (the run folder
+    and the TOML's ``[data].adata_path`` folder included); the working directory too when no
+    ``data_roots`` are given. An unreadable TOML adds nothing (loading it reports the error)."""
+    from ..errors import SpaceTravLRError
+    from ..rundir import open_run
+
+    data = folder = None
+    if run_toml:
+        try:
+            run = open_run(resolve(run_toml))
+            data, folder = run.cfg.data.adata_path or None, run.dir.root
+        except SpaceTravLRError:
+            pass
+    files = [h5ad, run_toml, data]
+    dirs = [network_dir, folder]
+    if data_roots:
+        given = default_roots(files, dirs)[:-1]  # without the working directory
+        return list(dict.fromkeys([resolve(r) for r in data_roots] + given))
+    return default_roots(files, dirs)
+
+
 def is_within(path: Path, root: Path) -> bool:
     """True when the resolved ``path`` is ``root`` or lies under it."""
     return path == root or root in path.parents

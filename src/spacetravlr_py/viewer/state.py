@@ -90,7 +90,7 @@ class ViewerState:
     def prepare(self, *, adata_path: str = "", run_toml: str = "", layer: str | None = None,
                 cluster_annot: str | None = None, network_dir: str = "") -> LoadInputs:
         """Validate the paths of a configure request (roots, existence, TOML) → :class:`LoadInputs`."""
-        from ..config import SpaceshipConfig
+        from ..rundir import open_run
 
         net = self.guard.check(network_dir, what="network_dir", kind="dir") if network_dir.strip() else None
         if run_toml.strip():
@@ -98,12 +98,12 @@ class ViewerState:
             if p.is_dir():
                 p = self.guard.check(p / _keys.REPRO_TOML, what="run_toml")
             try:
-                cfg = SpaceshipConfig.from_toml(p)
+                run = open_run(p)
             except SpaceTravLRError as e:
                 raise ApiError(400, f"run_toml: {e}") from None
-            if not cfg.data.adata_path:
-                raise ApiError(400, f"run_toml: {p} has an empty [data].adata_path; is it a training run's "
-                                    f"{_keys.REPRO_TOML}?")
+            cfg = run.cfg
+            # the betadata folder and the dataset the TOML names must lie under the roots too
+            self.guard.check(run.dir.root, what=f"run folder of {p.name}", kind="dir")
             h5 = self.guard.check(cfg.data.adata_path, what=f"[data].adata_path of {p.name}")
             return LoadInputs(h5, cfg.data.layer, cfg.data.cluster_annot, p, net)
         if not adata_path.strip():

@@ -147,7 +147,11 @@ def export(session: RunSession, last: LastResult, name: str | None, overwrite: b
     dest = folder / f"{stem}.feather"
     if not overwrite and (dest.exists() or dest.with_suffix(".json").exists()):
         raise ApiError(409, f"{dest} already exists; choose another name or pass overwrite: true")
-    paths = write_result(res, dest)
+    try:
+        paths = write_result(res, dest)
+    except OSError as e:  # a read-only or full run folder: say where, nothing partial is left behind
+        raise ApiError(409, f"cannot write {dest}: {e.strerror or e}; check the run folder's permissions "
+                            "and free space") from None
     return {k: str(v) for k, v in paths.items()}
 
 
