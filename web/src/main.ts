@@ -185,7 +185,8 @@ async function follow(): Promise<void> {
       app.data.meta.perturb_error = meta.perturb_error;
       app.data.meta.load = meta.load;
     }
-    const runSettled = meta.perturb_ready || !meta.run_toml || meta.status === "error" || meta.status === "cancelled";
+    // settled = every stage done (tissue, run, the inspector's network index) or the load stopped
+    const runSettled = meta.status !== "loading";
     if (tissueDone && runSettled) {
       await runStage(meta);
       return;
