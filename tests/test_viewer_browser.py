@@ -159,6 +159,10 @@ def _open(browser: Any, url: str) -> tuple[Any, Any, Watch]:
     return ctx, page, watch
 
 
+def legend_title(page: Any) -> str:
+    return str(page.inner_text("#legend .title"))
+
+
 def _visible_cell(page: Any) -> tuple[float, float]:
     """Page pixel of a cell drawn on the canvas (not under a panel)."""
     xy = page.evaluate("""() => { const v = window.spatialViewer;
@@ -282,6 +286,20 @@ def test_box_scope_and_dataset_errors(server: str, browser: Any, demo_run: Path,
     ctx, page, watch = _open(browser, server)
     steps = Steps(page, _artefacts(tmp_path, "scope"), watch)
     try:
+        # β of a target gene: per-cell values, a range per cluster on a shared axis; the strongest coefficient first
+        page.click("#colour-seg button[data-mode=beta]")
+        page.wait_for_selector("#legend .rangebar")
+        assert legend_title(page).startswith("β of ")
+        assert page.locator("#legend .rangebar").count() == 5
+        options = page.eval_on_selector_all("#beta-column option", "els => els.map(e => e.value)")
+        assert "beta0" in options and len(options) > 2
+        chosen = page.input_value("#beta-column")
+        other = next(o for o in options if o not in (chosen, "beta0"))
+        page.select_option("#beta-column", other)
+        page.wait_for_function(f"new URLSearchParams(location.search).get('coef') === {json.dumps(other)}")
+        assert "colour=beta" in page.url
+        steps.done("beta")
+
         # a box drawn on the canvas selects cells; a perturbation scoped to them runs
         page.select_option("#scope-kind", "selection")
         page.click("#tool-box")
