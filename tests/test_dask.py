@@ -333,3 +333,67 @@ def test_scheduler_forms():
     assert parse_scheduler("tcp://10.0.0.1:8786") == ("tcp://10.0.0.1:8786", 0)
     assert parse_scheduler("head:8786") == ("tcp://head:8786", 0)
     assert parse_scheduler("tls://head.cluster:8786") == ("tls://head.cluster:8786", 0)
+
+
+# -- perturbation ------------------------------------------------------------------------------
+
+BATCH = """
+out_dir = "{out}"
+genes = ["Foxo1", "Pax5", "Stat3", "Irf4"]
+desired_expr = [0, 0, 1.5, 0]
+
+[[jobs]]
+gene = ["Spi1", "Nfkb1"]
+desired_expr = [0, 2]
+radius = 150.0
+
+[[jobs]]
+gene = "Cebpa"
+beta_scale_factor = 2.0
+cell_types = ["ct1"]
+"""
+
+
+def perturb_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    code = "from spacetravlr_py.cli.perturb import run; run()"
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600,
+                       env=ds.dask_env())
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def outputs(folder: Path) -> dict[str, object]:
+    """Feather bytes and JSON summaries (timings left out) of a folder of perturbation results."""
+    res: dict[str, object] = {f.name: f.read_bytes() for f in folder.glob("*.feather")}
+    for f in folder.glob("*.json"):
+        d = json.loads(f.read_text())
+        d.pop("timings_s", None)
+        res[f.name] = d
+    return res
+
+
+@pytest.mark.slow
+def test_a_batch_through_the_scheduler_equals_the_local_batch(reference, shared_cluster, tmp_path):
+    toml = reference / _keys.REPRO_TOML
+    for side in ("local", "dask"):
+        (tmp_path / f"{side}.toml").write_text(BATCH.format(out=tmp_path / side))
+    perturb_cli("--run-toml", str(toml), "--batch-toml", str(tmp_path / "local.toml"))
+    with shared_cluster.client() as c:
+        c.run(ds.reset)
+        c.run(ds.watch, str(reference))
+        c.run(ds.watch, str(tmp_path))
+        perturb_cli("--run-toml", str(toml), "--batch-toml", str(tmp_path / "dask.toml"),
+                    "--scheduler", shared_cluster.address)
+        touched = c.run(ds.touched)
+        c.run(ds.reset)
+    local, dask = outputs(tmp_path / "local"), outputs(tmp_path / "dask")
+    assert len(local) == 12 and local == dask
+    assert all(t == [] for t in touched.values()), "workers read neither the run nor the outputs"
+
+
+def test_perturb_scheduler_is_for_batches_and_screens(reference):
+    code = "from spacetravlr_py.cli.perturb import run; run()"
+    r = subprocess.run([sys.executable, "-c", code, "--run-toml", str(reference / _keys.REPRO_TOML), "--gene", "Foxo1",
+                        "--out", "x.feather", "--scheduler", "local:2"], capture_output=True, text=True, timeout=120,
+                       env=ds.dask_env())
+    assert r.returncode == 2 and "--scheduler runs batch jobs" in r.stderr and len(r.stderr.splitlines()) == 1
