@@ -21,6 +21,7 @@ from typing import Any
 
 from . import (
     bench_cli,
+    bench_dask,
     bench_perturb,
     bench_received,
     bench_scaling,
@@ -49,6 +50,8 @@ CASES: dict[str, tuple[Callable[[Ctx], Any], str]] = {
     "transition_100k": (bench_transition.run_100k, "transition field, 100k × 2,000, k = 150"),
     "viewer": (bench_viewer.run, "spatial_viewer under load: preview, umap-field, expression at 100k cells"),
     "viewer_first_paint": (bench_viewer_paint.run, "viewer first paint, 100k cells, headless Chromium"),
+    "dask": (bench_dask.run, "seed training on Dask local:1 / local:2 vs processes ×2 and serial, 500 genes"),
+    "dask_memory": (bench_dask.run_memory, "Dask worker memory vs cells × genes (sizing)"),
     "cli_help": (bench_cli.run, "`spacetravlr --help` start-up"),
     "scaling": (bench_scaling.run, "scaling sweep (cells 1k → 100k, targets 50 → 200) and its plot"),
 }
@@ -327,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
 _ROW_ORDER = ["received_exact_gaussian_vs_numpy", "received_exact_truncated_vs_numpy",
               "received_exact_truncated_vs_reference", "received_approx_vs_numpy", "splash_vs_reference",
               "perturb_exact_vs_reference", "perturb_approx", "train_vs_reference", "train_large",
-              "transition_vs_reference", "transition_vs_numpy", "transition_field", "viewer_preview",
+              "dask_train", "dask_worker_memory", "transition_vs_reference", "transition_vs_numpy",
+              "transition_field", "viewer_preview",
               "viewer_umap_field", "viewer_gene_expression", "cli_help_spacetravlr",
               "cli_help_spacetravlr_perturb"]
 

@@ -122,7 +122,7 @@ class Recorder(Reporter):
 @pytest.mark.slow
 def test_dask_run_is_bit_identical_to_serial_and_ships_the_context_once(data, reference, shared_cluster, tmp_path):
     out = tmp_path / "run"
-    rec, ex = Recorder(), DaskExecutor(shared_cluster.address)
+    rec, ex = Recorder(), DaskExecutor(shared_cluster.address, genes_per_task=1)  # one task per gene
     res = train(cfg_for(data, out), executor=ex, reporter=rec)
     genes = sorted(o.gene for o in res.outcomes)
     assert not res.interrupted and len(genes) == 61
@@ -142,7 +142,7 @@ def test_dask_run_is_bit_identical_to_serial_and_ships_the_context_once(data, re
 
 
 @pytest.mark.slow
-def test_workers_never_touch_the_run_folder(data, shared_cluster, tmp_path):
+def test_workers_never_touch_the_run_folder(data, reference, shared_cluster, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     with shared_cluster.client() as c:
@@ -152,11 +152,15 @@ def test_workers_never_touch_the_run_folder(data, shared_cluster, tmp_path):
         assert all(t == [("os.listdir", str(out))] for t in c.run(ds.touched).values())
         c.run(ds.reset)
         c.run(ds.watch, str(tmp_path))
-        res = train(cfg_for(data, out, training__max_genes=12), executor=DaskExecutor(shared_cluster.address))
+        ex = DaskExecutor(shared_cluster.address)
+        res = train(cfg_for(data, out, training__max_genes=12), executor=ex)
         touched = c.run(ds.touched)
         c.run(ds.reset)
     assert res.counts["done"] + res.counts["orphan"] == 12
     assert touched == {a: [] for a in touched} and len(touched) == 2
+    # tiny genes were batched (automatic task size), with the same files
+    assert ex.stats["n_tasks"] < 12
+    same_as(out, reference, [o.gene for o in res.outcomes])
 
 
 @pytest.mark.slow

@@ -26,11 +26,12 @@ import queue
 import time
 import traceback
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import scaleout
-from ..rundir import locks
+from ..rundir import RunDir, locks
 from .control import RunControl
 from .gene import GeneJob, claim, commit, fit_or_error, record_failure
 from .reporters import Reporter
@@ -38,6 +39,13 @@ from .results import DONE, SKIPPED, GeneFit, GeneOutcome
 
 MAX_RESUBMITS = 3
 """Times a task is sent again after the cluster lost the shipped context (every holder died)."""
+TARGET_TASK_S = 0.5
+"""With ``genes_per_task=0`` (automatic), tasks hold about this many seconds of fitting: tiny genes are
+batched so that Dask's per-task round trips do not dominate, while pause / stop still act quickly."""
+MAX_GENES_PER_TASK = 32
+WRITER_THREADS = 4
+"""Threads writing finished genes' files on the client (each write ends with an fsync: overlapping them keeps
+one client ahead of many workers)."""
 
 TaskResult = tuple[str, list[tuple[str, "GeneFit | tuple[str, str]", float]]]
 """``(worker address, [(gene, fit or (error, traceback), seconds), ...])``."""
@@ -73,17 +81,20 @@ class DaskExecutor:
     scheduler : str
         The scheduler's address, or ``local:N``.
     genes_per_task : int
-        Genes fitted by one task (more amortises Dask's per-task overhead on tiny genes).
+        Genes fitted by one task; 0 (default) sizes tasks from the fits seen so far to about
+        :data:`TARGET_TASK_S` seconds (batching tiny genes amortises Dask's per-task round trips). The
+        files do not depend on it.
     in_flight : int
         Tasks outstanding per worker thread (pause and stop wait for at most these).
 
     After :meth:`run`, :attr:`stats` holds what was shipped: ``context_bytes`` (the context and trainer,
     serialised), ``context_loads`` (per worker: times it was deserialised there), ``context_ships``,
-    ``task_bytes`` (one task, serialised), ``n_tasks`` and ``n_workers`` (workers that trained genes).
+    ``task_bytes`` (one task, serialised), ``n_tasks``, ``n_workers`` (workers that trained genes),
+    ``dispatch_s`` (first task sent → last result written) and ``fit_s`` (the fits' own seconds, summed).
     """
 
     scheduler: str
-    genes_per_task: int = 1
+    genes_per_task: int = 0
     in_flight: int = 2
     n_workers: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
@@ -97,7 +108,7 @@ class DaskExecutor:
 
     def run(self, job: GeneJob, genes: list[str], events: Reporter, control: RunControl) -> None:
         with scaleout.connect(self.scheduler, check_stop=control.may_dispatch, say=events.message) as client:
-            d = _Dispatch(client, job, events, control, max(1, self.genes_per_task), max(1, self.in_flight))
+            d = _Dispatch(client, job, events, control, max(0, self.genes_per_task), max(1, self.in_flight))
             try:
                 d.run(genes)
             finally:
@@ -111,8 +122,9 @@ class DaskExecutor:
 class _Dispatch:
     """One run's loop on the client: claim → submit → commit → release, at most ``limit`` tasks in flight.
 
-    Task completions and start announcements arrive on one queue, read by this thread only; reporters are
-    therefore called from the thread that called :func:`~.run.train`.
+    Task completions, start announcements and finished writes arrive on one queue, read by this thread
+    only; reporters are therefore called from the thread that called :func:`~.run.train`. Files are written
+    by a few writer threads (:data:`WRITER_THREADS`), each gene's lock released once its files are complete.
     """
 
     def __init__(self, client: Any, job: GeneJob, events: Reporter, control: RunControl, per_task: int,
@@ -130,6 +142,12 @@ class _Dispatch:
         self.topic = ""
         self.n_tasks = 0
         self.task_bytes = 0
+        self.t_first: float | None = None
+        self.t_last = 0.0
+        self.fit_seconds = 0.0
+        self.n_fits = 0
+        self.writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="spacetravlr-write")
+        self.writing = 0
         self._threads, self._threads_at = 1, -1.0
 
     def run(self, genes: list[str]) -> None:
@@ -139,24 +157,29 @@ class _Dispatch:
             self.shipment = scaleout.Shipment(self.client, (self.job.ctx, self.job.trainer))
             self.topic = f"spacetravlr-started-{self.shipment.token}"
             self.client.subscribe_topic(self.topic, lambda ev: self.q.put(("started", *ev[1])))
-            while self.pending or self.inflight:
+            while self.pending or self.inflight or self.writing:
                 if self.shipment.lost:  # every worker holding it died: workers yet to fetch it need it
                     self.events.message("the Dask cluster lost the training context with its workers; "
                                         "sending it again")
                     self.shipment.send()
                 self._fill()
                 try:
-                    item = self.q.get(timeout=scaleout.POLL_S)
+                    items = [self.q.get(timeout=scaleout.POLL_S)]
                 except queue.Empty:
                     continue
-                if item[0] == "started":
-                    self._started(item[1], item[2])
-                else:
-                    self._done(item[1])
+                while not self.q.empty():  # whatever else arrived meanwhile: one gather for all results
+                    items.append(self.q.get())
+                for item in items:
+                    if item[0] == "started":
+                        self._started(item[1], item[2])
+                    elif item[0] == "written":
+                        self._written(item[1], item[2])
+                self._done([item[1] for item in items if item[0] == "done"])
             finished = True
         finally:
             if not finished:
                 self._abandon()
+            self.writer.shutdown(wait=True)
 
     def _limit(self) -> int:
         now = time.monotonic()
@@ -165,12 +188,24 @@ class _Dispatch:
             self._threads_at = now
         return self._threads * self.per_thread
 
+    def _per_task(self) -> int:
+        """Genes of the next task: as set, or about :data:`TARGET_TASK_S` of fitting, never so many that a
+        worker thread would be left without a task."""
+        if self.per_task:
+            return self.per_task
+        if not self.n_fits:
+            return 1
+        n = round(TARGET_TASK_S / max(self.fit_seconds / self.n_fits, 1e-3))
+        share = -(-len(self.pending) // self._limit())  # ceil: the rest spread over every slot
+        return max(1, min(n, MAX_GENES_PER_TASK, share))
+
     def _fill(self) -> None:
         """Claim and submit genes while fewer than the limit are in flight (and the run is not paused)."""
         rd, stale = self.job.run_dir, self.job.stale_lock_secs
         while self.pending and len(self.inflight) < self._limit() and self.control.may_dispatch():
             batch: list[str] = []
-            while self.pending and len(batch) < self.per_task:
+            size = self._per_task()
+            while self.pending and len(batch) < size:
                 g = self.pending.popleft()
                 self.held.add(g)  # before the lock: an interrupt in between still releases it
                 state = claim(rd, g, stale)
@@ -192,6 +227,7 @@ class _Dispatch:
         fut.add_done_callback(lambda f: self.q.put(("done", f.key)))
         if not self.task_bytes:
             self.task_bytes = scaleout.task_nbytes(key, fit_genes, *args)
+            self.t_first = time.perf_counter()
         self.n_tasks += 1
 
     def _worker(self, address: str) -> int:
@@ -202,53 +238,57 @@ class _Dispatch:
             self.started.add(gene)
             self.events.gene_started(gene, self._worker(address))
 
-    def _done(self, key: str) -> None:
-        if key not in self.inflight:
-            return
+    def _done(self, keys: list[str]) -> None:
+        """Commit the finished tasks (their results gathered in one call); resend or record the others."""
         assert self.shipment is not None
-        fut, batch, attempt, ships = self.inflight.pop(key)
-        if fut.status == "finished":
-            address, results = fut.result()
+        popped = [self.inflight.pop(k) for k in keys if k in self.inflight]
+        ok = [t for t in popped if t[0].status == "finished"]
+        for address, results in self.client.gather([t[0] for t in ok]) if ok else []:
             for gene, res, seconds in results:
                 self._commit(gene, res, seconds, address)
-        elif attempt < MAX_RESUBMITS and (self.shipment.lost or self.shipment.ships > ships):
-            # the context was lost with its workers while this task waited for it: send both again
-            if self.shipment.lost:
-                self.shipment.send()
-            self._submit(batch, attempt + 1)
-        elif fut.status == "error":
-            exc = fut.exception()
-            tb = "".join(traceback.format_exception(type(exc), exc, fut.traceback()))
-            for gene in batch:
-                self._commit(gene, (_task_error(exc), tb), 0.0, "")
-        else:
-            for gene in batch:
-                self._commit(gene, (f"CancelledError: the Dask scheduler cancelled the task ({fut.status})", ""),
-                             0.0, "")
+                if not isinstance(res, tuple):
+                    self.fit_seconds += seconds
+                    self.n_fits += 1
+            self.t_last = time.perf_counter()
+        for fut, batch, attempt, ships in (t for t in popped if t[0].status != "finished"):
+            if attempt < MAX_RESUBMITS and (self.shipment.lost or self.shipment.ships > ships):
+                # the context was lost with its workers while this task waited for it: send both again
+                if self.shipment.lost:
+                    self.shipment.send()
+                self._submit(batch, attempt + 1)
+            elif fut.status == "error":
+                exc = fut.exception()
+                tb = "".join(traceback.format_exception(type(exc), exc, fut.traceback()))
+                for gene in batch:
+                    self._commit(gene, (_task_error(exc), tb), 0.0, "")
+            else:
+                for gene in batch:
+                    self._commit(gene, ("CancelledError: the Dask scheduler cancelled the task "
+                                        f"({fut.status})", ""), 0.0, "")
 
     def _commit(self, gene: str, res: GeneFit | tuple[str, str], seconds: float, address: str) -> None:
-        """Write the gene's files here (the only process touching the folder), then release its lock."""
+        """Hand the gene's files to a writer thread (this process is the only one touching the folder)."""
         w = self._worker(address) if address else 0
         if gene not in self.started:
             self.started.add(gene)
             self.events.gene_started(gene, w)
-        rd = self.job.run_dir
-        try:
-            if isinstance(res, tuple):
-                outcome = record_failure(rd, gene, res[0], res[1], seconds, w)
-            else:
-                outcome = commit(rd, res, seconds, w)
-        finally:
-            locks.release(rd.root, gene)
-            self.held.discard(gene)
-        self.events.gene_finished(outcome)
+        self.writing += 1
+        fut = self.writer.submit(_write, self.job.run_dir, gene, res, seconds, w)
+        fut.add_done_callback(lambda f: self.q.put(("written", gene, f)))
+
+    def _written(self, gene: str, fut: Future[GeneOutcome]) -> None:
+        self.writing -= 1
+        self.held.discard(gene)
+        self.events.gene_finished(fut.result())  # a failed write (disk full...) ends the run, as locally
 
     def _abandon(self) -> None:
-        """Stopped or failed: cancel what is in flight and release every lock this client holds."""
+        """Stopped or failed: cancel what is in flight, let writes under way finish (no partial file), and
+        release every lock this client holds."""
         futures = [v[0] for v in self.inflight.values()]
         with contextlib.suppress(Exception):
             if futures:
                 self.client.cancel(futures)
+        self.writer.shutdown(wait=True, cancel_futures=True)
         for g in list(self.held):
             locks.release(self.job.run_dir.root, g)
         self.held.clear()
@@ -265,8 +305,20 @@ class _Dispatch:
             with contextlib.suppress(Exception):
                 loads = s.loads()
             s.close()
+        dispatch = self.t_last - self.t_first if self.t_first is not None and self.t_last else 0.0
         return {"context_bytes": s.nbytes if s else 0, "context_loads": loads, "context_ships": s.ships if s else 0,
-                "task_bytes": self.task_bytes, "n_tasks": self.n_tasks, "n_workers": len(self.workers)}
+                "task_bytes": self.task_bytes, "n_tasks": self.n_tasks, "n_workers": len(self.workers),
+                "dispatch_s": dispatch, "fit_s": self.fit_seconds}
+
+
+def _write(rd: RunDir, gene: str, res: GeneFit | tuple[str, str], seconds: float, worker: int) -> GeneOutcome:
+    """In a writer thread: the gene's log, artifacts and betadata (or its failure log), then its lock."""
+    try:
+        if isinstance(res, tuple):
+            return record_failure(rd, gene, res[0], res[1], seconds, worker)
+        return commit(rd, res, seconds, worker)
+    finally:
+        locks.release(rd.root, gene)
 
 
 def _task_error(exc: BaseException) -> str:
