@@ -32,7 +32,7 @@ SPEC_DEFAULTS: dict[str, dict[str, object]] = {
                  "max_genes": None},
     "cnn": {"adam_beta_1": 0.9, "adam_beta_2": 0.999, "adam_epsilon": 1e-5, "weight_decay": None,
             "grad_clip_norm": None, "spatial_feature_radius": 100.0, "output_activation": "sigmoidx2"},
-    "execution": {"n_parallel": 1, "output_dir": "", "stale_lock_secs": 0.0, "random_seed": 42},
+    "execution": {"n_parallel": 1, "output_dir": "", "stale_lock_secs": 0.0, "random_seed": 42, "scheduler": ""},
     "perturbation": {"beta_scale_factor": 1.0, "beta_cap": None, "n_propagation": 4,
                      "ligand_grid_factor": None, "clip": "zero_to_max", "cells_csv": None,
                      "cells_csv_column": None},

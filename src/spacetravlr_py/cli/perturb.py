@@ -199,8 +199,14 @@ def _main(argv: Sequence[str] | None) -> int:
         spec = (read_batch(a.batch_toml, default_n) if a.batch_toml
                 else batch_from_table(ptoml.batch, str(ptoml.path), ptoml.path.parent, default_n))
         print(f"{len(spec.jobs)} jobs from {a.batch_toml or ptoml.path}", file=sys.stderr)
-        run_batch(s, spec.jobs, parallelism=a.batch_parallelism or spec.parallelism or 1,
-                  on_done=lambda job, res, paths: _print_result(res, paths, a.verbose, 5), scheduler=a.scheduler)
+        if a.scheduler:
+            from ..perturb.dask_jobs import run_batch_on
+
+            run_batch_on(a.scheduler, s, spec.jobs, on_done=lambda job, res, paths: _print_result(res, paths,
+                                                                                                 a.verbose, 5))
+        else:
+            run_batch(s, spec.jobs, parallelism=a.batch_parallelism or spec.parallelism or 1,
+                      on_done=lambda job, res, paths: _print_result(res, paths, a.verbose, 5))
         return EXIT_OK
     if not a.gene:
         return _interactive(s, a)
