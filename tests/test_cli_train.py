@@ -487,7 +487,8 @@ def test_console_script_exit_codes(small: Data, tmp_path: Path):
 def _real_network(species: str, genes: set[str], out_dir: Path, *, subset: bool) -> Path:
     """``build_network`` on the real base GRN + CellChat tables; ``subset`` first keeps the rows and TF
     columns of the base GRN that name genes of the dataset (same result for those genes, much faster)."""
-    from spacetravlr_py.io.network import build_network, write_network
+    from spacetravlr_py.io.network import write_network
+    from spacetravlr_py.io.network_build import build_network
 
     grn_path = shared_path("grn", f"{species}_base_grn.parquet")
     lr_path = shared_path("lr", f"cellchat_{species}.csv")

@@ -484,7 +484,8 @@ def test_cli_help_is_fast_and_lists_examples(capsys: pytest.CaptureFixture[str])
 @pytest.mark.realdata
 def test_real_starmap_prepares_and_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from spacetravlr_py.cli.main import main
-    from spacetravlr_py.io.network import build_network, write_network
+    from spacetravlr_py.io.network import write_network
+    from spacetravlr_py.io.network_build import build_network
 
     src = shared_path("real", "starmap_visual_cortex_1020.h5ad")
     net = build_network(shared_path("grn", "mouse_base_grn.parquet"), shared_path("lr", "cellchat_mouse.csv"),

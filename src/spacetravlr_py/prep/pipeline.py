@@ -285,10 +285,10 @@ def _prepare(
     import anndata as ad
 
     sc = require_scanpy()
-    from ..io.network import _check_species, guess_species
+    from ..io.species import check_species, guess_species
 
     params = {k: v for k, v in locals().items()
-              if k not in ("adata", "ad", "sc", "network", "emit", "keep_genes", "where", "_check_species",
+              if k not in ("adata", "ad", "sc", "network", "emit", "keep_genes", "where", "check_species",
                            "guess_species")}
     params["keep_genes"] = [str(g) for g in keep_genes]
     prog = _Progress(emit)
@@ -309,7 +309,7 @@ def _prepare(
             raise InputError(f"--n-pcs {n_pcs} and --n-neighbors {n_neighbors} must be at least 2")
         _impute._check_params(impute_knn, impute_knn_max, impute_decay, impute_t)
         if species is not None:
-            _check_species(species)
+            check_species(species)
         skey = _spatial_key(adata, spatial_key, where)
         rep.spatial_key = skey
         if section_key:
