@@ -609,3 +609,49 @@ def test_prepare_merges_tiny_leiden_clusters(capsys: pytest.CaptureFixture[str])
     assert kept.obs["cell_type"].nunique() > len(sizes)
     with pytest.raises(InputError, match="--min-cluster-cells 0"):
         prepare(a, verbose=False, min_cluster_cells=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the pipeline's steps, one at a time
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_prep_params_check_record_order_and_keep_genes() -> None:
+    from spacetravlr_py.prep.pipeline import PrepParams
+
+    p = PrepParams.from_kwargs(keep_genes=(g for g in ["Gene5", 7]), n_top_genes=10)
+    assert p.keep_genes == ("Gene5", "7")  # a generator is read once, names as strings
+    rec = p.as_record()
+    assert list(rec)[-1] == "keep_genes" and rec["keep_genes"] == ["Gene5", "7"]
+    assert list(rec)[:3] == ["layer", "skip_normalize", "allow_non_integer"] and rec["n_top_genes"] == 10
+    for bad, needle in [({"n_top_genes": 0}, "--n-top-genes 0"), ({"target_sum": float("inf")}, "--target-sum"),
+                        ({"resolution": 0.0}, "--resolution"), ({"min_cluster_cells": 0}, "--min-cluster-cells"),
+                        ({"n_pcs": 1}, "--n-pcs 1"), ({"species": "rat"}, "unknown species 'rat'")]:
+        assert needle in one_line_error(PrepParams(**bad).check)  # type: ignore[arg-type]
+
+
+def test_prep_steps_labels_roles_and_coordinates() -> None:
+    from spacetravlr_py.io.network import Network
+    from spacetravlr_py.prep.pipeline import PrepParams, PrepReport, _apply_labels, _coordinates, _network_roles
+
+    a = toy_counts(n=100)
+    a.obs["lab"] = pd.Categorical(["x"] * 50 + [None] * 50)
+    rep = PrepReport(n_cells_in=a.n_obs, n_genes_in=a.n_vars)
+    kept = _apply_labels(a.copy(), "lab", PrepParams(drop_unlabeled=True), "toy", rep)
+    assert kept.n_obs == 50 and rep.n_unlabeled == 50 and list(kept.obs[_keys.DEFAULT_CLUSTER_ANNOT].unique()) == ["x"]
+    rep = PrepReport(n_cells_in=a.n_obs, n_genes_in=a.n_vars)
+    both = _apply_labels(a.copy(), "lab", PrepParams(), "toy", rep)
+    assert both.n_obs == 100 and "form the cell type 'unlabeled'" in rep.notes[0]
+
+    net = Network.from_frame(toy_network(tfs=["Tfa", "Liga"]))  # Liga is both a TF and a ligand
+    roles = dict(zip(a.var_names, _network_roles(a.var_names, net)))
+    assert roles["Tfa"] == "TF" and roles["Liga"] == "TF,ligand" and roles["Reca"] == "receptor"
+    assert roles["Gene9"] == "" and set(_network_roles(a.var_names, None)) == {""}
+
+    # grid of spacing 10 → median nearest-neighbour distance 15 after rescaling; the original is kept
+    xy = np.asarray(a.obsm["spatial"]).copy()
+    rep = PrepReport(n_cells_in=a.n_obs, n_genes_in=a.n_vars)
+    detail = _coordinates(a, "spatial", PrepParams(), "toy", rep)
+    assert rep.median_nn_after == pytest.approx(15.0) and "→ 15" in detail
+    np.testing.assert_array_equal(a.obsm[_keys.SPATIAL_UNSCALED_KEY], xy)
+    np.testing.assert_allclose(a.obsm["spatial"], xy * rep.scale_factor)
