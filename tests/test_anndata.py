@@ -373,3 +373,47 @@ def test_visium_mouse_brain():
     np.testing.assert_array_equal(t.coords, np.asarray(a.obsm["spatial"], dtype=np.float64))
     assert [t.cluster_labels[k] for k in t.clusters] == [str(x) for x in a.obs["leiden"]]
     assert "obs has no cluster column 'cell_type' (obs columns: in_tissue, leiden)" in load_error(p, layer="")
+
+
+# ---------------------------------------------------------------------------------------------
+# the loading steps and the typed config entry
+# ---------------------------------------------------------------------------------------------
+
+
+def test_tissue_from_config_reads_the_data_section(tmp_path: Path) -> None:
+    from spacetravlr_py.config import SpaceshipConfig
+    from spacetravlr_py.io.anndata import tissue_from_config
+
+    a = make_adata(clusters=["x", "y"] * 3)
+    a.obs["leiden"] = a.obs["cell_type"]
+    p = write(a, tmp_path)
+    cfg = SpaceshipConfig().with_overrides({"data.adata_path": str(p), "data.layer": "",
+                                            "data.cluster_annot": "leiden"}, source="test")
+    t = tissue_from_config(cfg)
+    assert t.path == p.resolve() and t.layer == "" and t.cluster_annot == "leiden" and t.cluster_labels == ["x", "y"]
+    # an explicit path wins over [data].adata_path; none at all is one line naming the key
+    assert tissue_from_config(SpaceshipConfig().with_overrides({"data.layer": ""}, source="test"),
+                              adata_path=p).n_cells == N
+    with pytest.raises(InputError, match=r"\[data\].adata_path"):
+        tissue_from_config(SpaceshipConfig())
+
+
+def test_loading_steps_coords_and_umap() -> None:
+    from spacetravlr_py.io.anndata import _checked_coords, _checked_expression, _find_umap
+
+    names = np.array(["c0", "c1", "c2"])
+    xyz = np.array([[0.0, 1.0, 9.0], [2.0, 3.0, 9.0], [4.0, 5.0, 9.0]])
+    coords, key = _checked_coords({"X_spatial": xyz, "other": None}, None, names, "t")
+    assert key == "X_spatial" and coords.flags.c_contiguous and coords.tolist() == xyz[:, :2].tolist()
+    bad = xyz.copy()
+    bad[1, 0] = np.nan
+    with pytest.raises(InputError, match="cell 'c1'"):
+        _checked_coords({"spatial": bad}, None, names, "t")
+    # a 1-D or wrong-length embedding is skipped for the next UMAP key
+    assert _find_umap({"X_umap": np.zeros(3), "umap": np.ones((3, 4))}, 3).tolist() == [[1.0, 1.0]] * 3
+    assert _find_umap({"X_umap": np.zeros((2, 2))}, 3) is None
+    e = _checked_expression(sp.csr_matrix(np.array([[0.5, 2.0], [3.0, 0.0], [1.0, 1.0]])), "L", names,
+                            ["a", "b"], 1.0, "t")
+    assert e.tolist() == [[0.0, 2.0], [3.0, 0.0], [0.0, 0.0]]
+    with pytest.raises(InputError, match=r"layer 'L' has shape \(3, 2\), expected \(3, 3\)"):
+        _checked_expression(np.ones((3, 2)), "L", names, ["a", "b", "c"], 0.0, "t")
