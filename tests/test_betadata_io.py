@@ -10,7 +10,7 @@ import pyarrow.feather as feather
 import pytest
 
 from conftest import shared_path
-from spacetravlr_py import _keys
+from spacetravlr_py import naming
 from spacetravlr_py.errors import InputError
 from spacetravlr_py.io.atomic import atomic_path, atomic_write, atomic_write_bytes, atomic_write_text
 from spacetravlr_py.io.betadata import (
@@ -19,7 +19,6 @@ from spacetravlr_py.io.betadata import (
     frame_from_table,
     gene_of_path,
     list_betadata,
-    modulator_group,
     read_betadata,
     write_betadata,
 )
@@ -55,11 +54,8 @@ def no_temp_files(d: Path) -> bool:
 
 
 def test_modulator_groups():
-    assert modulator_group("FOXO3") == _keys.GROUP_TF
-    assert modulator_group("CCL5$CCR5") == _keys.GROUP_LR
-    assert modulator_group("CXCL12#FOXO3") == _keys.GROUP_TFL
-    f = make_frame()
-    np.testing.assert_array_equal(f.groups, [0, 1, 2, 0, 1])
+    f = make_frame()  # groups from the names: TF, L$R, L#TF, TF, L$R
+    np.testing.assert_array_equal(f.groups, [naming.TF, naming.LR, naming.TFL, naming.TF, naming.LR])
 
 
 def test_paths_and_gene_names(tmp_path):

@@ -17,10 +17,11 @@ import pytest
 
 from conftest import shared_path
 from spacetravlr_py._keys import MIN_EXPRESSION
-from spacetravlr_py.betadata.betabase import TERM_LR, TERM_TF, TERM_TFL, Betabase
+from spacetravlr_py.betadata.betabase import Betabase
 from spacetravlr_py.errors import InputError
 from spacetravlr_py.io.anndata import Tissue
 from spacetravlr_py.io.betadata import BetaFrame, betadata_path, write_betadata
+from spacetravlr_py.naming import LR, TF, TFL
 from spacetravlr_py.perturb import LigandTable, _kernels, splash
 from spacetravlr_py.perturb.splash import filtered
 
@@ -309,7 +310,7 @@ def test_modulator_names_resolve_to_gene_indices() -> None:
     bb = Betabase([f], t)
     gm = bb["Y"]
     assert gm.gene_index == 0
-    assert gm.kind.tolist() == [TERM_TF, TERM_LR, TERM_TFL]
+    assert gm.kind.tolist() == [TF, LR, TFL]
     assert gm.a.tolist() == [1, 2, 2]
     assert gm.b.tolist() == [-1, 3, 4]
     assert gm.modulator_genes.tolist() == [1, 2, 3, 4]
@@ -374,7 +375,7 @@ def test_betabase_of_a_run_folder_shares_one_mapping(tmp_path, syn_small) -> Non
     for g, f in syn_small.betas.items():
         gm = full[g]
         np.testing.assert_array_equal(gm.coefs, f.coefs)
-        assert [tissue.var_names[i] for i in gm.a[gm.kind == TERM_TF]] == [m for m in f.modulators
+        assert [tissue.var_names[i] for i in gm.a[gm.kind == TF]] == [m for m in f.modulators
                                                                             if "$" not in m and "#" not in m]
 
 
@@ -435,15 +436,15 @@ def test_betabase_reads_the_python_reference_files() -> None:
         assert gm.frame.modulators == [c[len("beta_"):] for c in beta_cols]
         np.testing.assert_array_equal(gm.coefs, df[beta_cols].to_numpy(np.float64))
         np.testing.assert_array_equal(gm.frame.intercept, df["beta0"].to_numpy(np.float64))
-        assert (gm.kind == TERM_LR).sum() == sum("$" in c for c in beta_cols)
-        assert (gm.kind == TERM_TFL).sum() == sum("#" in c for c in beta_cols)
+        assert (gm.kind == LR).sum() == sum("$" in c for c in beta_cols)
+        assert (gm.kind == TFL).sum() == sum("#" in c for c in beta_cols)
     # splash runs on them: cell 0 of FOXO1 against the dense formula for a few modulators
     lig = bb.ligands()
     rl = LigandTable.from_columns(rng.uniform(0, 1, (n, len(lig))), lig, len(var))
     s = splash(bb, "FOXO1", X, rl, as_frame=True)
     gm = bb["FOXO1"]
     row = gm.coefs[0]
-    tf_only = [j for j, k in enumerate(gm.kind) if k == TERM_TF]
+    tf_only = [j for j, k in enumerate(gm.kind) if k == TF]
     for j in tf_only[:5]:
         g = var[gm.a[j]]
         involved = [jj for jj in range(len(gm.kind)) if gm.a[jj] == gm.a[j] or gm.b[jj] == gm.a[j]]

@@ -40,8 +40,6 @@ INTERCEPT = "beta0"
 INTERCEPT_ALIASES: tuple[str, ...] = ("beta0", "beta_0")
 CLUSTER_COL = "Cluster"
 CELLID_COL = "CellID"
-GROUP_TF, GROUP_LR, GROUP_TFL, GROUP_EXTRA = 0, 1, 2, 3
-GROUP_NAMES: tuple[str, ...] = ("tf", "lr", "tfl", "extra")
 
 # --- Run directory files ---------------------------------------------------------------------
 BETADATA_SUFFIX = "_betadata"
@@ -54,3 +52,9 @@ GENE_LOG = "{gene}.log"
 REPRO_TOML = "spacetravlr_run_repro.toml"
 MANIFEST_JSON = "spacetravlr_manifest.json"
 CONFIG_TOML = "spaceship_config.toml"
+
+# --- Demo output folder ----------------------------------------------------------------------
+DEMO_SUMMARY_JSON = "demo_summary.json"
+DEMO_DATA_DIR = "data"
+DEMO_RUN_DIR = "run"
+DEMO_KO_DIR = "perturbations"

@@ -31,6 +31,7 @@ import pandas as pd
 
 from . import _keys
 from .io.betadata import BetaFrame
+from .naming import lr_name, tfl_name
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -289,12 +290,12 @@ def _plant_targets(pl: _Planter, RL: np.ndarray, tfs_per_target: int, lr_per_tar
         tf_list = sorted(rng.choice(tfs, size=min(tfs_per_target, len(tfs)), replace=False).tolist())
         chosen = [pairs[i] for i in rng.choice(len(pairs), size=min(lr_per_target, len(pairs)), replace=False)]
         feats = [RL[:, li[l]] * pl.col(r) for l, r, _ in chosen]
-        names = [f"{l}{_keys.LR_SEP}{r}" for l, r, _ in chosen]
+        names = [lr_name(l, r) for l, r, _ in chosen]
         for _ in range(tfl_per_target):
             tf_ = str(rng.choice(tf_list))
             lig = str(rng.choice(ligands))
             feats.append(RL[:, li[lig]] * pl.col(tf_))
-            names.append(f"{lig}{_keys.TFL_SEP}{tf_}")
+            names.append(tfl_name(lig, tf_))
             nichenet.append((lig, tf_, 0.9))
         pl.plant(t, tf_list, feats, names, big=True, b0=2.0)
     return nichenet
