@@ -52,6 +52,11 @@ GENE_LOG = "{gene}.log"
 REPRO_TOML = "spacetravlr_run_repro.toml"
 MANIFEST_JSON = "spacetravlr_manifest.json"
 CONFIG_TOML = "spaceship_config.toml"
+RUN_SUMMARY_HTML = "spacetravlr_run_summary.html"
+
+# --- Screen outputs ---------------------------------------------------------------------------
+SCREEN_CSV = "screen.csv"
+SCREEN_JSON = "screen.json"
 
 # --- Demo output folder ----------------------------------------------------------------------
 DEMO_SUMMARY_JSON = "demo_summary.json"

@@ -220,36 +220,24 @@ def _interactive(s: Any, a: argparse.Namespace) -> int:
 
 
 def _screen(a: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+    from ..perturb.screen import screen, write_screen
 
     s = _open(a)
     genes = [g.strip() for g in a.genes.split(",")] if a.genes else None
     t0 = time.perf_counter()
-    done = [0]
 
     def tick(row: dict[str, Any]) -> None:
-        done[0] += 1
         if a.verbose:
             print(f"  {row['gene']}: impact {row['impact']:.4g}", file=sys.stderr)
 
-    from ..perturb.batch import screen
-
-    rows = screen(s, mode=a.mode, genes=genes, n_propagation=a.n_propagation, on_done=tick)
-    print(f"{a.mode} screen of {len(rows)} genes in {time.perf_counter() - t0:.1f}s; top {min(a.top, len(rows))}:")
-    for r in rows[: a.top]:
-        print(f"  {r['rank']:>3}. {r['gene']:<14} {r['roles']:<22} impact {r['impact']:.4g}  → {r['top_affected']}")
+    ranked = screen(s, mode=a.mode, genes=genes, n_propagation=a.n_propagation, on_done=tick)
+    n = len(ranked)
+    print(f"{a.mode} screen of {n} genes in {time.perf_counter() - t0:.1f}s; top {min(a.top, n)}:")
+    for r in ranked.head(a.top).itertuples(index=False):
+        print(f"  {r.rank:>3}. {r.gene:<14} {r.roles:<22} impact {r.impact:.4g}  → {r.top_affected}")
     if a.out_dir:
-        import pandas as pd
-
-        from ..io.atomic import atomic_write, atomic_write_text
-
-        out = Path(a.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        df = pd.DataFrame(rows)[["rank", "gene", "roles", "desired_expr", "impact", "n_genes_changed", "top_affected"]]
-        atomic_write(out / "screen.csv", lambda p: df.to_csv(p, index=False))
-        atomic_write_text(out / "screen.json", json.dumps({"mode": a.mode, "results": rows}, indent=1))
-        print(f"wrote {out / 'screen.csv'} and {out / 'screen.json'}")
+        files = write_screen(ranked, a.out_dir, mode=a.mode)
+        print(f"wrote {files['csv']} and {files['json']}")
     return EXIT_OK
 
 
