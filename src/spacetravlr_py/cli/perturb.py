@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._common import EXIT_OK, guarded
+from ._common import EXIT_OK, guarded, run_console
 
 PROG = "spacetravlr-perturb"
 
@@ -247,9 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script wrapper."""
-    try:
-        code = main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    sys.exit(code)
+    """Console-script wrapper (``spacetravlr-perturb``)."""
+    run_console(main)
+
+
+if __name__ == "__main__":  # python -m spacetravlr_py.cli.perturb
+    run()
