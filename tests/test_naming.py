@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spacetravlr_py import _keys, naming
+from builders import beta_frame
+from spacetravlr_py import naming
 from spacetravlr_py.errors import InputError
-from spacetravlr_py.io.betadata import BetaFrame
 from spacetravlr_py.modulators import Modulators
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "spacetravlr_py"
@@ -34,7 +34,7 @@ def test_codes_agree_between_training_and_betadata() -> None:
     assert mods.names == ["T1", "L$R", "L#T1", "X"]
     assert mods.groups.tolist() == [naming.TF, naming.LR, naming.TFL, naming.EXTRA]
     # read back from a betadata file, an extra modulator is indistinguishable from a TF
-    f = BetaFrame("G", _keys.CLUSTER_COL, ["a"], np.zeros(1), mods.names, np.ones((1, 4)))
+    f = beta_frame("G", ["a"], mods.names, np.ones((1, 4)))
     assert f.groups.tolist() == [naming.TF, naming.LR, naming.TFL, naming.TF]
 
 
