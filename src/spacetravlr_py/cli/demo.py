@@ -9,17 +9,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ._common import EXIT_OK
+from ._common import EXIT_OK, new_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="spacetravlr demo",
-        description="Generate a synthetic tissue with a planted spatial regulatory network and run the "
-        "whole pipeline on it.",
-        epilog="example:\n  spacetravlr demo --out demo_output --cells 3000 --parallel 2",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = new_parser("spacetravlr demo", "Generate a synthetic tissue with a planted spatial regulatory network and "
+                   "run the whole pipeline on it.",
+                   "example:\n  spacetravlr demo --out demo_output --cells 3000 --parallel 2")
     p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     p.add_argument("--cells", type=int, default=3000, help="number of cells (default 3000)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the tissue (default 0)")

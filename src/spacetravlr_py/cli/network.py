@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import _keys
-from ._common import EXIT_OK
+from ._common import EXIT_OK, new_parser
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,8 +68,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser(PROG, DESCRIPTION, EPILOG)
     sub = p.add_subparsers(dest="command", metavar="{build,info}")
     sub.required = True
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._common import EXIT_OK, guarded, run_console
+from ._common import EXIT_OK, guarded, new_parser, run_console
 
 PROG = "spacetravlr-perturb"
 
@@ -49,9 +49,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Simulate gene knockouts and overexpression that propagate "
-                                "through the trained regulatory models and across the tissue.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser(PROG, "Simulate gene knockouts and overexpression that propagate through the trained regulatory "
+                   "models and across the tissue.", EPILOG)
     _add_common(p)
     p.add_argument("--gene", metavar="G[,G2]", help="gene(s) to perturb (several = one simultaneous perturbation)")
     p.add_argument("--desired-expr", type=_floats, default=[0.0], metavar="V[,V2]",
@@ -72,11 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_screen_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"{PROG} screen", description="Knock out (or overexpress) every TF, ligand "
-                                "and receptor that has betas, one at a time, and rank them by impact.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="example:\n  spacetravlr-perturb screen --run-toml "
-                                "run/spacetravlr_run_repro.toml --out-dir screen/ --top 20")
+    p = new_parser(f"{PROG} screen", "Knock out (or overexpress) every TF, ligand and receptor that has betas, one "
+                   "at a time, and rank them by impact.", "example:\n  spacetravlr-perturb screen --run-toml "
+                   "run/spacetravlr_run_repro.toml --out-dir screen/ --top 20")
     _add_common(p)
     p.add_argument("--mode", choices=["knockout", "overexpress"], default="knockout")
     p.add_argument("--genes", metavar="A,B", help="screen only these genes")

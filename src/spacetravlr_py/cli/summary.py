@@ -6,17 +6,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ._common import EXIT_OK
+from ._common import EXIT_OK, new_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="spacetravlr run-summary",
-        description="Write spacetravlr_run_summary.html for a run folder: dataset shape, cluster sizes, "
-        "spatial key, genes done/orphaned/failed, mean R² per gene, timings and configuration.",
-        epilog="example:\n  spacetravlr run-summary --output-dir runs/a",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = new_parser("spacetravlr run-summary", "Write spacetravlr_run_summary.html for a run folder: dataset "
+                   "shape, cluster sizes, spatial key, genes done/orphaned/failed, mean R² per gene, timings and "
+                   "configuration.", "example:\n  spacetravlr run-summary --output-dir runs/a")
     p.add_argument("--output-dir", required=True, metavar="DIR", help="the training run folder")
     p.add_argument("--h5ad", metavar="PATH", help="dataset (default: from the run's repro TOML)")
     p.add_argument("-c", "--config", metavar="TOML", help="config (default: the run's repro TOML)")

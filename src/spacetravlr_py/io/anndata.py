@@ -96,6 +96,19 @@ def _read_elem(group: Any) -> Any:
     return read_elem(group)
 
 
+def check_h5ad_path(path: Path, fix: str) -> None:
+    """One-line :class:`InputError` unless ``path`` is an existing HDF5 file; ``fix`` ends the message
+    about a missing file (e.g. which flag names it)."""
+    import h5py
+
+    if not path.exists():
+        raise InputError(f"{path}: file not found; {fix}")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected an .h5ad file")
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path}: not an HDF5/.h5ad file (write it with AnnData.write_h5ad)")
+
+
 def _read_partial(path: Path, layer: str, spatial_key: str | None = None) -> dict[str, Any]:
     """Read obs, var, obsm and one layer (or X) from an h5ad without loading the rest.
 
@@ -104,12 +117,7 @@ def _read_partial(path: Path, layer: str, spatial_key: str | None = None) -> dic
     """
     import h5py
 
-    if not path.exists():
-        raise InputError(f"{path}: file not found; check the --h5ad path or [data].adata_path")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected an .h5ad file")
-    if not h5py.is_hdf5(path):
-        raise InputError(f"{path}: not an HDF5/.h5ad file (write it with AnnData.write_h5ad)")
+    check_h5ad_path(path, "check the --h5ad path or [data].adata_path")
     try:
         with h5py.File(path, "r") as f:
             missing = [k for k in ("obs", "var") if k not in f]

@@ -706,15 +706,11 @@ def prepare(adata: ad.AnnData, *, verbose: bool = True, **kwargs: Any) -> ad.Ann
 def read_input(path: str | os.PathLike[str]) -> ad.AnnData:
     """Read an ``.h5ad`` with one-line errors for a missing, foreign or damaged file."""
     import anndata as ad
-    import h5py
+
+    from ..io.anndata import check_h5ad_path
 
     p = Path(path).expanduser()
-    if not p.exists():
-        raise InputError(f"{p}: file not found; check the input path")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, expected an .h5ad file")
-    if not h5py.is_hdf5(p):
-        raise InputError(f"{p}: not an HDF5/.h5ad file (write it with AnnData.write_h5ad)")
+    check_h5ad_path(p, "check the input path")
     try:
         return ad.read_h5ad(p)
     except Exception as e:
