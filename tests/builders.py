@@ -8,7 +8,6 @@ or build tiny hand-checkable objects whose every value a test can compute by han
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -334,6 +333,6 @@ def train_run(base: Path, *, config: dict[str, Any] | None = None, **synthetic_k
     cfg = run_config(data, out)
     if config:
         cfg = cfg.with_overrides(config)
-    res = train(cfg, quiet=True, stream=io.StringIO())
+    res = train(cfg)
     assert res.counts["done"] > 0 and res.counts["failed"] == 0, res.counts
     return TrainedRun(data, out)

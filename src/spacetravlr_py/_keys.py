@@ -52,6 +52,10 @@ GENE_LOG = "{gene}.log"
 REPRO_TOML = "spacetravlr_run_repro.toml"
 MANIFEST_JSON = "spacetravlr_manifest.json"
 CONFIG_TOML = "spaceship_config.toml"
+SCRATCH_PREFIX = ".spacetravlr-ctx-"
+"""Private folder of a live multi-process run: ``{SCRATCH_PREFIX}{host}-{pid}-{random}``."""
+CNN_WEIGHTS_DIR = "CNN_weights"
+CNN_WEIGHTS_FILE = "{gene}_cnn_weights.npz"
 RUN_SUMMARY_HTML = "spacetravlr_run_summary.html"
 
 # --- Screen outputs ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from .naming import TF, parse_modulator
 if TYPE_CHECKING:
     from .datasets import SyntheticTissue
     from .perturb.session import RunSession
+    from .training.reporters import Reporter
 
 @dataclass(frozen=True)
 class Knockout:
@@ -153,8 +154,8 @@ def _make_tissue(out: Path, n_cells: int, seed: int,
     return syn, paths
 
 
-def _train(paths: dict[str, Path], run_dir: Path, n_parallel: int,
-           emit: Callable[[str], None] | None) -> dict[str, int]:
+def _train(paths: dict[str, Path], run_dir: Path, n_parallel: int, emit: Callable[[str], None] | None,
+           reporter: Reporter | None) -> dict[str, int]:
     from .config import SpaceshipConfig
     from .training import train
 
@@ -165,7 +166,7 @@ def _train(paths: dict[str, Path], run_dir: Path, n_parallel: int,
         "execution.output_dir": str(run_dir),
         "execution.n_parallel": n_parallel,
     }, source="demo")
-    run = train(cfg, plain=True, quiet=True)
+    run = train(cfg, reporter=reporter)
     counts = {k: int(run.counts[k]) for k in ("done", "orphan", "failed")}
     _say(emit, f"      {counts['done']} genes trained, {counts['orphan']} orphans, "
                f"{counts['failed']} failed → {run_dir}")
@@ -173,7 +174,8 @@ def _train(paths: dict[str, Path], run_dir: Path, n_parallel: int,
 
 
 def run_demo(out_dir: str | os.PathLike[str] = "demo_output", *, n_cells: int = 3000, seed: int = 0,
-             n_parallel: int = 1, emit: Callable[[str], None] | None = None) -> DemoSummary:
+             n_parallel: int = 1, emit: Callable[[str], None] | None = None,
+             reporter: Reporter | None = None) -> DemoSummary:
     """Generate a synthetic tissue with a planted network and run the whole pipeline on it.
 
     Writes ``data/`` (tissue, network, planted betas), ``run/`` (betadata), ``perturbations/``
@@ -189,6 +191,9 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo_output", *, n_cells: int = 
         Training worker processes.
     emit
         Receives one progress line at a time (e.g. ``print``); None is silent.
+    reporter
+        Hears the training run's events (default: Python logging; ``spacetravlr demo`` passes a quiet
+        console reporter).
 
     Returns
     -------
@@ -205,7 +210,7 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo_output", *, n_cells: int = 
     summary = DemoSummary(out_dir=out, tissue=paths["h5ad"], network=paths["network"],
                           true_betadata=paths["true_betadata"], run_dir=run_dir, n_cells=syn.adata.n_obs,
                           n_genes=syn.adata.n_vars, network_edges=_edge_counts(syn),
-                          trained=_train(paths, run_dir, n_parallel, emit))
+                          trained=_train(paths, run_dir, n_parallel, emit, reporter))
     summary.beta_pearson_r, summary.n_beta_values = beta_recovery(syn, run_dir)
     if summary.beta_pearson_r is not None:
         _say(emit, f"      planted vs fitted betas of the target genes: Pearson r = {summary.beta_pearson_r:.3f} "

@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     from ..demo import run_demo
+    from ..training import ConsoleReporter
 
-    run_demo(a.out, n_cells=a.cells, seed=a.seed, n_parallel=a.parallel, emit=print)
+    run_demo(a.out, n_cells=a.cells, seed=a.seed, n_parallel=a.parallel, emit=print,
+             reporter=ConsoleReporter(plain=True, quiet=True))
     return EXIT_OK

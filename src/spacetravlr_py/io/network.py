@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -43,9 +43,12 @@ from .species import SPECIES_HINT, check_species, guess_species, infer_species
 __all__ = [
     "BUILD_HINT", "EDGE_TYPE", "REQUIRED_COLUMNS", "SIGNALING", "SOURCE", "TARGET", "WEIGHT", "Network",
     "NetworkCounts", "find_network_file", "guess_species", "infer_species", "load_network",
-    "network_counts", "network_filename", "package_data_dir", "resolve_network_dir", "validate_network",
-    "write_network",
+    "network_counts", "network_filename", "network_for", "package_data_dir", "resolve_network_dir",
+    "validate_network", "write_network",
 ]
+
+if TYPE_CHECKING:
+    from ..config import SpaceshipConfig
 
 log = logging.getLogger("spacetravlr_py.io")
 
@@ -242,6 +245,15 @@ def load_network(path_or_dir: str | os.PathLike[str] | None = None,
     log.info("network: loaded %s (%d edges)", path, len(out))
     out.attrs["path"] = str(path)
     return out
+
+
+def network_for(cfg: SpaceshipConfig, var_names: Sequence[str]) -> tuple[pd.DataFrame, str, Path]:
+    """The network of a run: ``{species}_network.parquet`` found by the SPEC §2.2 resolution order
+    (species from ``[data].species`` or inferred from ``var_names``). Returns (table, species, path)."""
+    species = cfg.data.species or infer_species(var_names)
+    directory = resolve_network_dir(cfg.grn.network_data_dir, species)
+    path = directory / _keys.NETWORK_FILE.format(species=species)
+    return load_network(path), species, path
 
 
 
