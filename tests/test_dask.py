@@ -395,6 +395,24 @@ def test_a_batch_through_the_scheduler_equals_the_local_batch(reference, shared_
     assert all(t == [] for t in touched.values()), "workers read neither the run nor the outputs"
 
 
+@pytest.mark.slow
+def test_a_screen_through_the_scheduler_equals_the_local_screen(reference, shared_cluster, tmp_path):
+    toml = str(reference / _keys.REPRO_TOML)
+    perturb_cli("screen", "--run-toml", toml, "--out-dir", str(tmp_path / "local"), "--mode", "overexpress")
+    with shared_cluster.client() as c:
+        c.run(ds.reset)
+        c.run(ds.watch, str(reference))
+        c.run(ds.watch, str(tmp_path))
+        perturb_cli("screen", "--run-toml", toml, "--out-dir", str(tmp_path / "dask"), "--mode", "overexpress",
+                    "--scheduler", shared_cluster.address)
+        touched = c.run(ds.touched)
+        c.run(ds.reset)
+    for f in (_keys.SCREEN_CSV, _keys.SCREEN_JSON):
+        assert (tmp_path / "local" / f).read_bytes() == (tmp_path / "dask" / f).read_bytes()
+    assert len(json.loads((tmp_path / "dask" / _keys.SCREEN_JSON).read_text())["results"]) > 10
+    assert all(t == [] for t in touched.values())
+
+
 def test_perturb_scheduler_is_for_batches_and_screens(reference):
     code = "from spacetravlr_py.cli.perturb import run; run()"
     r = subprocess.run([sys.executable, "-c", code, "--run-toml", str(reference / _keys.REPRO_TOML), "--gene", "Foxo1",

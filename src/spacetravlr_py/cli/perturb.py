@@ -284,6 +284,8 @@ def _interactive(s: Any, a: argparse.Namespace) -> int:
 def _screen(a: argparse.Namespace) -> int:
     from ..perturb.screen import screen, write_screen
 
+    if a.scheduler:
+        _check_scheduler(a.scheduler)
     s = _open(a)
     genes = [g.strip() for g in a.genes.split(",")] if a.genes else None
     t0 = time.perf_counter()
@@ -292,7 +294,8 @@ def _screen(a: argparse.Namespace) -> int:
         if a.verbose:
             print(f"  {row['gene']}: impact {row['impact']:.4g}", file=sys.stderr)
 
-    ranked = screen(s, mode=a.mode, genes=genes, n_propagation=a.n_propagation, on_done=tick)
+    ranked = screen(s, mode=a.mode, genes=genes, n_propagation=a.n_propagation, on_done=tick,
+                    scheduler=a.scheduler)
     n = len(ranked)
     print(f"{a.mode} screen of {n} genes in {time.perf_counter() - t0:.1f}s; top {min(a.top, n)}:")
     for r in ranked.head(a.top).itertuples(index=False):

@@ -1,4 +1,8 @@
-"""Batch perturbations on a Dask cluster (``spacetravlr-perturb --batch-toml ... --scheduler ADDR``).
+"""Batch perturbations and screens on a Dask cluster (``spacetravlr-perturb --batch-toml ... --scheduler
+ADDR``, ``spacetravlr-perturb screen --scheduler ADDR``).
+
+A screen ships the opened run once per worker; each task perturbs one gene and returns its row of the
+table (a few hundred bytes), which is ranked here as in a local screen.
 
 The opened run — tissue, Betabase and the prepared perturbation engine of every spatial setting of the
 batch — travels once to each worker (:class:`~spacetravlr_py.scaleout.Shipment`). The client resolves
@@ -10,7 +14,8 @@ BLAS / numba thread; the files equal a local run's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,7 @@ import numpy as np
 from .. import scaleout
 from .batch import BatchJob, job_scope, prepare_perturbers, spatial_key, with_beta_scale
 from .propagate import Perturber, PerturbResult
+from .screen import impact_row
 from .session import RunSession, write_result
 
 Slim = tuple[np.ndarray, list[str], list[float], np.ndarray, int, str, dict[str, float], list[dict[str, float]]]
@@ -70,3 +76,23 @@ def run_batch_on(scheduler: str, session: RunSession, jobs: Sequence[BatchJob], 
         finally:
             shipment.close()
     return [r for r in out if r is not None]
+
+
+def screen_task(session: RunSession, gene: str, value: float, roles: list[str],
+                n_propagation: int | None) -> dict[str, Any]:
+    """On a worker: one gene of a screen (its row of the table)."""
+    return impact_row(session, gene, value, roles, n_propagation)
+
+
+def screen_rows_on(scheduler: str, session: RunSession, items: Sequence[tuple[str, float, list[str]]],
+                   n_propagation: int | None, *, where: str = "--scheduler") -> Iterator[dict[str, Any]]:
+    """Rows of a screen computed on the Dask cluster ``scheduler``, as they finish (``items``: gene, value,
+    roles). The run is shipped without its folder path: workers need no filesystem."""
+    calls = [(g, v, roles, n_propagation) for g, v, roles in items]
+    with scaleout.connect(scheduler, where=where) as client:
+        shipment = scaleout.Shipment(client, dataclasses.replace(session, run_dir=Path()))
+        try:
+            for _, row in scaleout.map_shipped(client, shipment, screen_task, calls, label="spacetravlr-screen"):
+                yield row
+        finally:
+            shipment.close()

@@ -41,8 +41,8 @@ def _roles_of(session: RunSession) -> dict[str, list[str]]:
     return role_of
 
 
-def _impact_row(session: RunSession, gene: str, value: float, roles: list[str],
-                n_propagation: int | None) -> dict[str, Any]:
+def impact_row(session: RunSession, gene: str, value: float, roles: list[str],
+               n_propagation: int | None) -> dict[str, Any]:
     """Perturb ``gene`` to ``value`` in all cells; impact = mean |Δ| over all cells and all *other* genes."""
     gi = session.tissue.gene_index
     res = session.run(gene, value, n_propagation=n_propagation)
@@ -56,8 +56,8 @@ def _impact_row(session: RunSession, gene: str, value: float, roles: list[str],
 
 
 def screen(session: RunSession, *, mode: str = "knockout", genes: Sequence[str] | None = None,
-           n_propagation: int | None = None,
-           on_done: Callable[[dict[str, Any]], None] | None = None) -> pd.DataFrame:
+           n_propagation: int | None = None, on_done: Callable[[dict[str, Any]], None] | None = None,
+           scheduler: str | None = None) -> pd.DataFrame:
     """Perturb every TF, ligand and receptor with betas (or ``genes``), one at a time; rank by impact.
 
     Parameters
@@ -72,6 +72,9 @@ def screen(session: RunSession, *, mode: str = "knockout", genes: Sequence[str] 
         Propagation steps (default from the run).
     on_done
         Called with each gene's row as it finishes (before ranking).
+    scheduler
+        Run the genes on a Dask cluster (``tcp://HOST:PORT`` or ``local:N``; see :mod:`.dask_jobs`); the
+        table is the same.
 
     Returns
     -------
@@ -88,10 +91,15 @@ def screen(session: RunSession, *, mode: str = "knockout", genes: Sequence[str] 
         if g not in gi:
             raise InputError(f"screen: gene '{g}' is not in the dataset{near_matches(g, session.tissue.var_names)}")
     x0 = session.tissue.expression
+    items = [(g, 0.0 if mode == "knockout" else float(x0[:, gi[g]].max()), role_of.get(g, [])) for g in cands]
+    if scheduler:
+        from .dask_jobs import screen_rows_on
+
+        found = screen_rows_on(scheduler, session, items, n_propagation)
+    else:
+        found = (impact_row(session, g, v, roles, n_propagation) for g, v, roles in items)
     rows: list[dict[str, Any]] = []
-    for g in cands:
-        v = 0.0 if mode == "knockout" else float(x0[:, gi[g]].max())
-        row = _impact_row(session, g, v, role_of.get(g, []), n_propagation)
+    for row in found:  # ranked below: the order rows arrive in does not matter
         rows.append(row)
         if on_done is not None:
             on_done(row)
