@@ -151,17 +151,68 @@ def _context_parts(d: Path, n_genes: int) -> dict[str, Any]:
             "bytes": parts}
 
 
+class _Cluster:
+    """A ``dask scheduler`` and one ``dask worker --nthreads 1`` subprocess (what users start), stopped on exit."""
+
+    def __init__(self, root: Path) -> None:
+        import json
+        import os
+        import subprocess
+        import sys
+
+        root.mkdir(parents=True, exist_ok=True)
+        dask = str(Path(sys.executable).parent / "dask")
+        repo = Path(__file__).resolve().parents[1]  # the workers unpickle this module's probes
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p)}
+        sched = root / "scheduler.json"
+        sched.unlink(missing_ok=True)
+        self.procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                        "--scheduler-file", str(sched)], cwd=root, env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        t0 = time.monotonic()
+        while not (sched.exists() and sched.read_text().strip()):
+            if time.monotonic() - t0 > 120:
+                raise RuntimeError("dask scheduler did not start")
+            time.sleep(0.1)
+        self.address = str(json.loads(sched.read_text())["address"])
+        self.procs.append(subprocess.Popen([dask, "worker", self.address, "--nthreads", "1", "--no-nanny",
+                                            "--no-dashboard", "--host", "127.0.0.1", "--local-directory", str(root)],
+                                           cwd=root, env=env, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL))
+
+    def __enter__(self) -> _Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in reversed(self.procs):
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except Exception:
+                p.kill()
+
+
+def _memory_mib(client: Any) -> dict[str, float]:
+    """The worker's current and peak resident memory (MiB) from /proc/self/status, read with a builtin so
+    that the probe imports nothing on the worker."""
+    import functools
+
+    status = next(iter(client.run(functools.partial(Path.read_text, Path("/proc/self/status"))).values()))
+    vals = {k: float(v.split()[0]) / 1024 for k, v in (ln.split(":", 1) for ln in status.splitlines() if ":" in ln)
+            if k in ("VmRSS", "VmHWM")}
+    return {"rss": round(vals["VmRSS"], 1), "peak": round(vals["VmHWM"], 1)}
+
+
 def run_memory(ctx: Ctx) -> list[dict[str, Any]]:
-    from distributed import Client, LocalCluster
+    import logging
+
+    from distributed import Client
 
     from spacetravlr_py.training import train
     from spacetravlr_py.training.dask_executor import DaskExecutor
 
-    def peak_kib() -> int:
-        import resource
-
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     sizes = [(600, 60), (1000, 100)] if ctx.quick else [(2000, 200), (2000, 500), (8000, 500), (8000, 1000)]
     points = []
     for n_cells, n_genes in sizes:
@@ -170,23 +221,31 @@ def run_memory(ctx: Ctx) -> list[dict[str, Any]]:
         parts = _context_parts(d, n_genes)
         out = wl.BENCH_DIR / "dask_memory" / f"g{n_genes}_n{n_cells}"
         shutil.rmtree(out, ignore_errors=True)
-        with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cl, Client(cl) as c:
-            before = max(c.run(peak_kib).values())
-            ex = DaskExecutor(cl.scheduler_address)
+        with _Cluster(wl.BENCH_DIR / "dask_memory" / "cluster") as cl, Client(cl.address, timeout=60) as c:
+            c.wait_for_workers(1, timeout=120)
+            idle = _memory_mib(c)
+            import importlib
+
+            for mod in ("spacetravlr_py.models.fista", "spacetravlr_py.training.trainer", "spacetravlr_py.scaleout"):
+                c.run(importlib.import_module, mod)
+            imported = _memory_mib(c)
+            ex = DaskExecutor(cl.address)
             t0 = time.perf_counter()
             train(_cfg(d, out, **{"training.max_genes": 40}), executor=ex)
             secs = time.perf_counter() - t0
-            after = max(c.run(peak_kib).values())
+            peak = _memory_mib(c)
         points.append({"cells": n_cells, "genes": n_genes, **parts, "context_bytes": ex.stats["context_bytes"],
-                       "worker_rss_before_mib": round(before / 1024, 1), "worker_peak_rss_mib": round(after / 1024, 1),
+                       "worker_idle_mib": idle["rss"], "worker_imported_mib": imported["rss"],
+                       "worker_rss_after_mib": peak["rss"], "worker_peak_rss_mib": peak["peak"],
                        "seconds_40_genes": round(secs, 2)})
     big = points[-1]
-    ours = {"label": f"local:1 worker, 40 genes of {big['genes']} × {big['cells']} cells",
+    ours = {"label": f"one `dask worker --nthreads 1`, 40 genes of {big['genes']} × {big['cells']} cells",
             "median_s": big["seconds_40_genes"], "n": 1, "peak_rss_mib": big["worker_peak_rss_mib"],
-            "memory_method": "ru_maxrss of the Dask worker process after training (idle worker before: "
-                             f"{big['worker_rss_before_mib']} MiB)"}
+            "memory_method": "VmHWM (peak resident) of the worker process after training (idle worker "
+                             f"{big['worker_idle_mib']} MiB; after importing the training modules "
+                             f"{big['worker_imported_mib']} MiB)"}
     notes = "; ".join(f"{p['cells']}×{p['genes']}: context {p['context_bytes'] / 2**20:.1f} MiB, worker peak "
-                      f"{p['worker_peak_rss_mib']:.0f} MiB (idle {p['worker_rss_before_mib']:.0f})" for p in points)
+                      f"{p['worker_peak_rss_mib']:.0f} MiB (imports {p['worker_imported_mib']:.0f})" for p in points)
     r = row("dask_worker_memory", "Dask worker memory vs cells × genes (sizing)", ours=ours, baseline=None,
             notes="shared machine; " + notes, size={"points": points})
     r["ratio"] = None
