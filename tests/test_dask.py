@@ -419,3 +419,22 @@ def test_perturb_scheduler_is_for_batches_and_screens(reference):
                         "--out", "x.feather", "--scheduler", "local:2"], capture_output=True, text=True, timeout=120,
                        env=ds.dask_env())
     assert r.returncode == 2 and "--scheduler runs batch jobs" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_slurm_example_runs_as_a_local_dry_run(data, reference, tmp_path):
+    """docs/examples/slurm_dask.py with --local 2 (a LocalCluster instead of SLURM): same betadata, and its
+    screen equals a local screen of the run."""
+    out = tmp_path / "run"
+    toml = tmp_path / "spaceship_config.toml"
+    cfg_for(data, out, training__max_genes=12).dump_toml(toml)
+    script = Path(__file__).resolve().parents[1] / "docs" / "examples" / "slurm_dask.py"
+    r = subprocess.run([sys.executable, str(script), "-c", str(toml), "--local", "2", "--screen", str(tmp_path / "s")],
+                       capture_output=True, text=True, timeout=600, env=ds.dask_env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "spacetravlr -c" in r.stdout and "--scheduler tcp://" in r.stdout
+    genes = [ln.split()[0] for ln in r.stdout.splitlines() if ln.split()[1:2] in (["done"], ["orphan"])]
+    assert len(genes) == 12
+    same_as(out, reference, genes)
+    perturb_cli("screen", "--run-toml", str(out / _keys.REPRO_TOML), "--out-dir", str(tmp_path / "local"))
+    assert (tmp_path / "s" / _keys.SCREEN_CSV).read_bytes() == (tmp_path / "local" / _keys.SCREEN_CSV).read_bytes()
