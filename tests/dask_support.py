@@ -137,6 +137,18 @@ class FailsOn(SeedTrainer):
         return super().fit(ctx, gene)
 
 
+class KillsWorkerOn(SeedTrainer):
+    """The seed fit, except that fitting ``gene`` kills the worker process (like running out of memory)."""
+
+    def __init__(self, gene: str) -> None:
+        self.gene = gene
+
+    def fit(self, ctx: Any, gene: str) -> GeneFit:
+        if gene == self.gene:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().fit(ctx, gene)
+
+
 # -- what a worker touches -------------------------------------------------------------------
 
 _WATCHED: list[str] = []

@@ -212,6 +212,25 @@ def test_a_worker_killed_mid_task_loses_nothing(data, reference, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_gene_that_kills_every_worker_it_meets_is_recorded_and_the_rest_done(data, reference, tmp_path):
+    """local:2 (nannies restart killed workers): the gene's task kills workers until Dask gives up on it
+    (KilledWorker); it is recorded as failed, its batch-mates are retried alone and succeed, and the
+    context lost with the workers is sent again."""
+    out = tmp_path / "run"
+    genes = sorted(f.name.split("_betadata")[0] for f in reference.glob("*_betadata.feather"))[:10]
+    rec = Recorder()
+    res = train(cfg_for(data, out, training__genes=genes), trainer=ds.KillsWorkerOn(genes[3]),
+                executor=DaskExecutor("local:2"), reporter=rec)
+    assert res.counts["failed"] == 1 and res.counts["done"] + res.counts["orphan"] == 9
+    reason = res.manifest["genes"]["failed"][genes[3]]
+    assert reason.startswith("KilledWorker: every worker that ran this gene died")
+    assert "KilledWorker" in (out / "log" / f"{genes[3]}.log").read_text()
+    same_as(out, reference, [g for g in genes if g != genes[3]])
+    assert leftovers(out) == []
+    assert Counter(e[1] for e in rec.of("finished")) == Counter(genes)
+
+
+@pytest.mark.slow
 def test_a_killed_client_is_finished_by_a_rerun(data, reference, shared_cluster, tmp_path):
     out = tmp_path / "run"
     genes = sorted(f.name.split("_betadata")[0] for f in reference.glob("*_betadata.feather"))[:SLOW_GENES]

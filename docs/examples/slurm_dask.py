@@ -61,7 +61,7 @@ def slurm_cluster(a: argparse.Namespace) -> Iterator[Any]:
 def local_cluster(n: int) -> Iterator[Any]:
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=":0") as cluster:
         yield cluster
 
 

@@ -124,7 +124,7 @@ def connect(spec: str, *, where: str = SCHEDULER_KEY, check_stop: Callable[[], o
         stack.enter_context(_quiet_dask())  # entered first, so it is still active while closing
         if n_local:
             cluster = stack.enter_context(distributed.LocalCluster(
-                n_workers=n_local, threads_per_worker=1, processes=True, dashboard_address=None))
+                n_workers=n_local, threads_per_worker=1, processes=True, dashboard_address=":0"))
             client = stack.enter_context(distributed.Client(cluster))
         else:
             try:
@@ -287,6 +287,16 @@ class Shipment:
         self._var.set(self.future)
         self.ships += 1
 
+    def resend(self) -> bool:
+        """Send it again if it was lost; False while no worker is there to take it (try again later)."""
+        if not self.lost:
+            return True
+        try:
+            self.send()
+        except TimeoutError:  # "No valid workers found": the nannies / the batch system are restarting them
+            return False
+        return True
+
     @property
     def lost(self) -> bool:
         """True when every worker holding it died (then :meth:`send` it again)."""
@@ -337,14 +347,17 @@ def map_shipped(client: Any, shipment: Shipment, func: Callable[..., Any], calls
     """Run ``func(obj, *calls[i])`` on the cluster for every ``i``; yield ``(i, result)`` as tasks finish.
 
     At most ``in_flight`` tasks per worker thread are outstanding (the rest wait here, so a stop or
-    Ctrl-C cancels little); leaving the loop early cancels them. A task that raises re-raises here; a
-    task that failed because every worker holding the shipment died is sent again with the shipment.
+    Ctrl-C cancels little); leaving the loop early cancels them. A task that failed because every worker
+    holding the shipment died is sent again after the shipment; one that raised is retried ``resubmits``
+    times (the error may be the cluster's: a lost connection, a worker shutting down), then its exception
+    is raised here.
     """
     import queue as _queue
 
     done: _queue.Queue[int] = _queue.Queue()
     todo = list(range(len(calls)))[::-1]
     inflight: dict[int, tuple[Any, int, int]] = {}  # index → (future, attempt, shipments before it)
+    inflight_attempts: dict[int, int] = {}
     limit = max(1, sum(client.nthreads().values())) * max(1, in_flight)
 
     def submit(i: int, attempt: int) -> None:
@@ -353,10 +366,13 @@ def map_shipped(client: Any, shipment: Shipment, func: Callable[..., Any], calls
         inflight[i] = (fut, attempt, shipment.ships)
         fut.add_done_callback(lambda f, i=i: done.put(i))
 
+    parked: list[int] = []  # tasks that failed because the shipment was lost: sent again after it
     try:
-        while todo or inflight:
-            if shipment.lost:
-                shipment.send()
+        while todo or inflight or parked:
+            if shipment.resend() and parked:
+                for i in parked:
+                    submit(i, inflight_attempts.get(i, 0))
+                parked.clear()
             while todo and len(inflight) < limit:
                 submit(todo.pop(), 0)
             try:
@@ -364,12 +380,21 @@ def map_shipped(client: Any, shipment: Shipment, func: Callable[..., Any], calls
             except _queue.Empty:
                 continue
             fut, attempt, ships = inflight.pop(i)
-            if fut.status != "finished" and attempt < resubmits and (shipment.lost or shipment.ships > ships):
-                if shipment.lost:
-                    shipment.send()
+            if fut.status == "finished":
+                try:
+                    res = fut.result()
+                except Exception:  # lost with its worker before it was fetched, recomputed in vain
+                    pass
+                else:
+                    yield i, res
+                    continue
+            if shipment.lost or shipment.ships > ships:
+                inflight_attempts[i] = attempt
+                parked.append(i)
+            elif attempt < resubmits:
                 submit(i, attempt + 1)
-                continue
-            yield i, fut.result()  # raises the task's exception
+            else:
+                fut.result()  # raises the task's exception
     finally:
         if inflight:
             with contextlib.suppress(Exception):

@@ -38,7 +38,8 @@ from .reporters import Reporter
 from .results import DONE, SKIPPED, GeneFit, GeneOutcome
 
 MAX_RESUBMITS = 3
-"""Times a task is sent again after the cluster lost the shipped context (every holder died)."""
+"""Times a task that raised on the cluster is sent again before its genes are recorded as failed (fits
+return their own errors, so what raises is the cluster's: a lost connection, a worker shutting down)."""
 TARGET_TASK_S = 0.5
 """With ``genes_per_task=0`` (automatic), tasks hold about this many seconds of fitting: tiny genes are
 batched so that Dask's per-task round trips do not dominate, while pause / stop still act quickly."""
@@ -148,6 +149,9 @@ class _Dispatch:
         self.n_fits = 0
         self.writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="spacetravlr-write")
         self.writing = 0
+        self.parked: list[list[str]] = []
+        """batches whose task failed because the context was lost: sent again after it"""
+        self._said_lost = False
         self._threads, self._threads_at = 1, -1.0
 
     def run(self, genes: list[str]) -> None:
@@ -157,11 +161,8 @@ class _Dispatch:
             self.shipment = scaleout.Shipment(self.client, (self.job.ctx, self.job.trainer))
             self.topic = f"spacetravlr-started-{self.shipment.token}"
             self.client.subscribe_topic(self.topic, lambda ev: self.q.put(("started", *ev[1])))
-            while self.pending or self.inflight or self.writing:
-                if self.shipment.lost:  # every worker holding it died: workers yet to fetch it need it
-                    self.events.message("the Dask cluster lost the training context with its workers; "
-                                        "sending it again")
-                    self.shipment.send()
+            while self.pending or self.inflight or self.writing or self.parked:
+                self._resend()
                 self._fill()
                 try:
                     items = [self.q.get(timeout=scaleout.POLL_S)]
@@ -180,6 +181,19 @@ class _Dispatch:
             if not finished:
                 self._abandon()
             self.writer.shutdown(wait=True)
+
+    def _resend(self) -> None:
+        """Every worker holding the context died: send it again once a worker is there, then the parked
+        batches."""
+        assert self.shipment is not None
+        if self.shipment.lost and not self._said_lost:
+            self.events.message("the Dask cluster lost the training context with its workers; sending it again")
+            self._said_lost = True
+        if self.shipment.resend():
+            self._said_lost = False
+            for batch in self.parked:
+                self._submit(batch, 0)
+            self.parked.clear()
 
     def _limit(self) -> int:
         now = time.monotonic()
@@ -242,8 +256,7 @@ class _Dispatch:
         """Commit the finished tasks (their results gathered in one call); resend or record the others."""
         assert self.shipment is not None
         popped = [self.inflight.pop(k) for k in keys if k in self.inflight]
-        ok = [t for t in popped if t[0].status == "finished"]
-        for address, results in self.client.gather([t[0] for t in ok]) if ok else []:
+        for address, results in self._gather([t[0] for t in popped if t[0].status == "finished"]):
             for gene, res, seconds in results:
                 self._commit(gene, res, seconds, address)
                 if not isinstance(res, tuple):
@@ -251,20 +264,35 @@ class _Dispatch:
                     self.n_fits += 1
             self.t_last = time.perf_counter()
         for fut, batch, attempt, ships in (t for t in popped if t[0].status != "finished"):
-            if attempt < MAX_RESUBMITS and (self.shipment.lost or self.shipment.ships > ships):
-                # the context was lost with its workers while this task waited for it: send both again
-                if self.shipment.lost:
-                    self.shipment.send()
-                self._submit(batch, attempt + 1)
-            elif fut.status == "error":
-                exc = fut.exception()
-                tb = "".join(traceback.format_exception(type(exc), exc, fut.traceback()))
-                for gene in batch:
-                    self._commit(gene, (_task_error(exc), tb), 0.0, "")
+            exc = fut.exception() if fut.status == "error" else None
+            if _killed_worker(exc) and len(batch) > 1:
+                for gene in batch:  # find the gene that kills workers: the others must not fail with it
+                    self._submit([gene], attempt)
+            elif not _killed_worker(exc) and (self.shipment.lost or self.shipment.ships > ships):
+                self.parked.append(batch)  # it could not fetch the context: sent again after it
+            elif not _killed_worker(exc) and attempt < MAX_RESUBMITS:
+                self._submit(batch, attempt + 1)  # fits return their errors: what raised is the cluster's
             else:
+                tb = "".join(traceback.format_exception(type(exc), exc, fut.traceback())) if exc else ""
+                reason = _task_error(exc) if exc else f"CancelledError: the Dask scheduler cancelled the task " \
+                                                          f"({fut.status})"
                 for gene in batch:
-                    self._commit(gene, ("CancelledError: the Dask scheduler cancelled the task "
-                                        f"({fut.status})", ""), 0.0, "")
+                    self._commit(gene, (reason, tb), 0.0, "")
+
+    def _gather(self, futures: list[Any]) -> list[TaskResult]:
+        """Results of finished tasks, in one call. A result can vanish with its worker before it is fetched:
+        Dask then recomputes it, and that may fail (the context gone too); such tasks are left out here,
+        their futures now in error, for the caller's error handling."""
+        if not futures:
+            return []
+        try:
+            return list(self.client.gather(futures))
+        except Exception:
+            out = []
+            for f in futures:
+                with contextlib.suppress(Exception):
+                    out.append(f.result())
+            return out
 
     def _commit(self, gene: str, res: GeneFit | tuple[str, str], seconds: float, address: str) -> None:
         """Hand the gene's files to a writer thread (this process is the only one touching the folder)."""
@@ -321,11 +349,15 @@ def _write(rd: RunDir, gene: str, res: GeneFit | tuple[str, str], seconds: float
         locks.release(rd.root, gene)
 
 
-def _task_error(exc: BaseException) -> str:
-    """The one-line reason of a task that raised on the cluster (a killed worker says why)."""
+def _killed_worker(exc: BaseException | None) -> bool:
     from distributed import KilledWorker
 
-    if isinstance(exc, KilledWorker):
+    return isinstance(exc, KilledWorker)
+
+
+def _task_error(exc: BaseException) -> str:
+    """The one-line reason of a task that raised on the cluster (a killed worker says why)."""
+    if _killed_worker(exc):
         return (f"KilledWorker: every worker that ran this gene died ({exc}); out of memory? see "
                 "docs/dask.md on sizing workers")
     return f"{exc.__class__.__name__}: {exc}"
