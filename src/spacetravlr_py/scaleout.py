@@ -360,9 +360,13 @@ def map_shipped(client: Any, shipment: Shipment, func: Callable[..., Any], calls
     inflight_attempts: dict[int, int] = {}
     limit = max(1, sum(client.nthreads().values())) * max(1, in_flight)
 
+    sent = [0]
+
     def submit(i: int, attempt: int) -> None:
+        # unique per submission: Dask hands back the old (failed) future for a key it still knows
         fut = client.submit(call_with, func, shipment.name, shipment.token, *calls[i],
-                            key=f"{label}-{i}-{shipment.token[:8]}-{attempt}", pure=False)
+                            key=f"{label}-{i}-{shipment.token[:8]}-{sent[0]}", pure=False)
+        sent[0] += 1
         inflight[i] = (fut, attempt, shipment.ships)
         fut.add_done_callback(lambda f, i=i: done.put(i))
 

@@ -38,6 +38,9 @@ from .reporters import Reporter
 from .results import DONE, SKIPPED, GeneFit, GeneOutcome
 
 MAX_RESUBMITS = 3
+MAX_PARKS = 6
+"""Times a gene's task may wait for a lost context to be sent again (workers dying over and over, e.g. the
+gene itself kills them) before the gene is recorded as failed; batches parked twice are split first."""
 """Times a task that raised on the cluster is sent again before its genes are recorded as failed (fits
 return their own errors, so what raises is the cluster's: a lost connection, a worker shutting down)."""
 TARGET_TASK_S = 0.5
@@ -134,8 +137,8 @@ class _Dispatch:
         self.per_task, self.per_thread = per_task, per_thread
         self.q: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.pending: deque[str] = deque()
-        self.inflight: dict[str, tuple[Any, list[str], int, int]] = {}
-        """task key → (future, genes, attempt, shipments sent before it was submitted)"""
+        self.inflight: dict[str, tuple[Any, list[str], int, int, int]] = {}
+        """task key → (future, genes, attempt, shipments sent before it was submitted, times parked)"""
         self.held: set[str] = set()
         self.started: set[str] = set()
         self.workers: dict[str, int] = {}
@@ -149,8 +152,8 @@ class _Dispatch:
         self.n_fits = 0
         self.writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="spacetravlr-write")
         self.writing = 0
-        self.parked: list[list[str]] = []
-        """batches whose task failed because the context was lost: sent again after it"""
+        self.parked: list[tuple[list[str], int]] = []
+        """(genes, times parked) of tasks that failed because the context was lost: sent again after it"""
         self._said_lost = False
         self._threads, self._threads_at = 1, -1.0
 
@@ -191,8 +194,9 @@ class _Dispatch:
             self._said_lost = True
         if self.shipment.resend():
             self._said_lost = False
-            for batch in self.parked:
-                self._submit(batch, 0)
+            for batch, parks in self.parked:
+                for part in ([[g] for g in batch] if parks > 1 else [batch]):  # isolate a culprit
+                    self._submit(part, 0, parks)
             self.parked.clear()
 
     def _limit(self) -> int:
@@ -232,12 +236,13 @@ class _Dispatch:
             if batch:
                 self._submit(batch, 0)
 
-    def _submit(self, batch: list[str], attempt: int) -> None:
+    def _submit(self, batch: list[str], attempt: int, parks: int = 0) -> None:
         assert self.shipment is not None
-        key = f"spacetravlr-fit-{batch[0]}-{self.shipment.token[:8]}-{attempt}"
+        # unique per submission: Dask hands back the old (failed) future for a key it still knows
+        key = f"spacetravlr-fit-{batch[0]}-{self.shipment.token[:8]}-{self.n_tasks}"
         args = (self.shipment.name, self.shipment.token, tuple(batch), self.topic)
         fut = self.client.submit(fit_genes, *args, key=key, pure=False)
-        self.inflight[key] = (fut, batch, attempt, self.shipment.ships)
+        self.inflight[key] = (fut, batch, attempt, self.shipment.ships, parks)
         fut.add_done_callback(lambda f: self.q.put(("done", f.key)))
         if not self.task_bytes:
             self.task_bytes = scaleout.task_nbytes(key, fit_genes, *args)
@@ -263,15 +268,16 @@ class _Dispatch:
                     self.fit_seconds += seconds
                     self.n_fits += 1
             self.t_last = time.perf_counter()
-        for fut, batch, attempt, ships in (t for t in popped if t[0].status != "finished"):
+        for fut, batch, attempt, ships, parks in (t for t in popped if t[0].status != "finished"):
             exc = fut.exception() if fut.status == "error" else None
             if _killed_worker(exc) and len(batch) > 1:
                 for gene in batch:  # find the gene that kills workers: the others must not fail with it
-                    self._submit([gene], attempt)
-            elif not _killed_worker(exc) and (self.shipment.lost or self.shipment.ships > ships):
-                self.parked.append(batch)  # it could not fetch the context: sent again after it
+                    self._submit([gene], attempt, parks)
+            elif not _killed_worker(exc) and (self.shipment.lost or self.shipment.ships > ships) \
+                    and parks < MAX_PARKS:
+                self.parked.append((batch, parks + 1))  # it could not fetch the context: sent again after it
             elif not _killed_worker(exc) and attempt < MAX_RESUBMITS:
-                self._submit(batch, attempt + 1)  # fits return their errors: what raised is the cluster's
+                self._submit(batch, attempt + 1, parks)  # fits return their errors: what raised is the cluster's
             else:
                 tb = "".join(traceback.format_exception(type(exc), exc, fut.traceback())) if exc else ""
                 reason = _task_error(exc) if exc else f"CancelledError: the Dask scheduler cancelled the task " \
