@@ -280,6 +280,26 @@ def test_a_gene_failing_on_a_worker_is_recorded_and_the_run_goes_on(data, shared
 
 
 @pytest.mark.slow
+def test_a_gene_locked_by_another_process_is_left_to_it(data, shared_cluster, tmp_path):
+    """The client claims genes through the same lock files as --join-output-dir processes."""
+    from spacetravlr_py.rundir import locks
+
+    out = tmp_path / "run"
+    out.mkdir()
+    other = subprocess.Popen(["sleep", "120"])  # a live process on this host holding one gene
+    try:
+        lock = locks.lock_path(out, "Pax5")
+        lock.write_text(json.dumps({"host": locks.HOST, "pid": other.pid, "started": time.time()}))
+        res = train(cfg_for(data, out, training__genes=["Foxo1", "Pax5", "Stat3"]),
+                    executor=DaskExecutor(shared_cluster.address))
+        assert res.counts["done"] + res.counts["orphan"] == 2 and res.manifest["genes"]["unfinished"] == ["Pax5"]
+        assert lock.exists() and not (out / "Pax5_betadata.feather").exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.mark.slow
 def test_stop_cancels_what_is_in_flight_and_a_rerun_completes(data, reference, shared_cluster, tmp_path):
     out = tmp_path / "run"
     control = RunControl()

@@ -307,9 +307,9 @@ class Shipment:
         return dict(self.client.run(loads_of, self.token))
 
     def close(self) -> None:
-        """Release it on the scheduler and drop the workers' copies."""
+        """Release it on the scheduler and drop the workers' copies (without waiting for them)."""
         with contextlib.suppress(Exception):
-            self.client.run(forget, self.token)
+            self.client.run(forget, self.token, wait=False)
         with contextlib.suppress(Exception):
             self._var.delete()
         with contextlib.suppress(Exception):

@@ -113,11 +113,13 @@ class DaskExecutor:
     def run(self, job: GeneJob, genes: list[str], events: Reporter, control: RunControl) -> None:
         with scaleout.connect(self.scheduler, check_stop=control.may_dispatch, say=events.message) as client:
             d = _Dispatch(client, job, events, control, max(0, self.genes_per_task), max(1, self.in_flight))
+            ok = False
             try:
                 d.run(genes)
+                ok = True
             finally:
                 self.n_workers = len(d.workers) or self.n_workers
-                self.stats = d.close()
+                self.stats = d.close(count_loads=ok)
             st = self.stats
             events.message(f"Dask: the context ({st['context_bytes'] / 1e6:.1f} MB) went once to each of "
                            f"{len(st['context_loads'])} workers; {st['n_tasks']} tasks of {st['task_bytes']} bytes")
@@ -328,16 +330,18 @@ class _Dispatch:
         self.held.clear()
         self.inflight.clear()
 
-    def close(self) -> dict[str, Any]:
-        """Unsubscribe, drop the workers' copies of the context; return what was shipped."""
+    def close(self, count_loads: bool = True) -> dict[str, Any]:
+        """Unsubscribe, drop the workers' copies of the context; return what was shipped (asking every
+        worker how often it loaded the context only when ``count_loads``: not while stopping)."""
         with contextlib.suppress(Exception):
             if self.topic:
                 self.client.unsubscribe_topic(self.topic)
         s = self.shipment
         loads: dict[str, int] = {}
         if s is not None:
-            with contextlib.suppress(Exception):
-                loads = s.loads()
+            if count_loads:
+                with contextlib.suppress(Exception):
+                    loads = s.loads()
             s.close()
         dispatch = self.t_last - self.t_first if self.t_first is not None and self.t_last else 0.0
         return {"context_bytes": s.nbytes if s else 0, "context_loads": loads, "context_ships": s.ships if s else 0,
