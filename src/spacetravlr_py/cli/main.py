@@ -73,8 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stale-lock-secs", type=float, help="reclaim .lock files older than this")
     p.add_argument("--save-cnn-weights", action="store_true", default=None, help="export CNN weights (full mode)")
     p.add_argument("--compat", choices=["seed", "python-reference"], help="[compat].mode")
-    p.add_argument("--plain", action="store_true", help="plain line-oriented progress (default when not a TTY)")
+    p.add_argument("--plain", action="store_true", help="plain line-oriented progress (default when not a terminal)")
     p.add_argument("--quiet", action="store_true", help="only errors and the final summary")
+    p.add_argument("--dashboard", action="store_true", help="full-screen dashboard (default on a terminal; "
+                   "needs the tui extra)")
     p.add_argument("--version", action="store_true", help="print the version and exit")
     return p
 
