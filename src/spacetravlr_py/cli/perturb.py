@@ -1,7 +1,8 @@
 """``spacetravlr-perturb``: simulate knockouts / overexpression with a trained run.
 
 Modes: single export (``--gene`` + ``--out``), batch (``--batch-toml``), ``screen`` (knock out every TF,
-ligand and receptor with betas and rank by impact), and an interactive prompt when none is given.
+ligand and receptor with betas and rank by impact), and, when none is given on a terminal, the workbench
+(:mod:`spacetravlr_py.tui.workbench`; a line prompt without Textual).
 """
 
 from __future__ import annotations
@@ -141,6 +142,16 @@ def _main(argv: Sequence[str] | None) -> int:
         _cluster_ids(a.clusters)  # fail before loading the run
     if getattr(a, "field", False) and a.gene and not a.out:
         raise InputError("--field needs --out (the figures are written next to it)")
+    if not (a.gene or a.out or a.batch_toml) and _on_terminal():
+        from ..tui import textual_missing
+
+        if (missing := textual_missing()) is None:
+            from ..tui.workbench import run_workbench
+
+            if a.run_toml:
+                return run_workbench(_open(a))
+            return run_workbench(opener=lambda path: _open(argparse.Namespace(**{**vars(a), "run_toml": path})))
+        print(f"note: no workbench: {missing}; using the line prompt", file=sys.stderr)
     s = _open(a)
     if a.batch_toml:
         from ..perturb.batch import parse_batch, run_batch
@@ -179,6 +190,13 @@ def _main(argv: Sequence[str] | None) -> int:
         raise InputError("--field needs --out (the figures are written next to it)")
     _print_result(res, paths, a.verbose)
     return EXIT_OK
+
+
+def _on_terminal() -> bool:
+    """Keys come from and the screen goes to a terminal (the workbench's condition)."""
+    import os
+
+    return sys.stdin.isatty() and sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
 
 
 def _cluster_ids(text: str) -> list[int]:

@@ -13,8 +13,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +24,6 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, RichLog, Static
 
 from ..training.reporters import fmt_secs
@@ -42,6 +39,8 @@ from .state import (
     config_rows,
     heldout_text,
 )
+from .terminal import logging_to, screen_on_stdout, stderr_captured
+from .widgets import HelpScreen
 
 HELP = """\
 [b]Training dashboard[/b]
@@ -61,19 +60,6 @@ yellow). The dashboard closes when the run ends and leaves the run's summary lin
 
 RECENT_COLUMNS = ("gene", "status", "mean R²", "clusters", "modulators", "held-out R²", "seconds")
 STATUS_STYLE = {DONE: "green", ORPHAN: "yellow", FAILED: "bold red"}
-
-
-class HelpScreen(ModalScreen[None]):
-    """The keys and panels of the dashboard."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "dismiss", "close")]
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen > Static { width: 96; height: auto; border: round $accent; padding: 1 2; background: $panel; }
-    """
-
-    def compose(self) -> ComposeResult:
-        yield Static(HELP, id="help")
 
 
 class TrainingDashboard(App[None]):
@@ -187,7 +173,7 @@ class TrainingDashboard(App[None]):
         self._draw_status()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(HELP))
 
     # -- drawing -------------------------------------------------------------------------------
 
@@ -357,46 +343,6 @@ class DashboardRun:
 
 
 @contextlib.contextmanager
-def _logging_to(handler: logging.Handler) -> Iterator[None]:
-    """``spacetravlr_py`` log records (INFO and up) go to the dashboard only, not to the terminal."""
-    lg = logging.getLogger("spacetravlr_py")
-    old = (lg.level, lg.propagate)
-    lg.addHandler(handler)
-    lg.setLevel(logging.INFO)
-    lg.propagate = False
-    try:
-        yield
-    finally:
-        lg.removeHandler(handler)
-        lg.setLevel(old[0])
-        lg.propagate = old[1]
-
-
-@contextlib.contextmanager
-def _screen_on_stdout(capture: IO[bytes]) -> Iterator[None]:
-    """Draw on the terminal of standard output and send file descriptor 2 — this process's and that of
-    the worker processes it starts — to ``capture``, so nothing scribbles over the screen.
-
-    Textual draws on ``sys.__stderr__``; it is pointed at a copy of descriptor 1 meanwhile.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    screen = os.fdopen(os.dup(1), "w", encoding="utf-8", errors="replace")
-    original = sys.__stderr__
-    os.dup2(capture.fileno(), 2)
-    setattr(sys, "__stderr__", screen)  # noqa: B010 (a Final name for type checkers)
-    try:
-        yield
-    finally:
-        setattr(sys, "__stderr__", original)  # noqa: B010
-        with contextlib.suppress(OSError):
-            screen.close()
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-@contextlib.contextmanager
 def _signals_stop(app: TrainingDashboard) -> Iterator[None]:
     """SIGINT / SIGTERM from outside stop the run cleanly, as ctrl+c does (the terminal is in raw mode, so
     a typed ctrl+c arrives as a key)."""
@@ -450,7 +396,7 @@ class TrainingJob:
 
     def logging(self) -> contextlib.AbstractContextManager[None]:
         """Route the package's log records to the dashboard while the run lasts."""
-        return _logging_to(QueueLogHandler(self.reporter))
+        return logging_to(QueueLogHandler(self.reporter))
 
     def outcome(self, app: TrainingDashboard) -> DashboardRun:
         """How the run ended (raises the run's error); call after the screen has closed."""
@@ -481,14 +427,8 @@ def train_with_dashboard(cfg: Any, *, n_workers: int | None = None) -> Dashboard
     has closed.
     """
     job = TrainingJob(cfg, n_workers)
-    with tempfile.TemporaryFile() as capture:
+    with stderr_captured() as capture:
         app = job.app(stderr_capture=capture)
-        try:
-            with job.logging(), _signals_stop(app), _screen_on_stdout(capture):
-                app.run()
-        finally:
-            capture.seek(0)
-            leftover = capture.read().decode("utf-8", "replace")
-            if leftover.strip():  # what this process or its workers wrote to stderr meanwhile
-                sys.stderr.write(leftover if leftover.endswith("\n") else leftover + "\n")
+        with job.logging(), _signals_stop(app), screen_on_stdout(capture):
+            app.run()
     return job.outcome(app)

@@ -151,15 +151,29 @@ def halfblock(grid: np.ndarray, vmax: float | None = None) -> Text:
     return out
 
 
-def spatial_map(coords: np.ndarray, values: np.ndarray, width: int = 48, height: int = 16) -> Text:
+def spatial_map(coords: np.ndarray, values: np.ndarray, width: int = 48, height: int = 16,
+                cells_per_pixel: float = 3.0) -> Text:
     """A half-block map of per-cell ``values`` on the tissue in at most ``width × height`` characters,
-    with a colour legend line."""
-    grid = pixel_grid(coords, values, width, 2 * height)
+    with a colour legend line.
+
+    The grid is no finer than about ``cells_per_pixel`` cells per pixel (a sparse tissue would otherwise
+    show as scattered dots); each grid pixel is then drawn as a square block of screen pixels.
+    """
+    max_cols, max_rows = max(width, 1), max(2 * (height - 1), 2)  # one line for the legend
+    n = max(len(values), 1)
+    # the finest grid with about cells_per_pixel cells per pixel over the tissue's bounding box
+    x, y = coords[:, 0], coords[:, 1]
+    aspect = max(float(np.ptp(y)), 1e-12) / max(float(np.ptp(x)), 1e-12)
+    cols = int(np.clip(np.sqrt(n / cells_per_pixel / aspect), 1, max_cols))
+    rows = int(np.clip(cols * aspect, 1, max_rows))
+    grid = pixel_grid(coords, values, cols, rows)
+    k = max(1, min(max_cols // grid.shape[1], max_rows // grid.shape[0]))
+    grid = np.kron(grid, np.ones((k, k)))  # nearest-neighbour upscaling
     vmax = float(np.nanmax(grid)) if np.isfinite(grid).any() else 0.0
     text = halfblock(grid, vmax)
     text.append("\n")
     text.append("0 ")
-    for k in range(12):
-        text.append("█", style=colour(k / 11))
-    text.append(f" {vmax:.3g} (mean of the cells in each pixel)")
+    for j in range(12):
+        text.append("█", style=colour(j / 11))
+    text.append(f" {vmax:.3g}")
     return text
