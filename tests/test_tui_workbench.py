@@ -339,3 +339,14 @@ def test_pixel_grid_and_halfblock_by_hand():
     m = plots.spatial_map(np.random.default_rng(0).uniform(size=(400, 2)), np.ones(400), width=40, height=10)
     body = m.plain.splitlines()
     assert len(body) <= 10 and max(len(ln) for ln in body[:-1]) <= 40 and body[-1].startswith("0 ")
+
+
+def test_screenshots_of_both_screens(tmp_path):
+    from spacetravlr_py.tui.screenshots import take
+
+    dash, wb = (p.read_text() for p in take(tmp_path, n_cells=400, n_done=5))
+    assert dash.startswith("<svg") and wb.startswith("<svg")
+    for svg, words in ((dash, ("configuration", "progress", "quality", "processes")),
+                       (wb, ("perturbation", "Foxo1", "affected", "cluster"))):
+        text = svg.replace("&#160;", " ")
+        assert all(w in text for w in words)

@@ -426,6 +426,7 @@ class Workbench(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "quit"),
         Binding("question_mark", "help", "help"),
+        Binding("ctrl+c", "interrupt", "interrupt", show=False, priority=True),
     ]
 
     def __init__(self, session: Any = None, opener: Callable[[str], Any] | None = None) -> None:
@@ -451,10 +452,16 @@ class Workbench(App[int]):
         self.push_screen(HelpScreen(HELP))
 
     def action_quit(self) -> None:  # type: ignore[override]
+        self._leave(0)
+
+    def action_interrupt(self) -> None:
+        self._leave(130)  # as Ctrl-C ends the other programs
+
+    def _leave(self, code: int) -> None:
         screen = self.screen
         if isinstance(screen, WorkbenchScreen):
             screen._cancel.set()  # a run in flight stops at its next step
-        self.exit(0)
+        self.exit(code)
 
 
 class NotifyHandler(logging.Handler):
