@@ -58,3 +58,11 @@ SCRATCH_PREFIX = ".spacetravlr-ctx-"
 """Private folder of a live multi-process run: ``{SCRATCH_PREFIX}{host}-{pid}-{random}``."""
 CNN_WEIGHTS_DIR = "CNN_weights"
 CNN_WEIGHTS_FILE = "{gene}_cnn_weights.npz"
+
+# --- Viewer ------------------------------------------------------------------------------------
+PERTURB_EXPORT_DIR = "perturbations"
+"""Folder of a run where the viewer exports perturbation results."""
+VIEWER_CORS_ENV = "SPATIAL_VIEWER_ALLOW_CORS"
+VIEWER_STATIC_DIR = "static"
+"""Folder (inside ``spacetravlr_py/viewer``) of the built front end."""
+INDEX_HTML = "index.html"
