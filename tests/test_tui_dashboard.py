@@ -18,13 +18,13 @@ from rich.console import Console
 
 pytest.importorskip("textual")
 
-from textual.widgets import DataTable, ProgressBar, RichLog, Static  # noqa: E402
+from textual.widgets import DataTable, ProgressBar, RichLog, Static
 
-from spacetravlr_py.config import SpaceshipConfig  # noqa: E402
-from spacetravlr_py.datasets import synthetic_tissue  # noqa: E402
-from spacetravlr_py.training import ClusterFit, GeneOutcome, RunEnd, RunStart, train  # noqa: E402
-from spacetravlr_py.tui.dashboard import TrainingDashboard, TrainingJob, fit_left  # noqa: E402
-from spacetravlr_py.tui.state import THREAD_DONE, DashboardReporter  # noqa: E402
+from spacetravlr_py.config import SpaceshipConfig
+from spacetravlr_py.datasets import synthetic_tissue
+from spacetravlr_py.training import ClusterFit, GeneOutcome, RunEnd, RunStart, train
+from spacetravlr_py.tui.dashboard import TrainingDashboard, TrainingJob, fit_left
+from spacetravlr_py.tui.state import THREAD_DONE, DashboardReporter
 
 SIZE = (160, 48)
 
@@ -237,7 +237,7 @@ def test_an_input_error_is_raised_after_the_screen_closes(tmp_path):
     app = asyncio.run(_drive(job, stop_after=None, timeout=60))
     from spacetravlr_py.errors import SpaceTravLRError
 
-    with pytest.raises(SpaceTravLRError, match="missing.h5ad"):
+    with pytest.raises(SpaceTravLRError, match=r"missing\.h5ad"):
         job.outcome(app)
     assert any("missing.h5ad" in ln.text for ln in app.state.log)
 

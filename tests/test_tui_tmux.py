@@ -17,10 +17,10 @@ import pytest
 
 pytest.importorskip("textual")
 
-from spacetravlr_py import _keys  # noqa: E402
-from spacetravlr_py.config import SpaceshipConfig  # noqa: E402
-from spacetravlr_py.datasets import synthetic_tissue  # noqa: E402
-from spacetravlr_py.training import train  # noqa: E402
+from spacetravlr_py import _keys
+from spacetravlr_py.config import SpaceshipConfig
+from spacetravlr_py.datasets import synthetic_tissue
+from spacetravlr_py.training import train
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt install tmux)")
 

@@ -16,17 +16,17 @@ from rich.console import Console
 
 pytest.importorskip("textual")
 
-from textual.widgets import DataTable, Input, Static  # noqa: E402
+from textual.widgets import DataTable, Input, Static
 
-from spacetravlr_py import _keys  # noqa: E402
-from spacetravlr_py.config import SpaceshipConfig  # noqa: E402
-from spacetravlr_py.datasets import synthetic_tissue  # noqa: E402
-from spacetravlr_py.io.betadata import read_betadata  # noqa: E402
-from spacetravlr_py.perturb.session import RunSession  # noqa: E402
-from spacetravlr_py.training import train  # noqa: E402
-from spacetravlr_py.tui import plots  # noqa: E402
-from spacetravlr_py.tui.genes import filter_rows, gene_rows, parse_desired  # noqa: E402
-from spacetravlr_py.tui.workbench import Workbench, WorkbenchScreen  # noqa: E402
+from spacetravlr_py import _keys
+from spacetravlr_py.config import SpaceshipConfig
+from spacetravlr_py.datasets import synthetic_tissue
+from spacetravlr_py.io.betadata import read_betadata
+from spacetravlr_py.perturb.session import RunSession
+from spacetravlr_py.training import train
+from spacetravlr_py.tui import plots
+from spacetravlr_py.tui.genes import filter_rows, gene_rows, parse_desired
+from spacetravlr_py.tui.workbench import Workbench, WorkbenchScreen
 
 SIZE = (160, 48)
 GENE, CELL_TYPE = "Foxo1", "ct1"

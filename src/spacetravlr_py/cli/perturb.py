@@ -185,13 +185,13 @@ def _main(argv: Sequence[str] | None) -> int:
         _cluster_ids(a.clusters)  # fail before loading the run
     if getattr(a, "field", False) and a.gene and not a.out:
         raise InputError("--field needs --out (the figures are written next to it)")
-    if not (a.gene or a.out or a.batch_toml) and _on_terminal():
+    if not (a.gene or a.out or a.batch_toml or jobs_in_config) and _on_terminal():
         from ..tui import textual_missing
 
         if (missing := textual_missing()) is None:
             from ..tui.workbench import run_workbench
 
-            if a.run_toml:
+            if a.run_toml or (ptoml and ptoml.run_toml):
                 return run_workbench(_open(a))
             return run_workbench(opener=lambda path: _open(argparse.Namespace(**{**vars(a), "run_toml": path})))
         print(f"note: no workbench: {missing}; using the line prompt", file=sys.stderr)

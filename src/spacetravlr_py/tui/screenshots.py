@@ -27,8 +27,8 @@ async def _dashboard(cfg: object, out: Path, n_done: int) -> None:
                 app.refresh_from_events()
                 c = app.state.counts()
                 # mid-run, with both workers busy (or, failing that, at the end)
-                if not taken and (c["done"] + c["orphan"] >= n_done and len(app.state.in_flight) == 2
-                                  or c["remaining"] <= 2 and c["total"]):
+                if not taken and ((c["done"] + c["orphan"] >= n_done and len(app.state.in_flight) == 2)
+                                  or (c["remaining"] <= 2 and c["total"])):
                     app.refresh_processes()
                     await pilot.pause()
                     out.write_text(app.export_screenshot(title="spacetravlr training dashboard"), encoding="utf-8")
