@@ -88,7 +88,9 @@ class PathSuggester(Suggester):
 class PathInput(Input):
     """An input for a path: Tab completes (the common part of the completions, else the suggestion)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("tab", "complete", "complete", show=False, priority=True)]
+    # not a priority binding: those run before the keys already queued to the input, so a Tab typed right
+    # after a burst of characters would complete a half-typed path
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("tab", "complete", "complete", show=False)]
 
     def __init__(self, value: str = "", **kw: Any) -> None:
         super().__init__(value=value, suggester=PathSuggester(), **kw)

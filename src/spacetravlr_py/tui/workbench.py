@@ -86,7 +86,8 @@ class WorkbenchScreen(Screen[None]):
     """Genes on the left; the perturbation's settings, progress and result on the right."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "filter"),
+        # priority: focus moves at once, so the characters typed right after "/" reach the filter
+        Binding("slash", "filter", "filter", priority=True),
         Binding("e", "desired", "value"),
         Binding("p", "steps", "steps"),
         Binding("s", "scope", "scope"),
