@@ -22,7 +22,7 @@ from textual.widgets import DataTable, ProgressBar, RichLog, Static
 
 from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import synthetic_tissue
-from spacetravlr_py.training import ClusterFit, GeneOutcome, RunEnd, RunStart, train
+from spacetravlr_py.training import ClusterFit, GeneOutcome, RunControl, RunEnd, RunStart, train
 from spacetravlr_py.tui.dashboard import TrainingDashboard, TrainingJob, fit_left
 from spacetravlr_py.tui.state import THREAD_DONE, DashboardReporter
 
@@ -71,7 +71,8 @@ def test_a_recorded_stream_gives_the_right_counts_tables_and_eta():
     async def scenario() -> None:
         clock = Clock()
         rep = DashboardReporter(clock=clock)
-        app = TrainingDashboard(rep, clock=clock)
+        control = RunControl()
+        app = TrainingDashboard(rep, control, clock=clock)
         async with app.run_test(size=SIZE) as pilot:
             rep.run_started(run_start(10))  # t = 100
             rep.gene_finished(GeneOutcome("Old1", "skipped"))
@@ -121,6 +122,10 @@ def test_a_recorded_stream_gives_the_right_counts_tables_and_eta():
             assert any("yellow" in st for st in styles["warning: something to look at"])
             assert any("cluster 'x' has 1 cell" in ln for ln in lines)
             assert app.sub_title == "training"
+            await pilot.press("p")
+            assert control.paused and app.sub_title.startswith("paused")
+            await pilot.press("p")
+            assert not control.paused and app.sub_title == "training"
 
             clock.t = 112
             rep.gene_finished(done("Cd19", 0.8, 0))
@@ -134,6 +139,8 @@ def test_a_recorded_stream_gives_the_right_counts_tables_and_eta():
             await pilot.pause()
             assert "stop cleanly" in text_of(app.screen.query_one("#help", Static).content)
             await pilot.press("escape")
+            await pilot.press("ctrl+c")  # a stop (the run thread would now unwind like Ctrl-C)
+            assert control.stopping and app.stop_reason == "interrupt" and app.is_running
             rep.put(THREAD_DONE, None)
             app.refresh_from_events()
             await pilot.pause()

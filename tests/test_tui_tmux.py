@@ -113,6 +113,28 @@ def test_training_dashboard_on_a_real_terminal(tmux, tmp_path):
     assert len(list(out.glob("*_betadata.feather"))) + len(list(out.glob("*.orphan"))) >= finished
 
 
+def test_sigterm_stops_the_dashboard_like_ctrl_c(tmux, tmp_path):
+    """A scheduler's SIGTERM: the run stops cleanly, the terminal is restored, exit code 130."""
+    import psutil
+
+    paths = synthetic_tissue(n_cells=500, n_targets=140, seed=6).write(tmp_path / "data")
+    out, exit_file = tmp_path / "run", tmp_path / "exit"
+    args = ["--h5ad", str(paths["h5ad"]), "--network-dir", str(paths["network"].parent), "--output-dir", str(out),
+            "--dashboard"]
+    tmux.start(program("main", args, exit_file), tmp_path)
+    tmux.wait_for(lambda s: (m := re.search(r"done (\d+) ·", s)) is not None and int(m.group(1)) >= 2, 600,
+                  "finished genes")
+    shell = psutil.Process(int(tmux._tmux("display", "-p", "-t", tmux.name, "#{pane_pid}")))
+    main = next(p for p in shell.children(recursive=True) if "spacetravlr_py.cli.main" in " ".join(p.cmdline()))
+    workers = main.children(recursive=True)
+    main.terminate()
+    assert wait_exit(exit_file) == 130
+    s = tmux.screen()
+    assert "interrupted: finished genes are kept" in s and re.search(r"\d+/\d+ genes finished", s), s
+    assert not list(out.glob("*.lock")) and not list(out.glob(".spacetravlr-ctx-*"))
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
 def test_perturbation_workbench_on_a_real_terminal(tmux, tmp_path):
     paths = synthetic_tissue(n_cells=400, seed=11).write(tmp_path / "data")
     run = tmp_path / "run"
