@@ -119,4 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     atomic_write_text(out / "demo_summary.json", __import__("json").dumps(summary, indent=1, default=str))
     print(f"done in {time.perf_counter() - t0:.1f}s; outputs in {out} (summary: {out / 'demo_summary.json'})")
+    import shlex
+
+    viewer = f"spatial_viewer --run-toml {shlex.quote(str(run_dir / _keys.REPRO_TOML))} --open"
+    print(f"explore it in the browser: {viewer}")
     return EXIT_OK
