@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 import pytest
+
 from viewer_support import cli_server, wait_ready
 
 pytestmark = pytest.mark.slow
