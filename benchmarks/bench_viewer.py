@@ -239,9 +239,13 @@ def run(ctx: Ctx) -> list[dict[str, Any]]:
     n_fg, n_expr = (6, 80) if ctx.quick else (20, 400)
     ctx.log(f"viewer: {n} cells, 50 trained genes; building/reading inputs")
     d = viewer_inputs(n)
+    load_before = os.getloadavg()[0]
     res = measure(d / "run" / "spacetravlr_run_repro.toml", n_fg, n_expr, ctx.threads, ctx.log)
+    load_after = os.getloadavg()[0]
     size = {"cells": res["n_obs"], "genes": res["n_vars"], "trained_genes": res["n_trained"], "n_propagation": 4}
-    shared = "; the machine was shared with other jobs (2 cores for several agents), so absolute times are noisy"
+    shared = (f"; the machine was shared with other jobs ({os.cpu_count()} cores for several agents; 1-minute load "
+              f"average {load_before:.1f} before and {load_after:.1f} after this row), so absolute times are "
+              "inflated and noisy")
     p, f, e = res["preview"], res["field"], res["expression"]
     eng = res["engine_timings"]
     rows = [
