@@ -28,6 +28,7 @@ from . import (
     bench_train,
     bench_transition,
     bench_viewer,
+    bench_viewer_paint,
 )
 from .common import Ctx
 from .timing import machine_info, now_iso
@@ -47,6 +48,7 @@ CASES: dict[str, tuple[Callable[[Ctx], Any], str]] = {
     "transition_numpy": (bench_transition.run_vs_numpy, "transition probabilities, 10k × 2,000 (vs NumPy)"),
     "transition_100k": (bench_transition.run_100k, "transition field, 100k × 2,000, k = 150"),
     "viewer": (bench_viewer.run, "spatial_viewer under load: preview, umap-field, expression at 100k cells"),
+    "viewer_first_paint": (bench_viewer_paint.run, "viewer first paint, 100k cells, headless Chromium"),
     "cli_help": (bench_cli.run, "`spacetravlr --help` start-up"),
     "scaling": (bench_scaling.run, "scaling sweep (cells 1k → 100k, targets 50 → 200) and its plot"),
 }
