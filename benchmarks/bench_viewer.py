@@ -75,7 +75,7 @@ class Server:
         src = str(Path(__file__).resolve().parents[1] / "src")
         env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""),
                "SPACETRAVLR_NUM_THREADS": str(threads)}
-        self.proc = subprocess.Popen([sys.executable, "-c", "from spacetravlr_py.viewer.cli import run; run()",
+        self.proc = subprocess.Popen([sys.executable, "-c", "from spacetravlr_py.cli.viewer import run; run()",
                                       "--run-toml", str(run_toml), "--port", "0"], env=env, text=True,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert self.proc.stderr is not None
