@@ -13,6 +13,7 @@ SPACETRAVLR_REFERENCE_VENV ?= $(HOME)/.cache/spacetravlr-reference/venv
 SPACETRAVLR_REFERENCE_NEWEST_VENV ?= $(HOME)/.cache/spacetravlr-reference-0121/venv
 export SPACETRAVLR_REFERENCE_VENV SPACETRAVLR_REFERENCE_NEWEST_VENV
 HAVE_SHARED_TOOLS := $(wildcard $(SHARED_TOOLS)/setup_reference.sh)
+PYTEST_ARGS ?=
 # setup_reference_newest.sh's own reuse check (`pip show -q ... | grep`) never matches, so it would
 # rebuild from scratch on every call: check the installed version here first
 REF_NEWEST_READY := "$(SPACETRAVLR_REFERENCE_NEWEST_VENV)/bin/python" -c "import sys, importlib.metadata as m; \
@@ -55,7 +56,7 @@ endif
 
 # with ../shared/tools present the references were built: a missing one then fails its tests instead of skipping
 pytest: setup reference
-	$(if $(HAVE_SHARED_TOOLS),SPACETRAVLR_REFERENCE_REQUIRED=1) $(BIN)/python -m pytest -q
+	$(if $(HAVE_SHARED_TOOLS),SPACETRAVLR_REFERENCE_REQUIRED=1) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## make bench: side-by-side benchmarks against the Python reference (not part of make test)
 bench: setup reference
