@@ -36,7 +36,7 @@ def run(tmp_path_factory) -> dict:
     cfg = SpaceshipConfig().with_overrides({"data.adata_path": str(paths["h5ad"]),
                                             "grn.network_data_dir": str(paths["network"].parent),
                                             "execution.output_dir": str(out)})
-    train(cfg, plain=True, quiet=True)
+    train(cfg)
     toml = out / _keys.REPRO_TOML
     session = RunSession.open(toml)
     return {"toml": str(toml), "dir": out, "base": base, "session": session, "syn": syn}
@@ -417,8 +417,8 @@ BATCH_ERRORS = {
                     "desired_expr has 3 values for 2 genes"),
     "desired_len_gene_list": ('gene = ["Foxo1", "Tgfb1"]\ndesired_expr = [0, 1, 2]\n',
                               "desired_expr has 3 values for 2 genes"),
-    "columns_len": ('cells_csv = "c.csv"\ngenes = ["Foxo1", "Tgfb1"]\ncells_csv_columns = ["a"]\n',
-                    "cells_csv_columns has 1 entries for 2 genes"),
+    "columns_len": ('cells_csv = "c.csv"\ngenes = ["Foxo1", "Tgfb1"]\ncells_csv_columns = ["a", "b", "c"]\n',
+                    "cells_csv_columns has 3 values for 2 genes"),
     "negative": ('gene = "Foxo1"\ndesired_expr = -2\n', "desired_expr value -2: expected a finite number >= 0"),
     "nan": ('gene = "Foxo1"\ndesired_expr = nan\n', "desired_expr value nan"),
     "n_prop": ('gene = "Foxo1"\nn_propagation = 0\n', "n_propagation = 0: expected an integer >= 1"),
@@ -426,7 +426,7 @@ BATCH_ERRORS = {
     "no_gene": ('out_dir = "x"\n', "no perturbation"),
     "job_without_gene": ('[[jobs]]\ndesired_expr = 0\n', "jobs[0]: no gene"),
     "column_without_csv": ('gene = "Foxo1"\ncells_csv_column = "a"\n', "cells_csv is not set"),
-    "out_with_genes": ('genes = ["Foxo1", "Tgfb1"]\nout = "x.feather"\n', "'out' names one file"),
+    "out_with_genes": ('genes = ["Foxo1", "Tgfb1"]\nout = "x.feather"\n', "out lists one path per gene (2)"),
     "duplicate_outputs": ('[[jobs]]\ngene = "Foxo1"\n[[jobs]]\ngene = "Foxo1"\n', "write the same output"),
     "not_toml": ("gene = \n", "not valid TOML"),
     "unknown_gene": ('gene = "Foxo"\n', "did you mean Foxo1"),
