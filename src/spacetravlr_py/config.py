@@ -289,6 +289,7 @@ REFERENCE_COMPAT: dict[str, Any] = {
     "spatial.per_ligand_radius": True,
     "perturbation.clip": "observed_range",
     "lasso.group_reg_scaling": "inverse_sqrt_group_size",
+    "training.score_threshold": 0.15,  # the reference's hard-coded R² gate
 }
 
 #: path-valued keys resolved against the TOML file's folder

@@ -25,6 +25,9 @@ from ..modulators import Modulators, ModulatorSelector
 
 log = logging.getLogger("spacetravlr_py.training")
 
+#: python-reference compat: the reference's fits minimise its stated objective with both penalties doubled
+REFERENCE_PENALTY_FACTOR = 2.0
+
 _ARRAYS = ("expression", "clusters", "received", "lr_features", "lr_means", "lr_grams")
 _META = ("cluster_labels", "var_names", "selector", "ligand_radius", "received_names", "fit", "received_info",
          "lr_pairs", "lr_has_grams", "coords", "random_seed")
@@ -43,7 +46,13 @@ class FitSettings:
 
     @classmethod
     def from_config(cls, cfg: SpaceshipConfig) -> FitSettings:
-        return cls(l1_reg=cfg.lasso.l1_reg, group_reg=cfg.lasso.group_reg,
+        """The solver settings of ``cfg``; under ``[compat] mode = "python-reference"`` both penalties are
+        doubled: the reference's solver (group-lasso 1.5.0) steps by ``0.5·∇f/L`` but thresholds by
+        ``reg/L``, so its fits converge to the minimiser of its stated objective with both penalties
+        doubled (reference README, quirk 20). Its R² gate 0.15 is a compat key of the config.
+        """
+        k = REFERENCE_PENALTY_FACTOR if cfg.reference_compat else 1.0
+        return cls(l1_reg=k * cfg.lasso.l1_reg, group_reg=k * cfg.lasso.group_reg,
                    group_reg_scaling=cfg.lasso.group_reg_scaling, n_iter=cfg.lasso.n_iter,
                    tol=cfg.lasso.tol, score_threshold=cfg.training.score_threshold)
 
