@@ -42,6 +42,7 @@ class Tmux:
     def start(self, command: str, cwd: Path) -> None:
         self._tmux("new-session", "-d", "-s", self.name, "-x", str(WIDTH), "-y", str(HEIGHT), "-c", str(cwd),
                    command)
+        self.socket_path = self._tmux("display", "-p", "-t", self.name, "#{socket_path}").strip()
 
     def keys(self, *keys: str, literal: bool = False) -> None:
         self._tmux("send-keys", "-t", self.name, *(["-l"] if literal else []), *keys)
@@ -61,6 +62,8 @@ class Tmux:
 
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=30)
+        if getattr(self, "socket_path", ""):
+            Path(self.socket_path).unlink(missing_ok=True)
 
 
 @pytest.fixture
