@@ -25,6 +25,7 @@ import numpy as np
 from ..config import SpaceshipConfig
 from ..errors import InputError, near_matches, short_list
 from ..io.anndata import Tissue
+from ..io.tfprior import TfPrior
 from ..rundir import Manifest, RunDir, check_folder_holds_this_run, dataset_fingerprint
 from ..rundir.manifest import COMPLETE, COMPLETE_WITH_FAILURES, INTERRUPTED, PARTIAL, RUNNING, LigandRecord
 from .context import ExtraModulators, TrainingContext, build_context
@@ -132,6 +133,7 @@ class _Inputs:
     queue: list[str]
     extras: ExtraModulators
     warnings: list[str]
+    tf_prior: TfPrior | None = None
 
 
 def _validated_inputs(cfg: SpaceshipConfig, rd: RunDir, tissue: Tissue | None, network: Any) -> _Inputs:
@@ -152,9 +154,16 @@ def _validated_inputs(cfg: SpaceshipConfig, rd: RunDir, tissue: Tissue | None, n
     else:
         species, net_path = cfg.data.species or "", None
     extras = ExtraModulators.from_config(cfg)
+    prior = None
+    if cfg.grn.tf_priors:
+        from ..io.tfprior import read_tf_prior
+
+        prior = read_tf_prior(cfg.grn.tf_priors, var_names=tissue.var_names, cluster_labels=tissue.cluster_labels,
+                              cluster_annot=tissue.cluster_annot, network=network)
+        warnings += [f"warning: {n}" for n in prior.notes]
     cfg = cfg.with_overrides({"execution.output_dir": str(rd.root)}, source="output directory")
     check_folder_holds_this_run(rd, cfg, tissue)
-    return _Inputs(cfg, tissue, network, species, net_path, queue, extras, warnings)
+    return _Inputs(cfg, tissue, network, species, net_path, queue, extras, warnings, prior)
 
 
 def _manifest(inp: _Inputs, rd: RunDir, ctx: TrainingContext | None, col: _Collector, status: str,
@@ -186,6 +195,10 @@ def _manifest(inp: _Inputs, rd: RunDir, ctx: TrainingContext | None, col: _Colle
         m.ligands = {name: LigandRecord(signaling=ctx.selector.signaling.get(name), radius=r)
                      for name, r in ctx.ligand_radius.items()}
     m.modulators.update({o.gene: o.families for o in col.outcomes if o.families})
+    if inp.tf_prior is not None:
+        masked = dict(previous.tf_priors.get("masked", {})) if previous is not None else {}
+        masked.update({o.gene: o.tf_masks for o in col.outcomes if o.tf_masks})
+        m.tf_priors = {**inp.tf_prior.summary(), "masked": masked}
     return m
 
 
@@ -274,7 +287,7 @@ def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Exe
                 if g not in pending_set:
                     col.gene_finished(GeneOutcome(g, SKIPPED))
             if pending:
-                ctx = build_context(cfg, t, inp.network, pending, extras=inp.extras)
+                ctx = build_context(cfg, t, inp.network, pending, extras=inp.extras, tf_prior=inp.tf_prior)
                 trainer.prepare(ctx)
                 for line in ctx.received_info:
                     reporter.message(line)
