@@ -321,7 +321,13 @@ def load_tissue(
 
 
 def tissue_from_config(cfg: Any) -> Tissue:
-    """Load the tissue named by ``cfg.data`` (a :class:`~spacetravlr_py.config.SpaceshipConfig`)."""
+    """Load the tissue named by ``cfg.data`` (a :class:`~spacetravlr_py.config.SpaceshipConfig`): the cells
+    of group ``[data].condition_group`` of ``[data].condition`` when both are set (a condition's run)."""
     if not cfg.data.adata_path:
         raise InputError("no dataset given: set [data].adata_path in the config or pass --h5ad")
-    return load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)
+    tissue = load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)
+    if cfg.data.condition and cfg.data.condition_group is not None:
+        from .conditions import condition_tissue
+
+        tissue = condition_tissue(tissue, cfg.data.condition, cfg.data.condition_group)
+    return tissue

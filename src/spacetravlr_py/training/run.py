@@ -22,12 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from .. import _keys
 from ..config import SpaceshipConfig
 from ..errors import InputError, near_matches, short_list
 from ..io.anndata import Tissue
 from ..io.tfprior import TfPrior
 from ..rundir import Manifest, RunDir, check_folder_holds_this_run, dataset_fingerprint
 from ..rundir.manifest import COMPLETE, COMPLETE_WITH_FAILURES, INTERRUPTED, PARTIAL, RUNNING, LigandRecord
+from .conditions import write_minimal_if_asked
 from .context import ExtraModulators, TrainingContext, build_context
 from .control import RunControl, graceful_interrupts
 from .executors import Executor, executor_for
@@ -46,6 +48,8 @@ class RunResult:
     outcomes: list[GeneOutcome] = field(default_factory=list)
     interrupted: bool = False
     manifest: dict[str, Any] = field(default_factory=dict)
+    conditions: dict[str, RunResult] = field(default_factory=dict)
+    """A run per condition: each group's result (its ``out_dir`` is the group's folder)."""
 
 
 def versions() -> dict[str, str]:
@@ -188,6 +192,8 @@ def _manifest(inp: _Inputs, rd: RunDir, ctx: TrainingContext | None, col: _Colle
                  cluster_labels=[str(c) for c in inp.tissue.cluster_labels],
                  spatial={"kernel": sp.kernel, "scale": sp.weighted_ligand_scale_factor, "radius": sp.radius,
                           "contact_distance": sp.contact_distance, "per_ligand_radius": sp.per_ligand_radius})
+    if rd.minimal_h5ad.is_file():
+        m.minimal_h5ad = _keys.MINIMAL_H5AD
     if previous is not None:
         m.ligands = dict(previous.ligands)
         m.modulators = dict(previous.modulators)
@@ -251,6 +257,11 @@ def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Exe
     RunResult
         ``interrupted`` is True when stopped; finished genes are on disk either way.
     """
+    if cfg.data.condition and cfg.data.condition_group is None:  # one run per group, under conditions/
+        from .conditions import train_conditions
+
+        return train_conditions(cfg, trainer=trainer, executor=executor, reporter=reporter, control=control,
+                                tissue=tissue, network=network)
     trainer = trainer or trainer_for(cfg)
     reporter = reporter or LogReporter()
     control = control or RunControl()
@@ -262,6 +273,7 @@ def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Exe
     rd.clean_leftovers()
     if not rd.repro_toml.exists():
         cfg.dump_toml(rd.repro_toml)
+    write_minimal_if_asked(cfg, rd, reporter)
     previous = Manifest.read(rd.manifest_json)
     if previous is None:
         # written at once so that a killed first run still records which dataset the folder belongs to
