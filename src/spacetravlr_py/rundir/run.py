@@ -119,7 +119,7 @@ def _locate(path: str | os.PathLike[str], overrides: dict[str, Any] | None,
 
 def _pick_condition(cfg: SpaceshipConfig, p: Path, rd: RunDir, condition: str | None) -> SpaceshipConfig | Path:
     """The configuration of a condition folder, or the folder of ``condition`` in a run per condition."""
-    from .conditions import condition_folder, own_label, recorded_groups
+    from .conditions import condition_folder, own_label, parent_run, recorded_groups
 
     group = cfg.data.condition_group
     if not cfg.data.condition:
@@ -137,7 +137,9 @@ def _pick_condition(cfg: SpaceshipConfig, p: Path, rd: RunDir, condition: str | 
         if label is None:
             return condition_folder(rd.root, condition, where=str(p))
         group = label
-    if condition is not None and condition not in (group, rd.root.name):
+    parent = parent_run(rd.root)
+    other_label = parent is not None and condition in recorded_groups(parent)  # labels win over folder names
+    if condition is not None and condition != group and (condition != rd.root.name or other_label):
         raise InputError(f"{p}: this run folder holds condition '{group}', not '{condition}'; open the parent "
                          "run folder to pick another condition")
     return cfg
