@@ -22,7 +22,7 @@ from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import synthetic_tissue
 from spacetravlr_py.errors import InputError
 from spacetravlr_py.io.betadata import read_betadata
-from spacetravlr_py.perturb.compare import comparison_table, compare_conditions, list_conditions
+from spacetravlr_py.perturb.compare import compare_conditions, comparison_table, list_conditions
 from spacetravlr_py.perturb.session import RunSession
 from spacetravlr_py.rundir import open_run
 from spacetravlr_py.rundir.conditions import folder_names, sanitize_group

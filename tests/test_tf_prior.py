@@ -193,6 +193,15 @@ def test_masks_are_recorded_in_the_log_and_the_manifest(runs):
     assert "tf_prior" not in (runs["plain"] / _keys.LOG_DIR / "Cd19.log").read_text()
 
 
+def test_workers_get_the_prior_and_give_the_same_bits(runs, data, tmp_path):
+    """The prior travels to worker processes with the training context: 2 workers = 1, bit for bit."""
+    out = tmp_path / "two"
+    train(_cfg(data, out, **{"grn.tf_priors": str(runs["csv"]), "execution.n_parallel": 2}))
+    for gene in GENES:
+        a = (runs["prior"] / f"{gene}_betadata.feather").read_bytes()
+        assert (out / f"{gene}_betadata.feather").read_bytes() == a, gene
+
+
 @pytest.mark.parametrize("fmt", ["tsv", "parquet", "feather"])
 def test_every_table_format_reads_the_same(data, tmp_path, fmt):
     p = tmp_path / f"prior.{fmt}"

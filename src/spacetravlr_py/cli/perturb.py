@@ -111,7 +111,8 @@ def build_screen_parser() -> argparse.ArgumentParser:
 def build_compare_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"{PROG} compare", description="Run one perturbation in two conditions of a "
                                 "run trained with --condition and rank the genes whose response (mean Δ over the "
-                                "condition's cells) differs most.", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                "condition's cells) differs most.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="example:\n  spacetravlr-perturb compare --run-toml by_sample/spacetravlr_run_"
                                 "repro.toml --conditions ctrl,treated --gene Foxo1 --out foxo1_compare --top 15\n\n"
                                 "outputs: <out>.csv (gene, mean_delta_a, mean_delta_b, difference = a − b, "

@@ -59,7 +59,7 @@ def train_conditions(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, ex
     from ..io.anndata import tissue_from_config
     from ..io.conditions import check_group, condition_groups, subset_tissue
     from ..io.network import network_for
-    from .run import RunResult, default_output_dir, train
+    from .run import default_output_dir, train
 
     reporter = reporter or LogReporter()
     column = str(cfg.data.condition)
@@ -117,9 +117,9 @@ def _finish(cfg: SpaceshipConfig, rd: RunDir, parent: Manifest, record: dict[str
         for k, v in res.counts.items():
             counts[k] = counts.get(k, 0) + v
     for entry in record["groups"]:
-        res = results.get(entry["label"])
-        entry["status"] = _group_status(res) if res is not None else "not started"
-        entry["counts"] = dict(res.counts) if res is not None else {}
+        got = results.get(entry["label"])
+        entry["status"] = _group_status(got) if got is not None else "not started"
+        entry["counts"] = dict(got.counts) if got is not None else {}
     parent.status = _parent_status(results, n_groups)
     parent.finished = _now()
     parent.counts = counts
