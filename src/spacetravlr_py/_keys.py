@@ -64,3 +64,11 @@ CONDITION_LABEL_FILE = "condition_label.txt"
 """The group's label, one line, in each condition folder (as the seed writes it)."""
 CNN_WEIGHTS_DIR = "CNN_weights"
 CNN_WEIGHTS_FILE = "{gene}_cnn_weights.npz"
+
+# --- Viewer ------------------------------------------------------------------------------------
+PERTURB_EXPORT_DIR = "perturbations"
+"""Folder of a run where the viewer exports perturbation results."""
+VIEWER_CORS_ENV = "SPATIAL_VIEWER_ALLOW_CORS"
+VIEWER_STATIC_DIR = "static"
+"""Folder (inside ``spacetravlr_py/viewer``) of the built front end."""
+INDEX_HTML = "index.html"

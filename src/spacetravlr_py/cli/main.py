@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run-summary": ("summary", "write an HTML summary of a training run"),
     "prep": ("prep", "turn a raw-count .h5ad into a trainable one (normalise, impute, cluster, UMAP)"),
     "config": ("configcmd", "print the configuration schema or a resolved configuration"),
+    "serve": ("serve", "open a tissue, a run's betas and live perturbations in the browser (spatial_viewer)"),
 }
 
 EPILOG = """\

@@ -180,6 +180,7 @@ def transition_probabilities(
     delta_rescale: float = 1.0,
     round_decimals: int | None = 3,
     n_threads: int | None = None,
+    neighbors: np.ndarray | None = None,
 ) -> TransitionGraph:
     """Transition probabilities of every cell towards its embedding neighbours (colΔCor).
 
@@ -201,6 +202,9 @@ def transition_probabilities(
         velocyto semantics: self among the k neighbours (probability 0), undefined correlation = 1.
     delta_rescale, round_decimals
         Δ is multiplied by ``delta_rescale`` then rounded (as the Python reference's field does).
+    neighbors : (N, k) int array, optional
+        A precomputed ``knn(embedding, n_neighbors, include_self=reference_compat)`` (e.g. cached by a
+        server that computes many fields on one embedding); computed here when None.
 
     Returns
     -------
@@ -227,7 +231,12 @@ def transition_probabilities(
             raise ValueError("expression must be finite")
     D = _as_matrix(delta)
     t_prep = time.perf_counter()
-    nb = knn(E, n_neighbors, include_self=reference_compat, n_threads=n_threads)
+    if neighbors is None:
+        nb = knn(E, n_neighbors, include_self=reference_compat, n_threads=n_threads)
+    else:
+        nb = np.ascontiguousarray(neighbors, dtype=np.int64)
+        if nb.ndim != 2 or nb.shape[0] != n or (n and (nb.max() >= n or nb.min() < -1)):
+            raise ValueError(f"neighbors must be an (N, k) array of cell indices (N = {n}), got shape {nb.shape}")
     t_knn = time.perf_counter()
     nan_value = 1.0 if reference_compat else 0.0
     k = nb.shape[1]
