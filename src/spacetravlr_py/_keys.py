@@ -40,8 +40,6 @@ INTERCEPT = "beta0"
 INTERCEPT_ALIASES: tuple[str, ...] = ("beta0", "beta_0")
 CLUSTER_COL = "Cluster"
 CELLID_COL = "CellID"
-GROUP_TF, GROUP_LR, GROUP_TFL, GROUP_EXTRA = 0, 1, 2, 3
-GROUP_NAMES: tuple[str, ...] = ("tf", "lr", "tfl", "extra")
 
 # --- Run directory files ---------------------------------------------------------------------
 BETADATA_SUFFIX = "_betadata"
@@ -72,3 +70,15 @@ VIEWER_CORS_ENV = "SPATIAL_VIEWER_ALLOW_CORS"
 VIEWER_STATIC_DIR = "static"
 """Folder (inside ``spacetravlr_py/viewer``) of the built front end."""
 INDEX_HTML = "index.html"
+
+RUN_SUMMARY_HTML = "spacetravlr_run_summary.html"
+
+# --- Screen outputs ---------------------------------------------------------------------------
+SCREEN_CSV = "screen.csv"
+SCREEN_JSON = "screen.json"
+
+# --- Demo output folder ----------------------------------------------------------------------
+DEMO_SUMMARY_JSON = "demo_summary.json"
+DEMO_DATA_DIR = "data"
+DEMO_RUN_DIR = "run"
+DEMO_KO_DIR = "perturbations"

@@ -168,6 +168,30 @@ def prepare_delta(delta: np.ndarray, *, rescale: float = 1.0, round_decimals: in
     return out
 
 
+def _checked_inputs(expression: np.ndarray, delta: np.ndarray, embedding: np.ndarray, temperature: float,
+                    n_threads: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(X (N, G) float64 C-contiguous, Δ (N, G), E (N, 2) float64 C-contiguous)`` after shape,
+    temperature and finiteness checks (Δ is checked by the kernels that read it)."""
+    X = np.ascontiguousarray(_as_matrix(expression), dtype=np.float64)
+    E = np.asarray(embedding, dtype=np.float64)
+    if E.ndim != 2 or E.shape[1] < 2:
+        raise ValueError(f"embedding must be N × 2 (or more columns; the first two are used), got {E.shape}")
+    E = np.ascontiguousarray(E[:, :2])
+    dshape = np.shape(delta)
+    if X.ndim != 2 or dshape != X.shape or E.shape[0] != X.shape[0]:
+        raise ValueError(f"shapes disagree: expression {X.shape}, delta {dshape}, embedding {E.shape}")
+    if X.shape[1] == 0:
+        raise ValueError("expression has no genes")
+    if not (temperature > 0):
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not np.isfinite(E).all():
+        raise ValueError("embedding must be finite")
+    with thread_limit(n_threads):
+        if not _kernels.all_finite(X):
+            raise ValueError("expression must be finite")
+    return X, _as_matrix(delta), E
+
+
 def transition_probabilities(
     expression: np.ndarray,
     delta: np.ndarray,
@@ -211,25 +235,8 @@ def transition_probabilities(
     TransitionGraph
     """
     t0 = time.perf_counter()
-    X = np.ascontiguousarray(_as_matrix(expression), dtype=np.float64)
-    E = np.asarray(embedding, dtype=np.float64)
-    if E.ndim != 2 or E.shape[1] < 2:
-        raise ValueError(f"embedding must be N × 2 (or more columns; the first two are used), got {E.shape}")
-    E = np.ascontiguousarray(E[:, :2])
+    X, D, E = _checked_inputs(expression, delta, embedding, temperature, n_threads)
     n = X.shape[0]
-    dshape = np.shape(delta)
-    if X.ndim != 2 or dshape != X.shape or E.shape[0] != n:
-        raise ValueError(f"shapes disagree: expression {X.shape}, delta {dshape}, embedding {E.shape}")
-    if X.shape[1] == 0:
-        raise ValueError("expression has no genes")
-    if not (temperature > 0):
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if not np.isfinite(E).all():
-        raise ValueError("embedding must be finite")
-    with thread_limit(n_threads):
-        if not _kernels.all_finite(X):
-            raise ValueError("expression must be finite")
-    D = _as_matrix(delta)
     t_prep = time.perf_counter()
     if neighbors is None:
         nb = knn(E, n_neighbors, include_self=reference_compat, n_threads=n_threads)
