@@ -302,3 +302,28 @@ def test_a_seed_condition_folder_opens_and_perturbs(run, tmp_path):
     assert s.tissue.n_cells == RunSession.open(run["out"], condition=LEFT).tissue.n_cells
     assert [g["label"] for g in list_conditions(seed)] == [LEFT]
     assert RunSession.open(seed, condition=LEFT).run_dir == child
+
+
+def test_new_flags_are_in_help_with_examples_and_in_the_docs(capsys):
+    from spacetravlr_py.cli.main import main as train_main
+    from spacetravlr_py.cli.perturb import main as perturb_main
+
+    texts = []
+    for main, args in ((train_main, ["--help"]), (perturb_main, ["--help"]), (perturb_main, ["compare", "--help"])):
+        with pytest.raises(SystemExit):
+            main(args)
+        texts.append(capsys.readouterr().out)
+    train_help, perturb_help, compare_help = texts
+    for s in ("--condition OBS_COL", "--tf-prior PATH", "--write-minimal-repro-h5ad", "--condition sample",
+              "--tf-prior tf_priors.csv"):
+        assert s in train_help, s
+    for s in ("--condition GROUP", "compare --run-toml", "--conditions ctrl,treated"):
+        assert s in perturb_help, s
+    assert "--conditions A,B" in compare_help and "mean_delta_a" in compare_help
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    usage, config = (docs / "usage.md").read_text(), (docs / "config.md").read_text()
+    for s in ("--condition OBS_COL", "--tf-prior PATH", "--write-minimal-repro-h5ad", "--condition GROUP",
+              "spacetravlr-perturb compare", "spacetravlr config examples"):
+        assert s in usage, s
+    for s in ("condition = ", "tf_priors = ", "write_minimal_repro_h5ad = "):
+        assert s in config, s
