@@ -52,8 +52,8 @@ def list_conditions(run_toml: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
     root = _run_root(run_toml)
     m = Manifest.read(root / _keys.MANIFEST_JSON)
-    info = {str(g.get("label")): g for g in (m.conditions.get("groups", []) if m is not None else [])
-            if isinstance(g, dict)}
+    groups = m.conditions.get("groups", []) if m is not None and isinstance(m.conditions, dict) else []
+    info = {str(g.get("label")): g for g in (groups if isinstance(groups, list) else []) if isinstance(g, dict)}
     return [{"label": lab, "folder": folder, "n_cells": info.get(lab, {}).get("n_cells"),
              "status": info.get(lab, {}).get("status")} for lab, folder in recorded_groups(root).items()]
 

@@ -86,8 +86,8 @@ def recorded_groups(root: Path) -> dict[str, str]:
     """``{label: folder}`` of a run per condition: from its manifest, else from the seed's label files."""
     m = Manifest.read(Path(root) / _keys.MANIFEST_JSON)
     groups = (m.conditions.get("groups") if m is not None and isinstance(m.conditions, dict) else None) or []
-    found = {str(g["label"]): str(g["folder"]) for g in groups if isinstance(g, dict) and "label" in g
-             and "folder" in g}
+    found = {str(g["label"]): str(g["folder"]) for g in (groups if isinstance(groups, list) else [])
+             if isinstance(g, dict) and "label" in g and "folder" in g}
     if found:
         return found
     base = Path(root) / _keys.CONDITIONS_DIR

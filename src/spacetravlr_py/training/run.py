@@ -202,7 +202,8 @@ def _manifest(inp: _Inputs, rd: RunDir, ctx: TrainingContext | None, col: _Colle
                      for name, r in ctx.ligand_radius.items()}
     m.modulators.update({o.gene: o.families for o in col.outcomes if o.families})
     if inp.tf_prior is not None:
-        masked = dict(previous.tf_priors.get("masked", {})) if previous is not None else {}
+        before = previous.tf_priors if previous is not None and isinstance(previous.tf_priors, dict) else {}
+        masked = dict(before["masked"]) if isinstance(before.get("masked"), dict) else {}
         masked.update({o.gene: o.tf_masks for o in col.outcomes if o.tf_masks})
         m.tf_priors = {**inp.tf_prior.summary(), "masked": masked}
     return m
