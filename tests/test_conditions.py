@@ -18,12 +18,12 @@ import pyarrow.feather as feather
 import pytest
 
 from spacetravlr_py import _keys
+from spacetravlr_py.betadata.frame import read_betadata
 from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import synthetic_tissue
 from spacetravlr_py.errors import InputError
-from spacetravlr_py.io.betadata import read_betadata
-from spacetravlr_py.perturb.compare import compare_conditions, comparison_table, list_conditions
-from spacetravlr_py.perturb.session import RunSession
+from spacetravlr_py.perturbation.compare import compare_conditions, comparison_table, list_conditions
+from spacetravlr_py.perturbation.session import RunSession
 from spacetravlr_py.rundir import open_run
 from spacetravlr_py.rundir.conditions import folder_names, sanitize_group
 from spacetravlr_py.training import train

@@ -18,7 +18,7 @@ from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import synthetic_tissue
 from spacetravlr_py.io.anndata import load_tissue
 from spacetravlr_py.io.minimal import write_minimal_h5ad
-from spacetravlr_py.perturb.session import RunSession
+from spacetravlr_py.perturbation.session import RunSession
 from spacetravlr_py.rundir import dataset_fingerprint, open_run
 
 PERTURBATIONS = [("Foxo1", 0.0), ("Cxcl12", 0.0), ("Pax5", 2.5)]

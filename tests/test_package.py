@@ -46,7 +46,7 @@ def test_names_do_not_collide_with_the_reference():
 def test_example_files_load_as_documented(tmp_path, capsys):
     from spacetravlr_py.cli.main import main
     from spacetravlr_py.io.tfprior import read_tf_prior
-    from spacetravlr_py.perturb.overlay import read_perturb_toml
+    from spacetravlr_py.perturbation.overlay import read_perturb_toml
 
     assert main(["config", "examples", "--copy", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())

@@ -20,9 +20,9 @@ import pyarrow.feather as feather
 import pytest
 
 from spacetravlr_py import _keys
+from spacetravlr_py.betadata.frame import frame_from_table, read_betadata, write_betadata
 from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.errors import ConfigError, InputError
-from spacetravlr_py.io.betadata import frame_from_table, read_betadata, write_betadata
 
 SEED_MIRROR = Path("/work/.mirror/Koushul+SpaceTravLR_rust/repo")
 
@@ -532,7 +532,7 @@ def write_seed_run(tf: dict, folder: Path, *, id_type: str, cluster_annot: str) 
 def test_seed_run_folder_perturbs_like_the_same_betas_with_label_rows(tissue_files, tmp_path, capsys,
                                                                        id_type, cluster_annot):
     from spacetravlr_py.cli.perturb import main
-    from spacetravlr_py.perturb.session import RunSession
+    from spacetravlr_py.perturbation.session import RunSession
 
     seed_toml = write_seed_run(tissue_files, tmp_path / "seedrun", id_type=id_type, cluster_annot=cluster_annot)
     ours = RunSession.open(tissue_files["ours"] / _keys.REPRO_TOML)

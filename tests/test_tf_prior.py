@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from spacetravlr_py import _keys
+from spacetravlr_py.betadata.frame import read_betadata
 from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import synthetic_tissue
 from spacetravlr_py.errors import InputError
-from spacetravlr_py.io.betadata import read_betadata
 from spacetravlr_py.io.tfprior import read_tf_prior
 from spacetravlr_py.models import SharedColumns, fit_sparse_group_lasso
 from spacetravlr_py.models.fista import fit_clusters_split

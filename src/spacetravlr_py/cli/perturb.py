@@ -127,7 +127,7 @@ def build_compare_parser() -> argparse.ArgumentParser:
 
 def _compare(a: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..perturb.compare import compare_conditions, write_comparison
+    from ..perturbation.compare import compare_conditions, write_comparison
 
     conds = [c.strip() for c in a.conditions.split(",") if c.strip()]
     if len(conds) != 2:
@@ -160,7 +160,7 @@ def _overrides(a: argparse.Namespace) -> dict[str, Any]:
 
 def _open(a: argparse.Namespace) -> Any:
     from ..errors import InputError
-    from ..perturb.session import RunSession
+    from ..perturbation.session import RunSession
 
     ptoml = _perturb_toml(a)
     run_toml = a.run_toml or (ptoml.run_toml if ptoml else None)
@@ -183,7 +183,7 @@ def _open(a: argparse.Namespace) -> Any:
 def _perturb_toml(a: argparse.Namespace) -> Any:
     """The perturbation TOML of --config / --perturb-toml / the first argument, read once (or None)."""
     if not hasattr(a, "_ptoml"):
-        from ..perturb.overlay import perturb_toml_arg
+        from ..perturbation.overlay import perturb_toml_arg
 
         a._ptoml = perturb_toml_arg(a.config, getattr(a, "config_file", None))
     return a._ptoml
@@ -226,7 +226,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if a.batch_parallelism is not None and a.batch_parallelism < 1:
         raise InputError(f"--batch-parallelism must be >= 1, got {a.batch_parallelism}")
     if a.make_cells_csv:
-        from ..perturb.cells_csv import write_run_cells_csv
+        from ..perturbation.cells_csv import write_run_cells_csv
 
         out, labels = write_run_cells_csv(a.run_toml or (ptoml.run_toml if ptoml else None), a.make_cells_csv,
                                           overlay=ptoml.apply if ptoml else None, condition=a.condition)
@@ -239,13 +239,13 @@ def _main(argv: Sequence[str] | None) -> int:
         raise InputError("--field needs --out (the figures are written next to it)")
     s = _open(a)
     if a.batch_toml or jobs_in_config:
-        from ..perturb.batch import batch_from_table, read_batch, run_batch
+        from ..perturbation.batch import batch_from_table, read_batch, run_batch
 
         default_n = a.n_propagation or s.perturber.s.n_propagation
         spec = (read_batch(a.batch_toml, default_n) if a.batch_toml
                 else batch_from_table(ptoml.batch, str(ptoml.path), ptoml.path.parent, default_n))
         print(f"{len(spec.jobs)} jobs from {a.batch_toml or ptoml.path}", file=sys.stderr)
-        run_batch(s, spec.jobs, parallelism=a.batch_parallelism or spec.parallelism or 1,
+        run_batch(s, spec.jobs, n_workers=a.batch_parallelism or spec.n_workers or 1,
                   on_done=lambda job, res, paths: _print_result(res, paths, a.verbose, 5))
         return EXIT_OK
     if not a.gene:
@@ -262,7 +262,7 @@ def _main(argv: Sequence[str] | None) -> int:
     res = s.run(genes, desired, scope=mask, scope_label=label, n_propagation=a.n_propagation)
     paths = None
     if a.out:
-        from ..perturb.session import write_result
+        from ..perturbation.session import write_result
 
         paths = write_result(res, a.out)
         if a.field:
@@ -318,7 +318,7 @@ def _interactive(s: Any, a: argparse.Namespace) -> int:
 
 
 def _screen(a: argparse.Namespace) -> int:
-    from ..perturb.screen import screen, write_screen
+    from ..perturbation.screen import screen, write_screen
 
     s = _open(a)
     genes = [g.strip() for g in a.genes.split(",")] if a.genes else None

@@ -95,7 +95,7 @@ class RunDir:
 
     def betadata_files(self) -> dict[str, Path]:
         """``gene -> path`` of every betadata file (feather preferred over parquet over csv)."""
-        from ..io.betadata import list_betadata
+        from ..betadata.frame import list_betadata
 
         return list_betadata(self.root)
 

@@ -129,7 +129,7 @@ def _finish(cfg: SpaceshipConfig, rd: RunDir, parent: Manifest, record: dict[str
     parent.write(rd.manifest_json)
     cfg.dump_toml(rd.repro_toml)
     interrupted = any(r.interrupted for r in results.values())
-    return RunResult(out_dir=rd.root, counts=counts, outcomes=[o for r in results.values() for o in r.outcomes],
+    return RunResult(run_dir=rd.root, counts=counts, outcomes=[o for r in results.values() for o in r.outcomes],
                      interrupted=interrupted, manifest=parent.to_dict(), conditions=results)
 
 

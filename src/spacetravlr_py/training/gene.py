@@ -16,8 +16,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..betadata.frame import write_betadata
 from ..io.atomic import atomic_write_bytes, atomic_write_text
-from ..io.betadata import write_betadata
 from ..rundir import RunDir, locks
 from .context import TrainingContext
 from .results import BUSY, DONE, FAILED, ORPHAN, SKIPPED, GeneFit, GeneOutcome

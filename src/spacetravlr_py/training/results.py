@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..io.betadata import BetaFrame
+    from ..betadata.frame import BetaFrame
 
 #: what happened to a gene in a run
 DONE, ORPHAN, FAILED, SKIPPED, BUSY = "done", "orphan", "failed", "skipped", "busy"

@@ -43,7 +43,7 @@ from .trainer import Trainer, trainer_for
 class RunResult:
     """Summary of a training run."""
 
-    out_dir: Path
+    run_dir: Path
     counts: dict[str, int]
     outcomes: list[GeneOutcome] = field(default_factory=list)
     interrupted: bool = False
@@ -325,5 +325,5 @@ def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Exe
     reporter.run_finished(RunEnd(counts=counts, interrupted=interrupted,
                                  summary=_summary_line(col, inp, m, interrupted, set(pending)),
                                  manifest=m.to_dict()))
-    return RunResult(out_dir=rd.root, counts=counts, outcomes=col.outcomes, interrupted=interrupted,
+    return RunResult(run_dir=rd.root, counts=counts, outcomes=col.outcomes, interrupted=interrupted,
                      manifest=m.to_dict())

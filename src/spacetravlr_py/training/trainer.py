@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from .. import _keys
+from ..betadata.frame import BetaFrame
 from ..config import SpaceshipConfig
 from ..errors import ConfigError
-from ..io.betadata import BetaFrame
 from ..naming import KIND_NAMES
 from .results import ClusterFit, GeneFit
 

@@ -1,6 +1,6 @@
 """Conditions of a run compared: the same perturbation in two groups, gene by gene.
 
->>> from spacetravlr_py.perturb.compare import compare_conditions, list_conditions
+>>> from spacetravlr_py.perturbation.compare import compare_conditions, list_conditions
 >>> list_conditions("runs/by_sample")                                       # doctest: +SKIP
 [{'label': 'ctrl', 'folder': 'ctrl', 'n_cells': 1200, 'status': 'complete'}, ...]
 >>> cmp = compare_conditions("runs/by_sample", ("ctrl", "ko"), "Foxo1")       # doctest: +SKIP
@@ -101,7 +101,7 @@ def compare_conditions(run_toml: str | os.PathLike[str], conditions: Sequence[st
     conditions : (A, B)
         Two group labels (or folder names).
     genes, desired
-        The perturbation (default: knockout), as in :meth:`~spacetravlr_py.perturb.session.RunSession.run`.
+        The perturbation (default: knockout), as in :meth:`~spacetravlr_py.perturbation.session.RunSession.run`.
     n_propagation : int, optional
         Default: the run's ``[perturbation].n_propagation``.
     cell_types : sequence of str, optional

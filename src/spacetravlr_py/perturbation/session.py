@@ -25,7 +25,7 @@ from ..io.anndata import Tissue, tissue_from_config
 from ..rundir import TrainedRun, open_run
 from .propagate import Perturber, PerturbResult, PerturbSettings, resolve_scope
 
-log = logging.getLogger("spacetravlr_py.perturb")
+log = logging.getLogger("spacetravlr_py.perturbation")
 
 
 def read_cells_csv(path: str | os.PathLike[str], column: str) -> list[str]:
@@ -84,9 +84,9 @@ class RunSession:
 
         The betadata are read from the TOML's ``[execution].output_dir`` (SPEC §2.3); each ligand's
         radius comes from what training recorded in the manifest (older runs: from the network).
-        ``overlay`` (e.g. :meth:`~spacetravlr_py.perturb.overlay.PerturbToml.apply`) changes the run's
+        ``overlay`` (e.g. :meth:`~spacetravlr_py.perturbation.overlay.PerturbToml.apply`) changes the run's
         configuration before ``overrides`` (command-line values). ``condition`` picks a group of a run per
-        condition (its label or folder; :func:`~spacetravlr_py.perturb.compare.list_conditions` lists
+        condition (its label or folder; :func:`~spacetravlr_py.perturbation.compare.list_conditions` lists
         them): the session then holds that group's cells and betas.
         """
         t0 = time.perf_counter()
