@@ -232,6 +232,63 @@ def _abort_reported(reporter: Reporter) -> Iterator[None]:
         raise
 
 
+def _open_folder(inp: _Inputs, rd: RunDir, started: str, reporter: Reporter) -> Manifest | None:
+    """Create the run folder, clean what dead processes left, write the repro TOML (and the minimal
+    h5ad when asked) and a first manifest; return the manifest of earlier runs in the folder."""
+    rd.prepare()
+    rd.clean_leftovers()
+    if not rd.repro_toml.exists():
+        inp.cfg.dump_toml(rd.repro_toml)
+    write_minimal_if_asked(inp.cfg, rd, reporter)
+    previous = Manifest.read(rd.manifest_json)
+    if previous is None:
+        # written at once so that a killed first run still records which dataset the folder belongs to
+        Manifest(status=RUNNING, started=started, dataset=dataset_fingerprint(inp.tissue)).write(rd.manifest_json)
+    return previous
+
+
+def _run_start(inp: _Inputs, rd: RunDir) -> RunStart:
+    t, cfg = inp.tissue, inp.cfg
+    return RunStart(config=cfg.to_dict(), output_dir=str(rd.root), dataset=str(t.path or "in memory"),
+                    n_cells=t.n_cells, n_genes=t.n_genes, n_clusters=t.n_clusters, cluster_annot=t.cluster_annot,
+                    layer=t.layer, network=str(inp.network_path) if inp.network_path else None,
+                    species=inp.species, mode=cfg.training.mode, n_queued=len(inp.queue),
+                    n_workers=cfg.execution.n_parallel, warnings=inp.warnings)
+
+
+def _train_pending(inp: _Inputs, rd: RunDir, pending: list[str], trainer: Trainer, executor: Executor | None,
+                   col: _Collector, control: RunControl) -> tuple[TrainingContext | None, float, bool]:
+    """Report finished genes as skipped, build the context, let the executor train the rest.
+
+    Returns the context (None when nothing was pending), when training started, and whether it was
+    interrupted (Ctrl-C, SIGTERM or a stop request).
+    """
+    cfg = inp.cfg
+    ctx: TrainingContext | None = None
+    t_ctx = time.perf_counter()
+    with graceful_interrupts(), _abort_reported(col.inner):
+        try:
+            pending_set = set(pending)
+            for g in inp.queue:
+                if g not in pending_set:
+                    col.gene_finished(GeneOutcome(g, SKIPPED))
+            if pending:
+                ctx = build_context(cfg, inp.tissue, inp.network, pending, extras=inp.extras, tf_prior=inp.tf_prior)
+                trainer.prepare(ctx)
+                for line in ctx.received_info:
+                    col.message(line)
+            t_ctx = time.perf_counter()
+            if ctx is not None:
+                ex = executor or executor_for(cfg.execution.n_parallel, len(pending))
+                col.message(ex.describe(len(pending)))
+                job = GeneJob(ctx=ctx, trainer=trainer, run_dir=rd, stale_lock_secs=cfg.execution.stale_lock_secs)
+                ex.run(job, pending, col, control)
+        except KeyboardInterrupt:
+            col.message("interrupted: finished genes are kept; run the same command again to continue")
+            return ctx, t_ctx, True
+    return ctx, t_ctx, False
+
+
 def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Executor | None = None,
           reporter: Reporter | None = None, control: RunControl | None = None, tissue: Tissue | None = None,
           network: Any = None) -> RunResult:
@@ -270,49 +327,12 @@ def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Exe
     rd = RunDir(Path(cfg.execution.output_dir) if cfg.execution.output_dir else default_output_dir(cfg))
     inp = _validated_inputs(cfg, rd, tissue, network)
     cfg = inp.cfg
-    rd.prepare()
-    rd.clean_leftovers()
-    if not rd.repro_toml.exists():
-        cfg.dump_toml(rd.repro_toml)
-    write_minimal_if_asked(cfg, rd, reporter)
-    previous = Manifest.read(rd.manifest_json)
-    if previous is None:
-        # written at once so that a killed first run still records which dataset the folder belongs to
-        Manifest(status=RUNNING, started=started, dataset=dataset_fingerprint(inp.tissue)).write(rd.manifest_json)
+    previous = _open_folder(inp, rd, started, reporter)
     t_loaded = time.perf_counter()
-
     col = _Collector(reporter, len(inp.queue))
-    t = inp.tissue
-    reporter.run_started(RunStart(
-        config=cfg.to_dict(), output_dir=str(rd.root), dataset=str(t.path or "in memory"), n_cells=t.n_cells,
-        n_genes=t.n_genes, n_clusters=t.n_clusters, cluster_annot=t.cluster_annot, layer=t.layer,
-        network=str(inp.network_path) if inp.network_path else None, species=inp.species,
-        mode=cfg.training.mode, n_queued=len(inp.queue), n_workers=cfg.execution.n_parallel,
-        warnings=inp.warnings))
-    ctx: TrainingContext | None = None
-    interrupted = False
+    reporter.run_started(_run_start(inp, rd))
     pending = [g for g in inp.queue if not rd.is_finished(g)]
-    t_ctx = time.perf_counter()
-    with graceful_interrupts(), _abort_reported(reporter):
-        try:
-            pending_set = set(pending)
-            for g in inp.queue:
-                if g not in pending_set:
-                    col.gene_finished(GeneOutcome(g, SKIPPED))
-            if pending:
-                ctx = build_context(cfg, t, inp.network, pending, extras=inp.extras, tf_prior=inp.tf_prior)
-                trainer.prepare(ctx)
-                for line in ctx.received_info:
-                    reporter.message(line)
-            t_ctx = time.perf_counter()
-            if ctx is not None:
-                ex = executor or executor_for(cfg.execution.n_parallel, len(pending))
-                reporter.message(ex.describe(len(pending)))
-                job = GeneJob(ctx=ctx, trainer=trainer, run_dir=rd, stale_lock_secs=cfg.execution.stale_lock_secs)
-                ex.run(job, pending, col, control)
-        except KeyboardInterrupt:
-            interrupted = True
-            reporter.message("interrupted: finished genes are kept; run the same command again to continue")
+    ctx, t_ctx, interrupted = _train_pending(inp, rd, pending, trainer, executor, col, control)
     rd.remove_dead_locks()
     timings = {"load_s": round(t_loaded - t_start, 4), "received_ligands_s": round(t_ctx - t_loaded, 4),
                "train_s": round(time.perf_counter() - t_ctx, 4), "total_s": round(time.perf_counter() - t_start, 4),
