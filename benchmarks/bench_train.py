@@ -119,7 +119,7 @@ def _peak_cli(ctx: Ctx, d: Path, cfg: Path, out_dir: Path) -> dict[str, Any]:
 
 def compare_predictions(ref_dir: Path, our_dir: Path, genes: list[str], clusters: pd.Series) -> dict[str, Any]:
     """In-sample predictions of both sides' betas on the reference design (y + features) per gene × cluster."""
-    from spacetravlr_py.io.betadata import read_betadata
+    from spacetravlr_py.betadata.frame import read_betadata
 
     d_r2: list[float] = []
     d_pred: list[float] = []

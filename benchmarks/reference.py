@@ -286,7 +286,7 @@ def ligand_radii(ligands: Sequence[str], var_names: Sequence[str], radius: float
 def perturb_settings(radius: float, contact_distance: float, *, n_propagation: int = 4,
                      scale: float = 1.0) -> Any:
     """Our :class:`PerturbSettings` under ``[compat] mode = "python-reference"``."""
-    from spacetravlr_py.perturb import PerturbSettings
+    from spacetravlr_py.perturbation import PerturbSettings
 
     return PerturbSettings(radius=float(radius), contact_distance=float(contact_distance), per_ligand_radius=True,
                            kernel="truncated", clip="observed_range", reference_compat=True, scale=scale,
@@ -299,7 +299,7 @@ def default_perturb_settings(radius: float, contact_distance: float, *, per_liga
     that sets only the radii, ``per_ligand_radius`` and the scale: what reference 0.1.21 computes (it
     always uses per-ligand radii; ``per_ligand_radius = false`` matches it when both radii are equal)."""
     from spacetravlr_py.config import SpaceshipConfig
-    from spacetravlr_py.perturb import PerturbSettings
+    from spacetravlr_py.perturbation import PerturbSettings
 
     cfg = SpaceshipConfig.from_dict({
         "spatial": {"radius": float(radius), "contact_distance": float(contact_distance),
@@ -394,7 +394,7 @@ def write_reference_betadata(directory: str | os.PathLike[str], gene: str, coefs
 
 def write_betaframes_for_reference(directory: str | os.PathLike[str], frames: Mapping[str, Any],
                                    obs_names: Sequence[str], cluster_labels_per_cell: Sequence[str]) -> list[Path]:
-    """Expand cluster-row :class:`~spacetravlr_py.io.betadata.BetaFrame` s to per-cell reference parquet files."""
+    """Expand cluster-row :class:`~spacetravlr_py.betadata.frame.BetaFrame` s to per-cell reference parquet files."""
     labels = np.asarray([str(c) for c in cluster_labels_per_cell])
     paths = []
     for gene, f in frames.items():

@@ -197,8 +197,8 @@ def perturb_inputs(n_cells: int, seed: int = 0, n_targets: int = 13, *, referenc
     """
 
     def build(d: Path) -> None:
+        from spacetravlr_py.betadata.frame import betadata_path, write_betadata
         from spacetravlr_py.datasets import synthetic_tissue
-        from spacetravlr_py.io.betadata import betadata_path, write_betadata
 
         syn = synthetic_tissue(n_cells=n_cells, seed=seed, n_targets=n_targets, kernel="truncated",
                                per_ligand_radius=True, radius=PERTURB_RADIUS, contact_distance=PERTURB_CONTACT)

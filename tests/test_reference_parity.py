@@ -153,7 +153,7 @@ def splash_case(syn: Any, workdir: Path) -> dict[str, Any]:
 @pytest.mark.parametrize(("scale", "cap"), [(1.0, None), (2.0, 0.5)])
 def test_splash(session: Any, splash_case: dict[str, Any], scale: float, cap: float | None) -> None:
     from spacetravlr_py.betadata.betabase import Betabase
-    from spacetravlr_py.perturb import LigandTable, splash
+    from spacetravlr_py.perturbation import LigandTable, splash
 
     c = splash_case
     d = c["dir"]
@@ -190,8 +190,8 @@ def test_splash(session: Any, splash_case: dict[str, Any], scale: float, cap: fl
 @pytest.fixture(scope="module")
 def perturb_case(syn: Any, workdir: Path) -> dict[str, Any]:
     from spacetravlr_py.betadata.betabase import Betabase
+    from spacetravlr_py.betadata.frame import BetaFrame
     from spacetravlr_py.io.anndata import load_tissue
-    from spacetravlr_py.io.betadata import BetaFrame
 
     d = workdir / "perturb"
     h5ad = ref.write_reference_h5ad(d / "tissue.h5ad", syn.adata)
@@ -213,7 +213,7 @@ def perturb_case(syn: Any, workdir: Path) -> dict[str, Any]:
 
 def _ours_perturb(case: dict[str, Any], genes: list[str], values: list[float],
                   cells: list[int] | None = None) -> np.ndarray:
-    from spacetravlr_py.perturb import Perturber
+    from spacetravlr_py.perturbation import Perturber
 
     tissue = case["tissue"]
     mask = None

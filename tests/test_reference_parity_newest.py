@@ -110,7 +110,7 @@ def test_received(session: Any, syn: Any, workdir: Path, per_ligand: bool) -> No
 
 def test_splash_on_current_received(session: Any, syn: Any, workdir: Path) -> None:
     from spacetravlr_py.betadata.betabase import Betabase
-    from spacetravlr_py.perturb import LigandTable, splash
+    from spacetravlr_py.perturbation import LigandTable, splash
     from spacetravlr_py.spatial.received import received_ligands
 
     d = workdir / "splash"
@@ -180,7 +180,7 @@ def perturb_case(syn: Any, workdir: Path) -> dict[str, Any]:
 
 def _ours(case: dict[str, Any], genes: list[str], values: list[float], scope: np.ndarray | None, *,
           contact: float, per_ligand_radius: bool = True, compat: bool = False) -> np.ndarray:
-    from spacetravlr_py.perturb import Perturber
+    from spacetravlr_py.perturbation import Perturber
 
     tissue = case["tissue"]
     settings = (ref.perturb_settings(RADIUS, contact) if compat else

@@ -111,7 +111,7 @@ def _objective(X: np.ndarray, y: np.ndarray, w: np.ndarray, b: float, pen: Any) 
 
 def _gene_fits(runs: dict[str, Any], gene: str) -> list[dict[str, Any]]:
     """Per cluster: the reference design (X, y), the reference's raw fit and our (gated) betas."""
-    from spacetravlr_py.io.betadata import read_betadata
+    from spacetravlr_py.betadata.frame import read_betadata
 
     rd = runs["dir"] / "ref"
     design = pd.read_parquet(rd / f"{gene}_design.parquet")

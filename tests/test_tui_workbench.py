@@ -19,10 +19,10 @@ pytest.importorskip("textual")
 from textual.widgets import DataTable, Input, Static
 
 from spacetravlr_py import _keys
+from spacetravlr_py.betadata.frame import read_betadata
 from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import synthetic_tissue
-from spacetravlr_py.io.betadata import read_betadata
-from spacetravlr_py.perturb.session import RunSession
+from spacetravlr_py.perturbation.session import RunSession
 from spacetravlr_py.training import train
 from spacetravlr_py.tui import plots
 from spacetravlr_py.tui.genes import filter_rows, gene_rows, parse_desired

@@ -25,8 +25,8 @@ import numpy as np
 from .. import naming
 from ..errors import InputError, near_matches, short_list
 from ..io.anndata import Tissue
-from ..io.betadata import BetaFrame, list_betadata, read_betadata
 from .betabase import Betabase
+from .frame import BetaFrame, list_betadata, read_betadata
 
 if TYPE_CHECKING:
     import pandas as pd

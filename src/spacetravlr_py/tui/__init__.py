@@ -2,7 +2,7 @@
 
 * :mod:`.dashboard` — the live training dashboard (a :class:`~spacetravlr_py.training.Reporter`).
 * :mod:`.workbench` — the interactive perturbation workbench on a
-  :class:`~spacetravlr_py.perturb.session.RunSession`.
+  :class:`~spacetravlr_py.perturbation.session.RunSession`.
 
 Only the modules named above import Textual, and only when a program opens one of them; the models
 they draw (:mod:`.state`, :mod:`.genes`, :mod:`.plots`, :mod:`.procs`) are plain Python, so the plain

@@ -193,7 +193,7 @@ def export_result(result: Any, out: str | os.PathLike[str], *, figures: bool = T
                   n_neighbors: int = 150, kind: str = "quiver") -> dict[str, Path]:
     """Write a result as ``spacetravlr-perturb --out OUT [--field]`` does, with the same writers:
     the expression (feather) and summary (JSON), then the transition field and figures."""
-    from ..perturb.session import write_result
+    from ..perturbation.session import write_result
 
     paths = write_result(result, out)
     if figures:

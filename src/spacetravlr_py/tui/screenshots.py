@@ -39,7 +39,7 @@ async def _dashboard(cfg: object, out: Path, n_done: int) -> None:
 
 
 async def _workbench(run_toml: Path, out: Path, gene: str, cell_type: str) -> None:
-    from ..perturb.session import RunSession
+    from ..perturbation.session import RunSession
     from .genes import CELL_TYPES, Scope
     from .workbench import Workbench, WorkbenchScreen
 
