@@ -33,12 +33,13 @@ web/node_modules/.package-lock.json: web/package-lock.json
 $(WEB_BUNDLE): web/node_modules/.package-lock.json web/index.html web/package.json web/vite.config.ts web/tsconfig.json $(wildcard web/src/*)
 	cd web && npm run build
 
-# the browser tests drive Debian's Chromium
-/usr/bin/chromium:
-	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y chromium; \
-	else sudo apt-get update -qq && sudo apt-get install -y chromium; fi
+# the browser tests drive Debian's Chromium; the terminal tests run the programs in a real tmux
+APT_PACKAGES := chromium tmux
+/usr/bin/chromium /usr/bin/tmux:
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y $(APT_PACKAGES); \
+	else sudo apt-get update -qq && sudo apt-get install -y $(APT_PACKAGES); fi
 
-setup: $(STAMP) $(WEB_BUNDLE) /usr/bin/chromium
+setup: $(STAMP) $(WEB_BUNDLE) /usr/bin/chromium /usr/bin/tmux
 
 ## make demo: synthetic tissue -> received ligands -> training -> knockout -> transition field
 demo: setup
