@@ -40,7 +40,7 @@ def load(d: Path, betadata: str) -> tuple[Any, Any]:
 def compat_runner(d: Path, target: str = TARGET, betadata: str = "betadata") -> Any:
     """Python-reference semantics (a zero-argument callable) on the reference-format betadata (or, with
     ``betadata="seed_betadata"``, on the same betas in our cluster-row files)."""
-    from spacetravlr_py.perturb import Perturber
+    from spacetravlr_py.perturbation import Perturber
 
     tissue, bb = load(d, betadata)
     sig: Any = ref.ligand_signaling(tissue.var_names)
@@ -54,7 +54,7 @@ def compat_runner(d: Path, target: str = TARGET, betadata: str = "betadata") -> 
 
 def seed_runner(d: Path, method: str = "auto", target: str = TARGET) -> Any:
     """Seed semantics (Gaussian kernel; ``method`` auto = approximate above 15k cells), cluster-row betadata."""
-    from spacetravlr_py.perturb import Perturber, PerturbSettings
+    from spacetravlr_py.perturbation import Perturber, PerturbSettings
 
     tissue, bb = load(d, "seed_betadata")
     sig: Any = ref.ligand_signaling(tissue.var_names)

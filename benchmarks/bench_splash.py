@@ -5,8 +5,8 @@ same expression and received-ligand tables, and time only the derivative computa
 
 * reference: ``BetaFrame.from_path`` (untimed, ``t_load_s``) then ``BetaFrame.splash`` per gene
   (``t_core_s`` = the sum over genes);
-* ours: :func:`~spacetravlr_py.io.betadata.read_betadata` (untimed) then ``Betabase([frame])`` (cells
-  mapped to rows, modulators resolved) + :func:`~spacetravlr_py.perturb.splash` per gene (timed).
+* ours: :func:`~spacetravlr_py.betadata.frame.read_betadata` (untimed) then ``Betabase([frame])`` (cells
+  mapped to rows, modulators resolved) + :func:`~spacetravlr_py.perturbation.splash` per gene (timed).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ class Ours:
     Betabase construction + splash per gene."""
 
     def __init__(self, d: Path) -> None:
-        from spacetravlr_py.io.betadata import list_betadata
-        from spacetravlr_py.perturb import LigandTable
+        from spacetravlr_py.betadata.frame import list_betadata
+        from spacetravlr_py.perturbation import LigandTable
 
         inp = wl.load_splash_inputs(d)
         self.inp = inp
@@ -50,8 +50,8 @@ class Ours:
 
     def splash_gene(self, gene: str) -> tuple[np.ndarray, list[str], float]:
         from spacetravlr_py.betadata.betabase import Betabase
-        from spacetravlr_py.io.betadata import read_betadata
-        from spacetravlr_py.perturb import splash
+        from spacetravlr_py.betadata.frame import read_betadata
+        from spacetravlr_py.perturbation import splash
 
         t0 = time.perf_counter()
         frame = read_betadata(self.files[gene], gene)

@@ -19,10 +19,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from spacetravlr_py import _keys
+from spacetravlr_py.betadata.frame import BetaFrame
 from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import SyntheticTissue, synthetic_tissue
 from spacetravlr_py.io.anndata import Tissue
-from spacetravlr_py.io.betadata import BetaFrame
 
 if TYPE_CHECKING:
     import anndata as ad

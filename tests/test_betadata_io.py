@@ -12,9 +12,7 @@ import pytest
 from builders import RANDOM_FRAME_MODULATORS, beta_frame, random_beta_frame
 from conftest import shared_path
 from spacetravlr_py import naming
-from spacetravlr_py.errors import InputError
-from spacetravlr_py.io.atomic import atomic_path, atomic_write, atomic_write_bytes, atomic_write_text
-from spacetravlr_py.io.betadata import (
+from spacetravlr_py.betadata.frame import (
     betadata_path,
     frame_from_table,
     gene_of_path,
@@ -22,6 +20,8 @@ from spacetravlr_py.io.betadata import (
     read_betadata,
     write_betadata,
 )
+from spacetravlr_py.errors import InputError
+from spacetravlr_py.io.atomic import atomic_path, atomic_write, atomic_write_bytes, atomic_write_text
 
 
 def read_error(path: Path) -> str:

@@ -18,7 +18,7 @@ import pytest
 from builders import train_run
 from spacetravlr_py import _keys
 from spacetravlr_py.cli.perturb import main
-from spacetravlr_py.perturb.session import RunSession
+from spacetravlr_py.perturbation.session import RunSession
 
 PROG = "spacetravlr-perturb"
 N_CELLS = 600
@@ -220,7 +220,7 @@ def test_batch_toml_formats_and_parallelism(run, capsys, tmp_path, monkeypatch) 
     sel = np.isin(obs, obs[200:210])
     assert (combo.loc[sel, "Stat3"] == 0).all() and (combo.loc[sel, "Cxcl12"] == 0).all()
     # beta_scale_factor of a job: same as the API with that factor
-    from spacetravlr_py.perturb import Perturber, PerturbSettings
+    from spacetravlr_py.perturbation import Perturber, PerturbSettings
 
     st = PerturbSettings.from_config(s.cfg)
     st.beta_scale_factor = 0.5
@@ -393,10 +393,10 @@ def test_gene_without_betas_that_modulates_nothing_warns(run, capsys, tmp_path, 
     toml = _copy_run(run, tmp_path / "run")
     (toml.parent / "Cd19_betadata.feather").unlink()
     (toml.parent / "Cd19.orphan").touch()
-    with caplog.at_level(logging.WARNING, logger="spacetravlr_py.perturb"):
+    with caplog.at_level(logging.WARNING, logger="spacetravlr_py.perturbation"):
         rc, out, err = cli(capsys, "--run-toml", toml, "--gene", "Cd19")
     assert rc == 0, err
-    msgs = [r.getMessage() for r in caplog.records if r.name == "spacetravlr_py.perturb"]
+    msgs = [r.getMessage() for r in caplog.records if r.name == "spacetravlr_py.perturbation"]
     assert any("Cd19 has no betas and modulates no trained gene" in m and "nothing but Cd19" in m for m in msgs), msgs
     assert "no other gene changed" in out
 
@@ -447,8 +447,8 @@ def test_missing_batch_file(run, capsys, tmp_path) -> None:
 
 
 def test_docstring_example_of_the_batch_format_parses(tmp_path) -> None:
-    """The example in perturb/batch.py: [[jobs]] inherit shared settings, not the top-level job's lists."""
-    from spacetravlr_py.perturb import batch
+    """The example in perturbation/batch.py: [[jobs]] inherit shared settings, not the top-level job's lists."""
+    from spacetravlr_py.perturbation import batch
 
     body = batch.__doc__.split("::\n", 1)[1]
     (tmp_path / "b.toml").write_text("\n".join(ln[4:] for ln in body.splitlines()))
@@ -464,7 +464,7 @@ def test_docstring_example_of_the_batch_format_parses(tmp_path) -> None:
 
 
 def test_batch_jobs_inherit_shared_keys_when_the_top_level_has_no_job(tmp_path) -> None:
-    from spacetravlr_py.perturb.batch import parse_batch
+    from spacetravlr_py.perturbation.batch import parse_batch
 
     (tmp_path / "b.toml").write_text('''
 out_dir = "o"

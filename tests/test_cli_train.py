@@ -17,9 +17,9 @@ import pytest
 from builders import WrittenTissue, write_tissue
 from conftest import shared_path
 from spacetravlr_py import _keys
+from spacetravlr_py.betadata.frame import betadata_path, read_betadata
 from spacetravlr_py.cli.main import _split_lr, build_parser, main, overrides_from_args
 from spacetravlr_py.config import SpaceshipConfig
-from spacetravlr_py.io.betadata import betadata_path, read_betadata
 from spacetravlr_py.rundir import locks
 
 # -- helpers ---------------------------------------------------------------------------------

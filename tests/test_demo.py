@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from spacetravlr_py import _keys
+from spacetravlr_py.betadata.frame import betadata_path, write_betadata
 from spacetravlr_py.datasets import synthetic_tissue
 from spacetravlr_py.demo import DemoSummary, beta_recovery, most_used_modulators, run_demo
-from spacetravlr_py.io.betadata import betadata_path, write_betadata
 
 
 def test_most_used_modulators_counts_terms_and_breaks_ties_alphabetically() -> None:

@@ -203,8 +203,8 @@ contact_distance = 25.0
 @FUZZ
 @given(data=st.data())
 def test_perturbation_toml_reader_never_raises_anything_else(data):
-    from spacetravlr_py.perturb.batch import batch_from_table
-    from spacetravlr_py.perturb.overlay import read_perturb_toml
+    from spacetravlr_py.perturbation.batch import batch_from_table
+    from spacetravlr_py.perturbation.overlay import read_perturb_toml
 
     raw = data.draw(mutated_text(PERTURB_BASE))
     with tempfile.TemporaryDirectory() as d:
@@ -223,7 +223,7 @@ def test_perturbation_toml_reader_never_raises_anything_else(data):
 @FUZZ
 @given(data=st.data())
 def test_batch_reader_never_raises_anything_else(data):
-    from spacetravlr_py.perturb.batch import read_batch
+    from spacetravlr_py.perturbation.batch import read_batch
 
     raw = data.draw(mutated_text(BATCH_BASE))
     with tempfile.TemporaryDirectory() as d:
@@ -327,7 +327,7 @@ def test_betadata_reader_never_raises_anything_else(df, fmt, cut, integer_labels
     import warnings
 
     from spacetravlr_py.betadata.betabase import Betabase
-    from spacetravlr_py.io.betadata import read_betadata
+    from spacetravlr_py.betadata.frame import read_betadata
 
     try:
         raw = _write(df, fmt)

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from spacetravlr_py.betadata import Betabase, collect_interactions
+from spacetravlr_py.betadata.frame import BetaFrame, betadata_path, write_betadata
 from spacetravlr_py.betadata.interactions import AGGREGATES, COLUMNS, modulator_parts
 from spacetravlr_py.errors import InputError
 from spacetravlr_py.io.anndata import Tissue
-from spacetravlr_py.io.betadata import BetaFrame, betadata_path, write_betadata
 
 GENES = ["A", "C", "L", "R", "T"]
 

@@ -22,14 +22,14 @@ from scipy.spatial import cKDTree
 from builders import beta_frame, make_tissue, train_run, with_expression
 from spacetravlr_py import _keys
 from spacetravlr_py.betadata.betabase import Betabase
+from spacetravlr_py.betadata.frame import BetaFrame, betadata_path, write_betadata
 from spacetravlr_py.errors import InputError
 from spacetravlr_py.io.anndata import Tissue, load_tissue
-from spacetravlr_py.io.betadata import BetaFrame, betadata_path, write_betadata
-from spacetravlr_py.perturb import Perturber, PerturbSettings, perturb, resolve_scope
-from spacetravlr_py.perturb.session import RunSession, read_cells_csv, read_obs_file, write_result
+from spacetravlr_py.perturbation import Perturber, PerturbSettings, perturb, resolve_scope
+from spacetravlr_py.perturbation.session import RunSession, read_cells_csv, read_obs_file, write_result
 from spacetravlr_py.spatial.received import received_ligands
 
-LOGGER = "spacetravlr_py.perturb"
+LOGGER = "spacetravlr_py.perturbation"
 N_CELLS = 800
 RADIUS = 200.0
 

@@ -17,13 +17,13 @@ import pyarrow.feather as feather
 import pytest
 
 from spacetravlr_py import _keys
+from spacetravlr_py.betadata.frame import write_betadata
 from spacetravlr_py.cli.perturb import main
 from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.errors import ConfigError, InputError
-from spacetravlr_py.io.betadata import write_betadata
-from spacetravlr_py.perturb.batch import batch_from_table, parse_batch, read_batch
-from spacetravlr_py.perturb.overlay import read_perturb_toml
-from spacetravlr_py.perturb.session import RunSession
+from spacetravlr_py.perturbation.batch import batch_from_table, parse_batch, read_batch
+from spacetravlr_py.perturbation.overlay import read_perturb_toml
+from spacetravlr_py.perturbation.session import RunSession
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ def test_job_fields_in_the_perturbation_toml_run_as_a_batch(run, tmp_path, capsy
 
 
 def test_batch_spatial_overrides_equal_a_run_with_those_values(run, tmp_path, capsys, monkeypatch):
-    from spacetravlr_py.perturb import batch as batch_mod
+    from spacetravlr_py.perturbation import batch as batch_mod
     from spacetravlr_py.spatial.received import received_ligands
 
     built = []
@@ -202,18 +202,18 @@ def test_batch_spatial_overrides_equal_a_run_with_those_values(run, tmp_path, ca
 
 
 def test_batch_parallelism_from_the_file_and_the_flag(run, tmp_path, capsys, monkeypatch):
-    from spacetravlr_py.perturb import batch as batch_mod
+    from spacetravlr_py.perturbation import batch as batch_mod
 
     seen = []
     real = batch_mod.run_batch
-    monkeypatch.setattr(batch_mod, "run_batch", lambda s, jobs, parallelism, on_done:
-                        seen.append(parallelism) or real(s, jobs, parallelism=parallelism, on_done=on_done))
+    monkeypatch.setattr(batch_mod, "run_batch", lambda s, jobs, n_workers, on_done:
+                        seen.append(n_workers) or real(s, jobs, n_workers=n_workers, on_done=on_done))
     (tmp_path / "b.toml").write_text('parallelism = 3\ngenes = ["Foxo1", "Pax5"]\nn_propagation = 1\n')
     assert cli(capsys, "--run-toml", run["toml"], "--batch-toml", tmp_path / "b.toml")[0] == 0
     assert cli(capsys, "--run-toml", run["toml"], "--batch-toml", tmp_path / "b.toml",
                "--batch-parallelism", "1")[0] == 0
     assert seen == [3, 1]
-    assert read_batch(tmp_path / "b.toml", 4).parallelism == 3
+    assert read_batch(tmp_path / "b.toml", 4).n_workers == 3
 
 
 def test_seed_batch_forms(tmp_path):

@@ -21,7 +21,7 @@ import pytest
 from builders import clustered_tissue
 from spacetravlr_py import plotting
 from spacetravlr_py.io.anndata import Tissue
-from spacetravlr_py.perturb.propagate import PerturbResult
+from spacetravlr_py.perturbation.propagate import PerturbResult
 from spacetravlr_py.report import save_field, write_field_outputs
 from spacetravlr_py.transitions import TransitionField, grid_field, transition_field
 

@@ -14,7 +14,7 @@ from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import synthetic_tissue
 from spacetravlr_py.errors import InputError
 from spacetravlr_py.io.atomic import temp_path, temp_target, temporaries_of
-from spacetravlr_py.perturb.session import RunSession
+from spacetravlr_py.perturbation.session import RunSession
 from spacetravlr_py.rundir import Manifest, RunDir, open_run
 from spacetravlr_py.training import train
 

@@ -11,8 +11,8 @@ import pytest
 
 from spacetravlr_py import _keys
 from spacetravlr_py.errors import InputError
-from spacetravlr_py.perturb.screen import COLUMNS, screen, write_screen
-from spacetravlr_py.perturb.session import RunSession
+from spacetravlr_py.perturbation.screen import COLUMNS, screen, write_screen
+from spacetravlr_py.perturbation.session import RunSession
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow.feather as feather
 import pytest
 
+from spacetravlr_py.betadata.frame import BetaFrame
 from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import synthetic_tissue
-from spacetravlr_py.io.betadata import BetaFrame
 from spacetravlr_py.training import (
     ClusterFit,
     GeneFit,
@@ -140,7 +140,7 @@ class HalvingTrainer(SeedTrainer):
 
 @pytest.mark.parametrize("executor", [SerialExecutor(), ProcessExecutor(2)], ids=["serial", "processes"])
 def test_a_custom_trainer_plugs_in(data, tmp_path, executor):
-    from spacetravlr_py.io.betadata import read_betadata
+    from spacetravlr_py.betadata.frame import read_betadata
 
     seed, half = tmp_path / "seed", tmp_path / "half"
     train(cfg_for(data, seed))

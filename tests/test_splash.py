@@ -19,12 +19,12 @@ from builders import beta_frame, make_tissue
 from conftest import shared_path
 from spacetravlr_py._keys import MIN_EXPRESSION
 from spacetravlr_py.betadata.betabase import Betabase
+from spacetravlr_py.betadata.frame import betadata_path, write_betadata
 from spacetravlr_py.errors import InputError
 from spacetravlr_py.io.anndata import Tissue
-from spacetravlr_py.io.betadata import betadata_path, write_betadata
 from spacetravlr_py.naming import LR, TF, TFL
-from spacetravlr_py.perturb import LigandTable, _kernels, splash
-from spacetravlr_py.perturb.splash import filtered
+from spacetravlr_py.perturbation import LigandTable, _kernels, splash
+from spacetravlr_py.perturbation.splash import filtered
 
 LOGGER = "spacetravlr_py.betadata"
 

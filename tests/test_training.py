@@ -19,9 +19,9 @@ import pytest
 
 from builders import WrittenTissue, run_config, write_tissue
 from spacetravlr_py import _keys
+from spacetravlr_py.betadata.frame import betadata_path, read_betadata
 from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import synthetic_tissue
-from spacetravlr_py.io.betadata import betadata_path, read_betadata
 from spacetravlr_py.rundir import locks
 from spacetravlr_py.training import ConsoleReporter, train
 from spacetravlr_py.training.run import RunResult

@@ -15,7 +15,7 @@ import pyarrow.feather as feather
 import pytest
 
 from spacetravlr_py import _keys
-from spacetravlr_py.perturb.session import RunSession
+from spacetravlr_py.perturbation.session import RunSession
 from viewer_support import InProcessServer, trained_run
 
 pytestmark = pytest.mark.slow
@@ -503,7 +503,7 @@ def test_full_mode_run_per_cell_betas(run_toml, session, tmp_path) -> None:
     session/configure: per-cell values follow the cell ids, the missing cell reads 0."""
     import shutil
 
-    from spacetravlr_py.io.betadata import BetaFrame, betadata_path, write_betadata
+    from spacetravlr_py.betadata.frame import BetaFrame, betadata_path, write_betadata
 
     t = session.tissue
     run_dir = tmp_path / "full_run"

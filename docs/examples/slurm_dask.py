@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         # train() waits until the first worker has joined, then hands genes out as workers arrive
         res = st.train(cfg, executor=DaskExecutor(address), reporter=ConsoleReporter(plain=True))
         if a.screen and not res.interrupted:
-            from spacetravlr_py.perturb.screen import screen, write_screen
-            from spacetravlr_py.perturb.session import RunSession
+            from spacetravlr_py.perturbation.screen import screen, write_screen
+            from spacetravlr_py.perturbation.session import RunSession
 
             session = RunSession.open(res.out_dir)  # the run folder (its repro TOML)
             ranked = screen(session, scheduler=address)

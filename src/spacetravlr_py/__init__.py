@@ -5,20 +5,21 @@ The public API is imported lazily, so ``import spacetravlr_py`` is cheap and pro
 >>> import spacetravlr_py as st
 >>> syn = st.datasets.synthetic_tissue(n_cells=2000)            # doctest: +SKIP
 >>> run = st.train(cfg)                                         # doctest: +SKIP
->>> session = st.RunSession.open(run.out_dir)                   # doctest: +SKIP
+>>> session = st.RunSession.open(run.run_dir)                   # doctest: +SKIP
 >>> result = session.run("Foxo1", 0.0)                          # doctest: +SKIP
->>> st.pl.spatial_delta(result, "Cd19")                         # doctest: +SKIP
+>>> st.pl.spatial_delta(session.tissue.coords, result.delta, var_names=session.tissue.var_names,
+...                    gene="Cd19")                               # doctest: +SKIP
 
 Pipeline (one subpackage per stage)::
 
-    io/          load & validate: AnnData (Tissue), network tables, betadata files, config
+    io/          load & validate: AnnData (Tissue), network tables, atomic writes
     spatial/     received ligands (exact and approximate kernels), the per-ligand radius rule
     modulators   per target gene: TF, L$R, L#TF and extra columns
     models/      sparse group lasso (FISTA, numba)
     training/    the training run: trainers, executors, reporters, train()
     rundir/      the run folder: paths, locks, fingerprint, manifest, open_run()
-    betadata/    Betabase: betadata of a run mapped onto cells
-    perturb/     splash derivatives and perturbation propagation, RunSession
+    betadata/    BetaFrame (one gene's betas, files) and Betabase (a run's betadata mapped onto cells)
+    perturbation/ splash derivatives and perturbation propagation, RunSession, batch, screen
     transitions/ transition probabilities and vector fields on the embedding
     plotting     matplotlib figures (``st.pl``)
     datasets     synthetic tissue with planted ground truth (``st.datasets``)
@@ -48,15 +49,17 @@ _LAZY: dict[str, str] = {
     "RunDir": "spacetravlr_py.rundir",
     "Manifest": "spacetravlr_py.rundir",
     # betadata
-    "read_betadata": "spacetravlr_py.io.betadata",
-    "write_betadata": "spacetravlr_py.io.betadata",
-    "BetaFrame": "spacetravlr_py.io.betadata",
+    "read_betadata": "spacetravlr_py.betadata",
+    "write_betadata": "spacetravlr_py.betadata",
+    "BetaFrame": "spacetravlr_py.betadata",
     "Betabase": "spacetravlr_py.betadata",
     # splash and perturbation
-    "splash": "spacetravlr_py.perturb",
-    "perturb": "spacetravlr_py.perturb",
-    "Perturber": "spacetravlr_py.perturb",
-    "RunSession": "spacetravlr_py.perturb.session",
+    "splash": "spacetravlr_py.perturbation",
+    "perturb": "spacetravlr_py.perturbation",
+    "Perturber": "spacetravlr_py.perturbation",
+    "RunSession": "spacetravlr_py.perturbation.session",
+    "compare_conditions": "spacetravlr_py.perturbation.compare",
+    "list_conditions": "spacetravlr_py.perturbation.compare",
     # transitions
     "transition_field": "spacetravlr_py.transitions",
     # synthetic data

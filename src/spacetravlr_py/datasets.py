@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from . import _keys
-from .io.betadata import BetaFrame
+from .betadata.frame import BetaFrame
 from .naming import lr_name, tfl_name
 
 if TYPE_CHECKING:
@@ -85,8 +85,8 @@ class SyntheticTissue:
 
     def write(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
         """Write ``tissue.h5ad``, ``mouse_network.parquet``, ``true_betadata/`` and ``planted.json``."""
+        from .betadata.frame import betadata_path, write_betadata
         from .io.atomic import atomic_write, atomic_write_text
-        from .io.betadata import betadata_path, write_betadata
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from .naming import TF, parse_modulator
 
 if TYPE_CHECKING:
     from .datasets import SyntheticTissue
-    from .perturb.session import RunSession
+    from .perturbation.session import RunSession
     from .training.reporters import Reporter
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def beta_recovery(syn: SyntheticTissue, run_dir: str | os.PathLike[str]) -> tupl
     (r, n)
         r is None when no value can be compared; n is the number of (cluster, modulator) values.
     """
-    from .io.betadata import betadata_path, read_betadata
+    from .betadata.frame import betadata_path, read_betadata
 
     true_vals: list[float] = []
     fit_vals: list[float] = []
@@ -122,7 +122,7 @@ def most_used_modulators(planted: dict[str, list[str]] | Iterable[list[str]]) ->
 
 def knockout(session: RunSession, gene: str, role: str, ko_dir: Path) -> Knockout:
     """Knock ``gene`` out in all cells, write the expression, summary, field and figures under ``ko_dir``."""
-    from .perturb.session import write_result
+    from .perturbation.session import write_result
     from .report import write_field_outputs
 
     res = session.run(gene, 0.0)
@@ -200,7 +200,7 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo_output", *, n_cells: int = 
     DemoSummary
     """
     from .io.atomic import atomic_write_text
-    from .perturb.session import RunSession
+    from .perturbation.session import RunSession
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)

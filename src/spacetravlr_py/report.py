@@ -29,7 +29,7 @@ import numpy as np
 from . import _keys
 from .errors import InputError
 from .io.atomic import atomic_write_bytes, atomic_write_text
-from .perturb.propagate import PerturbResult
+from .perturbation.propagate import PerturbResult
 from .transitions.field import TransitionField, transition_field
 
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ import pandas as pd
 from .. import _keys
 from ..errors import InputError, short_list
 from ..io.anndata import Tissue
-from ..io.betadata import BetaFrame, list_betadata, read_betadata
 from ..naming import LR, TF, TFL, parse_modulator
+from .frame import BetaFrame, list_betadata, read_betadata
 
 log = logging.getLogger("spacetravlr_py.betadata")
 
@@ -113,7 +113,7 @@ class Betabase:
 
     @classmethod
     def from_dir(cls, directory: str | os.PathLike[str], tissue: Tissue, *, genes: Sequence[str] | None = None,
-                 n_jobs: int | None = None) -> Betabase:
+                 n_threads: int | None = None) -> Betabase:
         """Read every ``*_betadata.{feather,parquet,csv}`` in ``directory`` (in parallel)."""
         files = list_betadata(directory)
         if genes is not None:
@@ -121,7 +121,7 @@ class Betabase:
         if not files:
             raise InputError(f"{directory}: no *_betadata.feather/.parquet/.csv files; train first "
                              "(spacetravlr) or point to the folder that holds them")
-        workers = n_jobs or min(8, (os.cpu_count() or 1) * 2)
+        workers = n_threads or min(8, (os.cpu_count() or 1) * 2)
         with ThreadPoolExecutor(max_workers=workers) as ex:
             frames = list(ex.map(lambda kv: read_betadata(kv[1], kv[0]), sorted(files.items())))
         return cls(frames, tissue)
@@ -209,7 +209,7 @@ class Betabase:
         return out
 
     def flat(self) -> dict[str, np.ndarray]:
-        """Concatenated integer/float arrays for the numba kernels (see ``perturb/_kernels.py``); cached."""
+        """Concatenated integer/float arrays for the numba kernels (see ``perturbation/_kernels.py``); cached."""
         if self._flat is None:
             self._flat = self._build_flat()
         return self._flat

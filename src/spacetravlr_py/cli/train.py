@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,38 @@ def train_main(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     if not cfg.data.adata_path:
         raise InputError("no dataset: pass --h5ad PATH or -c spaceship_config.toml with [data].adata_path "
                          "(try `spacetravlr demo` for a synthetic example)")
-    res = train(cfg, reporter=ConsoleReporter(plain=args.plain, quiet=args.quiet))
-    if res.interrupted:
-        return 130
+    if _wants_dashboard(args):
+        from ..tui.dashboard import train_with_dashboard
+
+        run = train_with_dashboard(cfg)
+        for w in run.warnings:
+            print(w, file=sys.stderr)
+        res = run.result
+        if res.interrupted:
+            print("interrupted: finished genes are kept; run the same command again to continue")
+        if run.summary:
+            print(run.summary, flush=True)
+        if res.interrupted and run.stop_reason != "q":  # q is a requested stop, ctrl+c an interrupt
+            return 130
+    else:
+        res = train(cfg, reporter=ConsoleReporter(plain=args.plain, quiet=args.quiet))
+        if res.interrupted:
+            return 130
     return 1 if res.counts[FAILED] else 0
+
+
+def _wants_dashboard(args: argparse.Namespace) -> bool:
+    """The dashboard with ``--dashboard``, or by default on a terminal (not with ``--plain``/``--quiet``,
+    a pipe or ``TERM=dumb``); plain progress with a note when Textual is missing."""
+    if args.dashboard and (args.plain or args.quiet):
+        raise InputError("--dashboard cannot be combined with --plain or --quiet; keep one")
+    terminal = sys.stdout.isatty() and sys.stdin.isatty() and os.environ.get("TERM", "") != "dumb"
+    if not args.dashboard and (args.plain or args.quiet or not terminal):
+        return False
+    from ..tui import textual_missing
+
+    missing = textual_missing()
+    if missing:
+        print(f"note: no dashboard: {missing}; showing plain progress", file=sys.stderr)
+        return False
+    return True

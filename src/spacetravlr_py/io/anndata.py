@@ -355,11 +355,17 @@ def load_tissue(
 
 
 def tissue_from_config(cfg: SpaceshipConfig, *, adata_path: str | os.PathLike[str] | None = None) -> Tissue:
-    """Load the tissue named by ``cfg.data`` (path, layer, cluster column).
+    """Load the tissue named by ``cfg.data`` (path, layer, cluster column): the cells of group
+    ``[data].condition_group`` of ``[data].condition`` when both are set (a condition's run).
 
     ``adata_path`` replaces ``[data].adata_path`` (e.g. a ``--h5ad`` flag).
     """
     path = adata_path or cfg.data.adata_path
     if not path:
         raise InputError("no dataset given: set [data].adata_path in the config or pass --h5ad")
-    return load_tissue(path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)
+    tissue = load_tissue(path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)
+    if cfg.data.condition and cfg.data.condition_group is not None:
+        from .conditions import condition_tissue
+
+        tissue = condition_tissue(tissue, cfg.data.condition, cfg.data.condition_group)
+    return tissue

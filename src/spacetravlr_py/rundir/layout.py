@@ -66,6 +66,11 @@ class RunDir:
     def manifest_json(self) -> Path:
         return self.root / _keys.MANIFEST_JSON
 
+    @property
+    def minimal_h5ad(self) -> Path:
+        """The run's own minimal ``.h5ad`` (``--write-minimal-repro-h5ad``)."""
+        return self.root / _keys.MINIMAL_H5AD
+
     def artifact(self, relative: str) -> Path:
         """A file a trainer asked for (e.g. CNN weights), inside the folder only."""
         p = (self.root / relative).resolve()
@@ -90,7 +95,7 @@ class RunDir:
 
     def betadata_files(self) -> dict[str, Path]:
         """``gene -> path`` of every betadata file (feather preferred over parquet over csv)."""
-        from ..io.betadata import list_betadata
+        from ..betadata.frame import list_betadata
 
         return list_betadata(self.root)
 

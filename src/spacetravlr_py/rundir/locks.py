@@ -30,8 +30,8 @@ UNREADABLE_GRACE_SECS = 60.0
 """An empty or garbled lock file older than this is stale (its writer died mid-write)."""
 
 
-def lock_path(out_dir: Path, gene: str) -> Path:
-    return out_dir / _keys.LOCK_FILE.format(gene=gene)
+def lock_path(run_dir: Path, gene: str) -> Path:
+    return run_dir / _keys.LOCK_FILE.format(gene=gene)
 
 
 def pid_alive(pid: int) -> bool:
@@ -65,9 +65,9 @@ def _read_lock(p: Path) -> dict[str, object] | None:
     return _parse(_read_raw(p))
 
 
-def owner(out_dir: Path, gene: str) -> dict[str, object] | None:
+def owner(run_dir: Path, gene: str) -> dict[str, object] | None:
     """The ``{host, pid, started}`` record of ``gene``'s lock, or None when unlocked or unreadable."""
-    return _read_lock(lock_path(out_dir, gene))
+    return _read_lock(lock_path(run_dir, gene))
 
 
 def _age(p: Path) -> float | None:
@@ -112,13 +112,13 @@ def _reclaim(p: Path, seen: bytes | None) -> None:
         aside.unlink()
 
 
-def acquire(out_dir: Path, gene: str, stale_lock_secs: float = 0.0) -> str | None:
+def acquire(run_dir: Path, gene: str, stale_lock_secs: float = 0.0) -> str | None:
     """Create ``{gene}.lock`` exclusively, reclaiming it once if stale.
 
     Returns ``"new"``, ``"reclaimed"`` (a dead or expired owner's lock was taken over: its owner may
     have left temporary files) or None when another process holds the gene.
     """
-    p = lock_path(out_dir, gene)
+    p = lock_path(run_dir, gene)
     reclaimed = False
     for _ in range(2):
         if _create_complete(p):
@@ -161,9 +161,9 @@ def _create_complete(p: Path) -> bool:
             tmp.unlink()
 
 
-def remove_if_stale(out_dir: Path, gene: str, stale_lock_secs: float = 0.0) -> bool:
+def remove_if_stale(run_dir: Path, gene: str, stale_lock_secs: float = 0.0) -> bool:
     """Remove ``gene``'s lock when it is stale (as :func:`acquire` would reclaim it); True if removed."""
-    p = lock_path(out_dir, gene)
+    p = lock_path(run_dir, gene)
     raw = _read_raw(p)
     if raw is None or not _stale(_parse(raw), _age(p), stale_lock_secs):
         return False
@@ -171,14 +171,14 @@ def remove_if_stale(out_dir: Path, gene: str, stale_lock_secs: float = 0.0) -> b
     return True
 
 
-def try_lock(out_dir: Path, gene: str, stale_lock_secs: float = 0.0) -> bool:
+def try_lock(run_dir: Path, gene: str, stale_lock_secs: float = 0.0) -> bool:
     """Create ``{gene}.lock`` exclusively; reclaim it once if stale. True when this process owns it."""
-    return acquire(out_dir, gene, stale_lock_secs) is not None
+    return acquire(run_dir, gene, stale_lock_secs) is not None
 
 
-def release(out_dir: Path, gene: str) -> None:
+def release(run_dir: Path, gene: str) -> None:
     """Remove ``{gene}.lock`` if this process owns it."""
-    p = lock_path(out_dir, gene)
+    p = lock_path(run_dir, gene)
     info = _read_lock(p)
     if info is not None and info.get("host") == HOST and info.get("pid") == os.getpid():
         with contextlib.suppress(FileNotFoundError):

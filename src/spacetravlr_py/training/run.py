@@ -22,11 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from .. import _keys
 from ..config import SpaceshipConfig
 from ..errors import InputError, near_matches, short_list
 from ..io.anndata import Tissue
+from ..io.tfprior import TfPrior
 from ..rundir import Manifest, RunDir, check_folder_holds_this_run, dataset_fingerprint
 from ..rundir.manifest import COMPLETE, COMPLETE_WITH_FAILURES, INTERRUPTED, PARTIAL, RUNNING, LigandRecord
+from .conditions import write_minimal_if_asked
 from .context import ExtraModulators, TrainingContext, build_context
 from .control import RunControl, graceful_interrupts
 from .executors import Executor, executor_for
@@ -40,11 +43,13 @@ from .trainer import Trainer, trainer_for
 class RunResult:
     """Summary of a training run."""
 
-    out_dir: Path
+    run_dir: Path
     counts: dict[str, int]
     outcomes: list[GeneOutcome] = field(default_factory=list)
     interrupted: bool = False
     manifest: dict[str, Any] = field(default_factory=dict)
+    conditions: dict[str, RunResult] = field(default_factory=dict)
+    """A run per condition: each group's result (its ``out_dir`` is the group's folder)."""
 
 
 def versions() -> dict[str, str]:
@@ -132,6 +137,7 @@ class _Inputs:
     queue: list[str]
     extras: ExtraModulators
     warnings: list[str]
+    tf_prior: TfPrior | None = None
 
 
 def _validated_inputs(cfg: SpaceshipConfig, rd: RunDir, tissue: Tissue | None, network: Any) -> _Inputs:
@@ -156,9 +162,16 @@ def _validated_inputs(cfg: SpaceshipConfig, rd: RunDir, tissue: Tissue | None, n
     else:
         species, net_path = cfg.data.species or "", None
     extras = ExtraModulators.from_config(cfg)
+    prior = None
+    if cfg.grn.tf_priors:
+        from ..io.tfprior import read_tf_prior
+
+        prior = read_tf_prior(cfg.grn.tf_priors, var_names=tissue.var_names, cluster_labels=tissue.cluster_labels,
+                              cluster_annot=tissue.cluster_annot, network=network)
+        warnings += [f"warning: {n}" for n in prior.notes]
     cfg = cfg.with_overrides({"execution.output_dir": str(rd.root)}, source="output directory")
     check_folder_holds_this_run(rd, cfg, tissue)
-    return _Inputs(cfg, tissue, network, species, net_path, queue, extras, warnings)
+    return _Inputs(cfg, tissue, network, species, net_path, queue, extras, warnings, prior)
 
 
 def _manifest(inp: _Inputs, rd: RunDir, ctx: TrainingContext | None, col: _Collector, status: str,
@@ -183,6 +196,8 @@ def _manifest(inp: _Inputs, rd: RunDir, ctx: TrainingContext | None, col: _Colle
                  cluster_labels=[str(c) for c in inp.tissue.cluster_labels],
                  spatial={"kernel": sp.kernel, "scale": sp.weighted_ligand_scale_factor, "radius": sp.radius,
                           "contact_distance": sp.contact_distance, "per_ligand_radius": sp.per_ligand_radius})
+    if rd.minimal_h5ad.is_file():
+        m.minimal_h5ad = _keys.MINIMAL_H5AD
     if previous is not None:
         m.ligands = dict(previous.ligands)
         m.modulators = dict(previous.modulators)
@@ -190,6 +205,11 @@ def _manifest(inp: _Inputs, rd: RunDir, ctx: TrainingContext | None, col: _Colle
         m.ligands = {name: LigandRecord(signaling=ctx.selector.signaling.get(name), radius=r)
                      for name, r in ctx.ligand_radius.items()}
     m.modulators.update({o.gene: o.families for o in col.outcomes if o.families})
+    if inp.tf_prior is not None:
+        before = previous.tf_priors if previous is not None and isinstance(previous.tf_priors, dict) else {}
+        masked = dict(before["masked"]) if isinstance(before.get("masked"), dict) else {}
+        masked.update({o.gene: o.tf_masks for o in col.outcomes if o.tf_masks})
+        m.tf_priors = {**inp.tf_prior.summary(), "masked": masked}
     return m
 
 
@@ -214,6 +234,63 @@ def _abort_reported(reporter: Reporter) -> Iterator[None]:
     except Exception as e:
         reporter.aborted(e)
         raise
+
+
+def _open_folder(inp: _Inputs, rd: RunDir, started: str, reporter: Reporter) -> Manifest | None:
+    """Create the run folder, clean what dead processes left, write the repro TOML (and the minimal
+    h5ad when asked) and a first manifest; return the manifest of earlier runs in the folder."""
+    rd.prepare()
+    rd.clean_leftovers()
+    if not rd.repro_toml.exists():
+        inp.cfg.dump_toml(rd.repro_toml)
+    write_minimal_if_asked(inp.cfg, rd, reporter)
+    previous = Manifest.read(rd.manifest_json)
+    if previous is None:
+        # written at once so that a killed first run still records which dataset the folder belongs to
+        Manifest(status=RUNNING, started=started, dataset=dataset_fingerprint(inp.tissue)).write(rd.manifest_json)
+    return previous
+
+
+def _run_start(inp: _Inputs, rd: RunDir) -> RunStart:
+    t, cfg = inp.tissue, inp.cfg
+    return RunStart(config=cfg.to_dict(), output_dir=str(rd.root), dataset=str(t.path or "in memory"),
+                    n_cells=t.n_cells, n_genes=t.n_genes, n_clusters=t.n_clusters, cluster_annot=t.cluster_annot,
+                    layer=t.layer, network=str(inp.network_path) if inp.network_path else None,
+                    species=inp.species, mode=cfg.training.mode, n_queued=len(inp.queue),
+                    n_workers=cfg.execution.n_parallel, warnings=inp.warnings)
+
+
+def _train_pending(inp: _Inputs, rd: RunDir, pending: list[str], trainer: Trainer, executor: Executor | None,
+                   col: _Collector, control: RunControl) -> tuple[TrainingContext | None, float, bool]:
+    """Report finished genes as skipped, build the context, let the executor train the rest.
+
+    Returns the context (None when nothing was pending), when training started, and whether it was
+    interrupted (Ctrl-C, SIGTERM or a stop request).
+    """
+    cfg = inp.cfg
+    ctx: TrainingContext | None = None
+    t_ctx = time.perf_counter()
+    with graceful_interrupts(), _abort_reported(col.inner):
+        try:
+            pending_set = set(pending)
+            for g in inp.queue:
+                if g not in pending_set:
+                    col.gene_finished(GeneOutcome(g, SKIPPED))
+            if pending:
+                ctx = build_context(cfg, inp.tissue, inp.network, pending, extras=inp.extras, tf_prior=inp.tf_prior)
+                trainer.prepare(ctx)
+                for line in ctx.received_info:
+                    col.message(line)
+            t_ctx = time.perf_counter()
+            if ctx is not None:
+                ex = executor or executor_for(cfg.execution.n_parallel, len(pending), cfg.execution.scheduler)
+                col.message(ex.describe(len(pending)))
+                job = GeneJob(ctx=ctx, trainer=trainer, run_dir=rd, stale_lock_secs=cfg.execution.stale_lock_secs)
+                ex.run(job, pending, col, control)
+        except KeyboardInterrupt:
+            col.message("interrupted: finished genes are kept; run the same command again to continue")
+            return ctx, t_ctx, True
+    return ctx, t_ctx, False
 
 
 def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Executor | None = None,
@@ -242,6 +319,11 @@ def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Exe
     RunResult
         ``interrupted`` is True when stopped; finished genes are on disk either way.
     """
+    if cfg.data.condition and cfg.data.condition_group is None:  # one run per group, under conditions/
+        from .conditions import train_conditions
+
+        return train_conditions(cfg, trainer=trainer, executor=executor, reporter=reporter, control=control,
+                                tissue=tissue, network=network)
     trainer = trainer or trainer_for(cfg)
     reporter = reporter or LogReporter()
     control = control or RunControl()
@@ -249,48 +331,12 @@ def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Exe
     rd = RunDir(Path(cfg.execution.output_dir) if cfg.execution.output_dir else default_output_dir(cfg))
     inp = _validated_inputs(cfg, rd, tissue, network)
     cfg = inp.cfg
-    rd.prepare()
-    rd.clean_leftovers()
-    if not rd.repro_toml.exists():
-        cfg.dump_toml(rd.repro_toml)
-    previous = Manifest.read(rd.manifest_json)
-    if previous is None:
-        # written at once so that a killed first run still records which dataset the folder belongs to
-        Manifest(status=RUNNING, started=started, dataset=dataset_fingerprint(inp.tissue)).write(rd.manifest_json)
+    previous = _open_folder(inp, rd, started, reporter)
     t_loaded = time.perf_counter()
-
     col = _Collector(reporter, len(inp.queue))
-    t = inp.tissue
-    reporter.run_started(RunStart(
-        config=cfg.to_dict(), output_dir=str(rd.root), dataset=str(t.path or "in memory"), n_cells=t.n_cells,
-        n_genes=t.n_genes, n_clusters=t.n_clusters, cluster_annot=t.cluster_annot, layer=t.layer,
-        network=str(inp.network_path) if inp.network_path else None, species=inp.species,
-        mode=cfg.training.mode, n_queued=len(inp.queue), n_workers=cfg.execution.n_parallel,
-        warnings=inp.warnings))
-    ctx: TrainingContext | None = None
-    interrupted = False
+    reporter.run_started(_run_start(inp, rd))
     pending = [g for g in inp.queue if not rd.is_finished(g)]
-    t_ctx = time.perf_counter()
-    with graceful_interrupts(), _abort_reported(reporter):
-        try:
-            pending_set = set(pending)
-            for g in inp.queue:
-                if g not in pending_set:
-                    col.gene_finished(GeneOutcome(g, SKIPPED))
-            if pending:
-                ctx = build_context(cfg, t, inp.network, pending, extras=inp.extras)
-                trainer.prepare(ctx)
-                for line in ctx.received_info:
-                    reporter.message(line)
-            t_ctx = time.perf_counter()
-            if ctx is not None:
-                ex = executor or executor_for(cfg.execution.n_parallel, len(pending), cfg.execution.scheduler)
-                reporter.message(ex.describe(len(pending)))
-                job = GeneJob(ctx=ctx, trainer=trainer, run_dir=rd, stale_lock_secs=cfg.execution.stale_lock_secs)
-                ex.run(job, pending, col, control)
-        except KeyboardInterrupt:
-            interrupted = True
-            reporter.message("interrupted: finished genes are kept; run the same command again to continue")
+    ctx, t_ctx, interrupted = _train_pending(inp, rd, pending, trainer, executor, col, control)
     rd.remove_dead_locks()
     timings = {"load_s": round(t_loaded - t_start, 4), "received_ligands_s": round(t_ctx - t_loaded, 4),
                "train_s": round(time.perf_counter() - t_ctx, 4), "total_s": round(time.perf_counter() - t_start, 4),
@@ -303,5 +349,5 @@ def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Exe
     reporter.run_finished(RunEnd(counts=counts, interrupted=interrupted,
                                  summary=_summary_line(col, inp, m, interrupted, set(pending)),
                                  manifest=m.to_dict()))
-    return RunResult(out_dir=rd.root, counts=counts, outcomes=col.outcomes, interrupted=interrupted,
+    return RunResult(run_dir=rd.root, counts=counts, outcomes=col.outcomes, interrupted=interrupted,
                      manifest=m.to_dict())

@@ -22,7 +22,7 @@ from .inspector import CellBetas, ModulatorSet
 if TYPE_CHECKING:
     from ..io.anndata import Tissue
     from ..modulators import ModulatorSelector
-    from ..perturb.session import RunSession
+    from ..perturbation.session import RunSession
 
 log = logging.getLogger("spacetravlr_py.viewer")
 

@@ -17,7 +17,7 @@ from .. import _keys
 from ..betadata.interactions import modulator_parts
 
 if TYPE_CHECKING:
-    from ..perturb.propagate import PerturbResult
+    from ..perturbation.propagate import PerturbResult
     from ..transitions.field import GridField
 
 F32 = np.dtype("<f4")

@@ -24,8 +24,8 @@ from .jobs import JobManager
 from .security import PathGuard
 
 if TYPE_CHECKING:
-    from ..perturb.propagate import PerturbResult
-    from ..perturb.session import RunSession
+    from ..perturbation.propagate import PerturbResult
+    from ..perturbation.session import RunSession
 
 log = logging.getLogger("spacetravlr_py.viewer")
 
@@ -146,7 +146,7 @@ class ViewerState:
 
     def _load(self, gen: int, inputs: LoadInputs, done: threading.Event) -> None:
         from ..io.anndata import load_tissue
-        from ..perturb.session import RunSession
+        from ..perturbation.session import RunSession
 
         try:
             tissue = load_tissue(inputs.adata_path, layer=inputs.layer, cluster_annot=inputs.cluster_annot,

@@ -17,7 +17,7 @@ from ._errors import ApiError
 from .state import LastResult
 
 if TYPE_CHECKING:
-    from ..perturb.session import RunSession
+    from ..perturbation.session import RunSession
     from .dataset import Dataset
     from .jobs import Job
     from .schemas import CollectInteractionsRequest, FieldRequest, PerturbRequest
@@ -139,7 +139,7 @@ def quick_delta(session: RunSession, gene: str, desired: float, mask: np.ndarray
 
 def export(session: RunSession, last: LastResult, name: str | None, overwrite: bool) -> dict[str, str]:
     """Write the last result (feather + JSON summary) into ``<run>/perturbations/``, atomically."""
-    from ..perturb.session import write_result
+    from ..perturbation.session import write_result
 
     res = last.result
     stem = name or pl.export_stem(res.targets[0], res.desired[0], res.scope_label, res.n_propagation)

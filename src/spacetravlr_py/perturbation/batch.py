@@ -1,4 +1,4 @@
-"""Batch perturbations from a TOML file (the knockout screen is :mod:`spacetravlr_py.perturb.screen`).
+"""Batch perturbations from a TOML file (the knockout screen is :mod:`spacetravlr_py.perturbation.screen`).
 
 Besides the format below, the seed's batch keys are read: ``parallelism`` (top level: jobs run at once;
 ``--batch-parallelism`` wins), ``compound_genes = [...]`` (= ``gene = [...]``), ``genes = "Foxo1"``, per-gene lists of
@@ -79,7 +79,8 @@ class BatchSpec:
     """The jobs of a batch file and its ``parallelism`` (None: not set in the file)."""
 
     jobs: list[BatchJob]
-    parallelism: int | None = None
+    n_workers: int | None = None
+    """The file's ``parallelism`` key: jobs run at once (None: not set)."""
 
 
 def _fmt_value(v: float) -> str:
@@ -142,7 +143,7 @@ def batch_from_table(raw: Mapping[str, Any], label: str, base: Path, default_n_p
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise InputError(f"{label}: two jobs write the same output {sorted(dup)[0]}; set distinct out/out_dir")
-    return BatchSpec(jobs=out, parallelism=par)
+    return BatchSpec(jobs=out, n_workers=par)
 
 
 _OWN_KEYS = (*_GENE_KEYS, "desired_expr", "cells_csv_column", "cells_csv_columns", "out", "name")
@@ -356,10 +357,10 @@ def prepare_perturbers(session: RunSession, jobs: Sequence[BatchJob]
     return prepared
 
 
-def run_batch(session: RunSession, jobs: Sequence[BatchJob], *, parallelism: int = 1,
+def run_batch(session: RunSession, jobs: Sequence[BatchJob], *, n_workers: int = 1,
               on_done: Any = None, scheduler: str | None = None
               ) -> list[tuple[BatchJob, PerturbResult, dict[str, Path]]]:
-    """Run ``jobs`` (``parallelism`` at a time, threads sharing the loaded run; or on the Dask cluster
+    """Run ``jobs`` (``n_workers`` at a time, threads sharing the loaded run; or on the Dask cluster
     ``scheduler``, see :mod:`.dask_jobs`).
 
     Received ligands for the jobs' spatial overrides are computed once per distinct setting, before
@@ -371,20 +372,20 @@ def run_batch(session: RunSession, jobs: Sequence[BatchJob], *, parallelism: int
         from .dask_jobs import run_batch_on
 
         return run_batch_on(scheduler, session, jobs, on_done=on_done)
-    threads_each = max(1, default_threads() // max(1, parallelism))
+    threads_each = max(1, default_threads() // max(1, n_workers))
     prepared = prepare_perturbers(session, jobs)
 
     def one(job: BatchJob) -> tuple[BatchJob, PerturbResult, dict[str, Path]]:
         from .._threads import numba_threads
 
-        with numba_threads(threads_each if parallelism > 1 else None):
+        with numba_threads(threads_each if n_workers > 1 else None):
             res, paths = run_job(session, job, perturber=prepared[spatial_key(job)])
         if on_done is not None:
             on_done(job, res, paths)
         return job, res, paths
 
-    if parallelism <= 1:
+    if n_workers <= 1:
         return [one(j) for j in jobs]
-    with ThreadPoolExecutor(max_workers=parallelism) as ex:
+    with ThreadPoolExecutor(max_workers=n_workers) as ex:
         return list(ex.map(one, jobs))
 

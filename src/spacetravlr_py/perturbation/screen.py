@@ -1,8 +1,8 @@
 """The knockout (or overexpression) screen: perturb every TF, ligand and receptor with betas, one at a time,
 and rank them by impact.
 
->>> from spacetravlr_py.perturb.session import RunSession            # doctest: +SKIP
->>> from spacetravlr_py.perturb.screen import screen, write_screen   # doctest: +SKIP
+>>> from spacetravlr_py.perturbation.session import RunSession            # doctest: +SKIP
+>>> from spacetravlr_py.perturbation.screen import screen, write_screen   # doctest: +SKIP
 >>> ranked = screen(RunSession.open("run/spacetravlr_run_repro.toml"))  # doctest: +SKIP
 >>> ranked.head(3)[["rank", "gene", "impact"]]                        # doctest: +SKIP
 >>> write_screen(ranked, "screen/")                                   # doctest: +SKIP

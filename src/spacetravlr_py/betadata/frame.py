@@ -20,8 +20,8 @@ import pandas as pd
 
 from .. import _keys
 from ..errors import InputError, short_list
+from ..io.atomic import atomic_write
 from ..naming import modulator_kind
-from .atomic import atomic_write
 
 
 @dataclass
@@ -80,9 +80,9 @@ class BetaFrame:
         return not (np.any(self.coefs) or np.any(self.intercept))
 
 
-def betadata_path(out_dir: str | os.PathLike[str], gene: str) -> Path:
-    """``out_dir/{gene}_betadata.feather``."""
-    return Path(out_dir) / _keys.BETADATA_FEATHER.format(gene=gene)
+def betadata_path(run_dir: str | os.PathLike[str], gene: str) -> Path:
+    """``run_dir/{gene}_betadata.feather`` (see :class:`~spacetravlr_py.rundir.RunDir` for every path of a run)."""
+    return Path(run_dir) / _keys.BETADATA_FEATHER.format(gene=gene)
 
 
 def write_betadata(path: str | os.PathLike[str], frame: BetaFrame) -> Path:

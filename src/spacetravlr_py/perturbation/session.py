@@ -21,11 +21,11 @@ from .. import _keys
 from ..betadata.betabase import Betabase
 from ..config import SpaceshipConfig
 from ..errors import InputError
-from ..io.anndata import Tissue, load_tissue
+from ..io.anndata import Tissue, tissue_from_config
 from ..rundir import TrainedRun, open_run
 from .propagate import Perturber, PerturbResult, PerturbSettings, resolve_scope
 
-log = logging.getLogger("spacetravlr_py.perturb")
+log = logging.getLogger("spacetravlr_py.perturbation")
 
 
 def read_cells_csv(path: str | os.PathLike[str], column: str) -> list[str]:
@@ -78,18 +78,21 @@ class RunSession:
     @classmethod
     def open(cls, run_toml: str | os.PathLike[str], *, n_threads: int | None = None,
              overrides: dict[str, Any] | None = None,
-             overlay: Callable[[SpaceshipConfig], SpaceshipConfig] | None = None) -> RunSession:
+             overlay: Callable[[SpaceshipConfig], SpaceshipConfig] | None = None,
+             condition: str | None = None) -> RunSession:
         """Open the run described by a repro TOML (or a run folder): tissue, betadata, perturbation engine.
 
         The betadata are read from the TOML's ``[execution].output_dir`` (SPEC §2.3); each ligand's
         radius comes from what training recorded in the manifest (older runs: from the network).
-        ``overlay`` (e.g. :meth:`~spacetravlr_py.perturb.overlay.PerturbToml.apply`) changes the run's
-        configuration before ``overrides`` (command-line values).
+        ``overlay`` (e.g. :meth:`~spacetravlr_py.perturbation.overlay.PerturbToml.apply`) changes the run's
+        configuration before ``overrides`` (command-line values). ``condition`` picks a group of a run per
+        condition (its label or folder; :func:`~spacetravlr_py.perturbation.compare.list_conditions` lists
+        them): the session then holds that group's cells and betas.
         """
         t0 = time.perf_counter()
-        run = open_run(run_toml, overrides=overrides, overlay=overlay)
+        run = open_run(run_toml, overrides=overrides, overlay=overlay, condition=condition)
         cfg = run.cfg
-        tissue = load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)
+        tissue = tissue_from_config(cfg)
         run.check_dataset(tissue)
         bb = Betabase.from_dir(run.dir.root, tissue)
         perturber = Perturber(tissue, bb, PerturbSettings.from_config(cfg),

@@ -40,7 +40,7 @@ from ..spatial.received import ReceivedOperators
 from . import _kernels
 from .splash import filtered
 
-log = logging.getLogger("spacetravlr_py.perturb")
+log = logging.getLogger("spacetravlr_py.perturbation")
 
 
 @dataclass

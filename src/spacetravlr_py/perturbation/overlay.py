@@ -14,7 +14,7 @@ One file names the training run and changes some of its settings for this pertur
     adata_path = "tissue_copy.h5ad"
 
     genes = ["Foxo1", "Pax5"]     # any other top-level key (and [[jobs]]) is a batch-job field,
-    out_dir = "ko"                # exactly as in a --batch-toml file (see perturb/batch.py)
+    out_dir = "ko"                # exactly as in a --batch-toml file (see perturbation/batch.py)
 
 Overlay values are validated like the config file and reported against this file; relative paths in
 them resolve against this file's folder. Exactly the overlaid keys change (an overlaid
@@ -37,7 +37,7 @@ from .. import _keys
 from ..config import SECTIONS, SpaceshipConfig, field_name
 from ..errors import ConfigError, near_matches
 
-log = logging.getLogger("spacetravlr_py.perturb")
+log = logging.getLogger("spacetravlr_py.perturbation")
 
 RUN_TOML_KEYS = ("run_toml", "run_repro", "spacetravlr_run_repro")
 """Top-level keys naming the run's repro TOML (the seed reads all three)."""
