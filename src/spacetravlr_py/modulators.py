@@ -197,6 +197,22 @@ class ModulatorSelector:
             ligs |= {l for l, _ in self._extra_lr}
         return sorted(ligs)
 
+    def genes_needed(self, targets: Sequence[str]) -> list[str]:
+        """Every gene whose expression training ``targets`` reads, sorted: each target that has
+        modulators, its TFs, the genes of its ``L#TF`` pairs and extra modulators, and the ligands and
+        receptors of :attr:`all_lr_pairs` / :attr:`all_ligands` (shared by every target). Orphan targets
+        (no modulators) are left out: nothing of them is read."""
+        need = set(self.all_ligands) | {g for p in self.all_lr_pairs for g in p}
+        for t in targets:
+            m = self.select(t)
+            if m.is_orphan:
+                continue
+            need.add(t)
+            need.update(m.tfs)
+            need.update(g for p in (*m.lr_pairs, *m.tfl_pairs) for g in p)
+            need.update(m.extras)
+        return sorted(need)
+
     def select(self, target: str) -> Modulators:
         """The modulators of ``target`` (SPEC §4)."""
         tfs = [t for t in self._tfs.get(target, []) if t != target]

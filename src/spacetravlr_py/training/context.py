@@ -54,7 +54,9 @@ class TrainingContext:
 
     Attributes
     ----------
-    expression : (N, G) float64
+    expression : (N, G) float64 or float32
+        The columns training reads (``var_names``): targets with modulators and every modulator gene.
+        float32 when the layer is stored as float32; :meth:`gene` returns float64 (an exact conversion).
     clusters : (N,) int64
     cluster_labels : list of str
     var_names : list of str
@@ -104,7 +106,12 @@ class TrainingContext:
         return self._li[pair]
 
     def gene(self, name: str) -> np.ndarray:
-        return self.expression[:, self._gi[name]]
+        """Expression of ``name`` as float64 (a view of a float64 context, else an exact copy)."""
+        j = self._gi.get(name)
+        if j is None:
+            raise KeyError(f"{name}: not among the {len(self._gi)} genes loaded for training (an orphan "
+                           "target, or a gene no model reads)")
+        return np.asarray(self.expression[:, j], dtype=np.float64)
 
     def received_of(self, ligands: list[str]) -> np.ndarray:
         return self.received[:, [self._ri[l] for l in ligands]]
@@ -162,31 +169,54 @@ class ExtraModulators:
         return cls(extra_lr=extra_lr, lr_items=items, extra_modulators=mods)
 
 
+def selector_for(cfg: SpaceshipConfig, tissue: Tissue, network: Any, extras: ExtraModulators, *,
+                 rank_ligands: bool = True) -> ModulatorSelector:
+    """The run's :class:`ModulatorSelector` over every gene of the panel.
+
+    With ``[grn].max_ligands`` the ligands are ranked by mean expression: only the candidate ligands'
+    columns are read for that (from the layer when not loaded). ``rank_ligands=False`` skips the ranking
+    (keeps every ligand: a superset, e.g. to list the genes a run may read before loading them).
+    """
+    g = cfg.grn
+
+    def make(means: dict[str, float] | None, max_ligands: int | None) -> ModulatorSelector:
+        return ModulatorSelector(
+            network=network, var_names=tissue.all_genes, ligand_means=means, max_ligands=max_ligands,
+            tf_ligand_cutoff=g.tf_ligand_cutoff, use_tf=g.use_tf_modulators, use_lr=g.use_lr_modulators,
+            use_tfl=g.use_tfl_modulators, extra_lr=extras.extra_lr, extra_modulators=extras.extra_modulators)
+
+    if g.max_ligands is None or not rank_ligands:
+        return make(None, None)
+    candidates = sorted({l for l, _ in make(None, None).lr_pairs})
+    # float64 C-order columns: the same column means as over the whole float64 layer
+    means = dict(zip(candidates, tissue.columns(candidates).mean(axis=0).tolist()))
+    return make(means, g.max_ligands)
+
+
 def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: list[str], *,
                   extras: ExtraModulators | None = None, n_threads: int | None = None) -> TrainingContext:
-    """Index the network, pick every target's modulators and compute the shared received ligands."""
+    """Index the network, pick every target's modulators and compute the shared received ligands.
+
+    ``tissue`` may hold a subset of the panel's genes: the genes the targets' models read are loaded
+    from the layer when missing (:meth:`ModulatorSelector.genes_needed`).
+    """
     from ..spatial.radius import ligand_radius
     from ..spatial.received import ReceivedLigandCache
 
-    g = cfg.grn
     extras = extras or ExtraModulators.from_config(cfg)
-    extra_lr, lr_items, extra_mods = extras.extra_lr, extras.lr_items, extras.extra_modulators
-    gi = tissue.gene_index
-    absent = [m for m in dict.fromkeys(extra_mods) if m not in gi]
+    lr_items, extra_mods = extras.lr_items, extras.extra_modulators
+    absent = [m for m in dict.fromkeys(extra_mods) if not tissue.has_gene(m)]
     if absent:
         log.warning("%d extra modulators are not genes of the dataset and are ignored: %s", len(absent),
                     short_list(absent, 8))
-    absent_lr = [f"{l}{LR_SEP}{r}" for l, r in lr_items if l not in gi or r not in gi]
+    absent_lr = [f"{l}{LR_SEP}{r}" for l, r in lr_items if not (tissue.has_gene(l) and tissue.has_gene(r))]
     if absent_lr:
         log.warning("%d extra ligand–receptor pairs name genes that are not in the dataset and are ignored: %s",
                     len(absent_lr), short_list(absent_lr, 8))
-    means = None
-    if g.max_ligands is not None:
-        means = dict(zip(tissue.var_names, tissue.expression.mean(axis=0).tolist()))
-    selector = ModulatorSelector(
-        network=network, var_names=tissue.var_names, ligand_means=means, max_ligands=g.max_ligands,
-        tf_ligand_cutoff=g.tf_ligand_cutoff, use_tf=g.use_tf_modulators, use_lr=g.use_lr_modulators,
-        use_tfl=g.use_tfl_modulators, extra_lr=extra_lr, extra_modulators=extra_mods)
+    selector = selector_for(cfg, tissue, network, extras)
+    if targets:
+        tissue = tissue.with_genes(selector.genes_needed(targets))
+    gi = tissue.gene_index
     sp = cfg.spatial
     # Received amounts of every ligand any target may use, in one canonical (sorted) batch, whatever
     # the queue: BLAS results can differ in the last bit with the number of columns computed together,
@@ -197,7 +227,7 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
                                per_ligand_radius=sp.per_ligand_radius) for l in names}
     t0 = time.perf_counter()
     cache = ReceivedLigandCache(
-        tissue.coords, lambda gs: tissue.expression[:, [tissue.gene_index[x] for x in gs]],
+        tissue.coords, lambda gs: tissue.expression[:, [gi[x] for x in gs]].astype(np.float64),
         kernel=sp.kernel, scale=sp.weighted_ligand_scale_factor,
         approx_above_cells=sp.approx_above_cells, grid_factor=cfg.perturbation.ligand_grid_factor,
         n_threads=n_threads)
