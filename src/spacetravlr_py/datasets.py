@@ -496,7 +496,7 @@ def write_padded_tissue(syn: SyntheticTissue, path: str | os.PathLike[str], n_ge
     if n_pad < 0:
         raise ValueError(f"n_genes ({n_genes}) is smaller than the tissue's {len(core_genes)} genes")
     genes = core_genes + [f"{PAD_PREFIX}{i + 1:05d}" for i in range(n_pad)]
-    var = pd.DataFrame({"highly_variable": np.arange(len(genes)) < n_highly_variable}, index=genes)
+    var = pd.DataFrame({_keys.HVG_COLUMN: np.arange(len(genes)) < n_highly_variable}, index=genes)
     X = np.asarray(a.layers[_keys.DEFAULT_LAYER]).astype(dtype)
     obsm = {k: np.asarray(v) for k, v in a.obsm.items()}
     return write_csr_h5ad(path, a.obs, var, obsm, _keys.DEFAULT_LAYER,

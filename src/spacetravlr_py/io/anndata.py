@@ -56,6 +56,8 @@ class Tissue:
         Every gene of the dataset, in layer order (None: the same as ``var_names``).
     reader : LayerReader or None
         Reads any column of the layer on demand (None: only the loaded columns exist).
+    highly_variable : list of str or None
+        Genes flagged in ``var['highly_variable']`` (None when the dataset has no such column).
     """
 
     obs_names: np.ndarray
@@ -73,6 +75,7 @@ class Tissue:
     _gene_index: dict[str, int] | None = field(default=None, repr=False)
     panel: list[str] | None = field(default=None, repr=False)
     reader: LayerReader | None = field(default=None, repr=False)
+    highly_variable: list[str] | None = field(default=None, repr=False)
     _panel_set: frozenset[str] | None = field(default=None, repr=False)
 
     @property
@@ -137,6 +140,11 @@ class Tissue:
         layer)."""
         return self.columns([name], dtype)[:, 0]
 
+    @property
+    def layer_dtype(self) -> np.dtype:
+        """dtype of the expression in memory: float32 for a float32 layer loaded with ``keep_float32``."""
+        return self.reader.dtype if self.reader is not None else self.expression.dtype
+
     def columns(self, names: Sequence[str], dtype: Any = np.float64) -> np.ndarray:
         """(N, len(names)) expression of genes of the panel as ``dtype``, loaded or read from the layer."""
         gi = self.gene_index
@@ -150,6 +158,22 @@ class Tissue:
                 self.require_gene(g)
             assert self.reader is not None
             out[:, missing] = self.reader.columns([names[k] for k in missing], np.dtype(dtype))
+        return out
+
+    def values_at(self, rows: Sequence[int] | np.ndarray, names: Sequence[str], dtype: Any = np.float64) -> np.ndarray:
+        """(len(rows), len(names)) expression of a few cells (loaded columns, else read from the layer)."""
+        r = np.asarray(rows, dtype=np.int64)
+        gi = self.gene_index
+        out = np.empty((len(r), len(names)), dtype=dtype)
+        missing = [k for k, g in enumerate(names) if g not in gi]
+        for k, g in enumerate(names):
+            if g in gi:
+                out[:, k] = self.expression[r, gi[g]]
+        if missing:
+            for k in missing:
+                self.require_gene(names[k])
+            assert self.reader is not None
+            out[:, missing] = self.reader.cells(r, [names[k] for k in missing], np.dtype(dtype))
         return out
 
     def with_genes(self, genes: Sequence[str]) -> Tissue:
@@ -366,6 +390,15 @@ def _checked_expression(X: Any, layer: str, obs_names: np.ndarray, var_names: li
     return _checked_reader(source, layer, obs_names, var_names, min_expression, False, label).columns(var_names)
 
 
+def _highly_variable(var: pd.DataFrame, var_names: list[str]) -> list[str] | None:
+    """Genes flagged by a boolean ``var['highly_variable']`` (scanpy / ``spacetravlr prep``), else None."""
+    col = var.get(_keys.HVG_COLUMN)
+    if col is None or not pd.api.types.is_bool_dtype(col):
+        return None
+    flags = col.to_numpy(dtype=bool)
+    return [g for g, f in zip(var_names, flags) if f]
+
+
 def _loaded_genes(genes: Sequence[str] | None, var_names: list[str], label: str) -> list[str]:
     """The genes to load, in panel order (None: all); one line for a gene that is not in the dataset."""
     if genes is None:
@@ -452,7 +485,7 @@ def load_tissue(
     return Tissue(obs_names=obs_names, var_names=loaded, coords=coords, expression=expression,
                   clusters=clusters, cluster_labels=cluster_labels, umap=_find_umap(parts["obsm"], len(obs_names)),
                   layer=layer, cluster_annot=cluster_annot, spatial_key=skey, path=path, obs=obs,
-                  panel=var_names, reader=reader)
+                  panel=var_names, reader=reader, highly_variable=_highly_variable(parts["var"], var_names))
 
 
 def tissue_from_config(cfg: SpaceshipConfig, *, adata_path: str | os.PathLike[str] | None = None,

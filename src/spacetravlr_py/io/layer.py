@@ -59,6 +59,10 @@ class LayerSource:
         """``(first row, (B, k) block)`` over all rows, for the columns ``cols`` (None: all)."""
         raise NotImplementedError
 
+    def read_cells(self, rows: np.ndarray, cols: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """(len(rows), len(cols)) values of a few cells (rows in any order); cheap for CSR and dense."""
+        raise NotImplementedError
+
     def hash_update(self, h: Any) -> NonFinite:
         """Feed the stored arrays (format, shape, dtype, then the arrays) to the hash ``h``, in pieces;
         returns the count of non-finite stored values and where the first one is."""
@@ -172,6 +176,25 @@ class H5Layer(LayerSource):
         with self._open() as node:
             yield from self._blocks(node, rows_per_block, cols, dtype)
 
+    def read_cells(self, rows: np.ndarray, cols: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        out = np.zeros((len(rows), len(cols)), dtype=dtype)
+        if self.kind == CSC:
+            return np.ascontiguousarray(self.read_columns(cols, dtype)[rows])
+        with self._open() as node:
+            if self.kind == DENSE:
+                uniq, inv = np.unique(rows, return_inverse=True)
+                raw = node[uniq.tolist()] if len(uniq) else np.zeros((0, self.shape[1]))
+                return np.array(raw[:, cols][inv], dtype=dtype, order="C")
+            ptr = self._ptr(node)
+            pos = _positions(cols, self.shape[1])
+            for k, r in enumerate(rows.tolist()):
+                a, b = int(ptr[r]), int(ptr[r + 1])
+                _kernels.csr_gather(np.array([0, b - a], dtype=np.int64), node["indices"][a:b], node["data"][a:b],
+                                    pos, k, out)
+        return out
+
     def _blocks(self, node: Any, rows_per_block: int, cols: np.ndarray | None, dtype: np.dtype
                 ) -> Iterator[tuple[int, np.ndarray]]:
         n, g = self.shape
@@ -261,6 +284,10 @@ class MemoryLayer(LayerSource):
                 blk = blk[:, np.asarray(cols, dtype=np.int64)]
             yield r0, np.asarray(blk.toarray() if sp.issparse(blk) else blk, dtype=dtype, order="C")
 
+    def read_cells(self, rows: np.ndarray, cols: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        sub = self.X[np.asarray(rows, dtype=np.int64)][:, np.asarray(cols, dtype=np.int64)]
+        return np.asarray(sub.toarray() if sp.issparse(sub) else sub, dtype=dtype, order="C")
+
     def hash_update(self, h: Any) -> NonFinite:
         h.update(_header(self.kind, self.shape, self.dtype))
         bad = NonFinite()
@@ -327,6 +354,18 @@ class LayerReader:
         cols = self.positions(genes)
         out = self.source.read_columns(cols, np.dtype(dtype or self.dtype))
         self.check(out, 0, cols)
+        _kernels.cut_small(out, self.min_expression)
+        return out
+
+    def cells(self, rows: Sequence[int] | np.ndarray, genes: Sequence[str], dtype: np.dtype | None = None
+              ) -> np.ndarray:
+        """(len(rows), len(genes)) checked expression of a few cells."""
+        cols = self.positions(genes)
+        out = self.source.read_cells(np.asarray(rows, dtype=np.int64), cols, np.dtype(dtype or self.dtype))
+        if out.size and not np.isfinite(out).all():
+            i, j = np.argwhere(~np.isfinite(out))[0]
+            raise InputError(f"{self.label}: {self.layer_name}: non-finite value at cell "
+                             f"'{self.obs_names[int(np.asarray(rows)[i])]}', gene '{genes[j]}'; impute or drop it")
         _kernels.cut_small(out, self.min_expression)
         return out
 

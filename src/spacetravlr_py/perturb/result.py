@@ -115,6 +115,50 @@ class PerturbResult:
         stats = self._column_stats()
         return [g for g, m in zip(self.genes, stats["max_abs"]) if m > 0]
 
+    def held_delta(self) -> tuple[list[str], np.ndarray]:
+        """``(genes, (N, K) Δ)`` of the held genes (the only genes whose Δ can be non-zero)."""
+        blocks = [h.delta_block(slice(None)) for h in self.held]
+        D = np.hstack(blocks) if len(blocks) > 1 else (blocks[0] if blocks else np.zeros((self.tissue.n_cells, 0)))
+        return self.genes, D
+
+    # -- the transition field's genes ---------------------------------------------------------------
+
+    def field_genes(self, genes: Sequence[str] | None = None) -> list[str]:
+        """The genes of the transition field's correlation, in panel order.
+
+        ``genes`` when given (each must be a gene of the panel); by default the genes whose Δ is not 0
+        plus the highly variable genes (``var['highly_variable']``, as ``spacetravlr prep`` and scanpy
+        write it) — every gene of the panel when the dataset has no such column (then the correlation is
+        the one over the whole layer, as before genes could be left unloaded).
+        """
+        t = self.tissue
+        if genes is not None:
+            for g in genes:
+                t.require_gene(g, "field gene")
+            want = set(genes)
+        elif t.highly_variable is None:
+            return list(t.all_genes)
+        else:
+            want = set(self.changed_genes()) | set(t.highly_variable)
+        return [g for g in t.all_genes if g in want]
+
+    def field_inputs(self, genes: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(X, Δ, delta_genes)`` for :func:`~spacetravlr_py.transitions.transition_probabilities`.
+
+        X (N, F) is the base expression of :meth:`field_genes` in the layer's dtype (float32 stays
+        float32; unloaded genes are read from the layer), Δ (N, C) float64 covers only the field genes
+        that changed, ``delta_genes`` (C,) their columns in X. So the field never holds a full-width
+        float64 X and Δ.
+        """
+        names = self.field_genes(genes)
+        X = self.tissue.columns(names, dtype=self.tissue.layer_dtype)
+        moved = set(self.changed_genes())
+        cols = np.array([k for k, g in enumerate(names) if g in moved], dtype=np.int64)
+        D = np.empty((self.tissue.n_cells, len(cols)))
+        for c, k in enumerate(cols.tolist()):
+            D[:, c] = self.delta_of(names[k])
+        return X, D, cols
+
     @property
     def expression(self) -> np.ndarray:
         """(N, G) simulated expression over ``tissue.var_names`` (built on first access, then kept)."""
