@@ -39,22 +39,22 @@ REF_L1_REG = 1e-9
 
 
 def write_config(d: Path, out_dir: Path, *, compat: bool, n_iter: int | None = None, tol: float | None = None,
-                 genes: list[str] | None = None, n_parallel: int = 1) -> Path:
-    """``spaceship_config.toml`` for ``spacetravlr -c``."""
+                 genes: list[str] | None = None, n_parallel: int = 1, group_reg: float = REF_GROUP_REG,
+                 l1_reg: float = REF_L1_REG) -> Path:
+    """``spaceship_config.toml`` for ``spacetravlr -c`` (``group_reg``/``l1_reg``: the reference's values,
+    used under ``compat`` only)."""
     lines = ["[data]", f'adata_path = "{d / "tissue.h5ad"}"', 'layer = "imputed_count"', 'cluster_annot = "cell_type"',
              "", "[spatial]", f"radius = {RADIUS}", f"contact_distance = {CONTACT}", "",
              "[grn]", f'network_data_dir = "{d}"', "", "[lasso]"]
     if compat:
-        # the reference minimises ||Xw+b−y||²/n + penalties, we minimise (1/2n)||·||² + penalties:
-        # halving its penalties gives the same minimiser
-        lines += [f"group_reg = {REF_GROUP_REG / 2!r}", f"l1_reg = {REF_L1_REG / 2!r}"]
+        # the reference's own values: compat mode doubles both penalties itself, as the reference's
+        # solver effectively does (its fixed point minimises the stated objective with 2× penalties)
+        lines += [f"group_reg = {group_reg!r}", f"l1_reg = {l1_reg!r}"]
     if n_iter is not None:
         lines.append(f"n_iter = {n_iter}")
     if tol is not None:
         lines.append(f"tol = {tol!r}")
-    lines += ["", "[training]", 'mode = "seed"']
-    if compat:
-        lines.append("score_threshold = 0.15")
+    lines += ["", "[training]", 'mode = "seed"']  # compat mode also sets the reference's R² gate 0.15
     if genes:
         lines.append("genes = [" + ", ".join(json.dumps(g) for g in genes) + "]")
     lines += ["", "[execution]", f"n_parallel = {n_parallel}", f'output_dir = "{out_dir}"', ""]

@@ -1,11 +1,14 @@
-"""The Python reference (PyPI ``SpaceTravLR`` 0.1.18) as a baseline: locate it, run its harness, and
-write inputs in the formats the harness reads.
+"""The Python reference (PyPI ``SpaceTravLR``) as a baseline: locate it, run its harness, and write
+inputs in the formats the harness reads.
 
-The reference lives in its own virtual environment (``../shared/tools/setup_reference.sh`` builds it at
-``$HOME/.cache/spacetravlr-reference/venv``; env ``SPACETRAVLR_REFERENCE_VENV`` overrides) and is only
-ever run as a subprocess of that venv's python, through the harness
-``../shared/tools/reference/harness.py`` (env ``SPACETRAVLR_REFERENCE_HARNESS`` overrides). See the
-harness README for every numerical quirk the inputs below account for.
+Two versions: 0.1.18 (:data:`OLDEST`, what ``[compat] mode = "python-reference"`` reproduces; built by
+``../shared/tools/setup_reference.sh`` at ``$HOME/.cache/spacetravlr-reference/venv``, env
+``SPACETRAVLR_REFERENCE_VENV`` overrides) and 0.1.21 (:data:`NEWEST`, the seed's semantics, an oracle of
+our default mode; ``../shared/tools/setup_reference_newest.sh``, ``$HOME/.cache/spacetravlr-reference-0121/venv``,
+env ``SPACETRAVLR_REFERENCE_NEWEST_VENV``). ``make reference`` builds both. Each is only ever run as a
+subprocess of its venv's python, through the harness ``../shared/tools/reference/harness.py`` (env
+``SPACETRAVLR_REFERENCE_HARNESS`` overrides). See the harness README for every numerical quirk the
+inputs below account for.
 
 Two ways to run it:
 
@@ -19,6 +22,8 @@ Semantics under which ours equals the reference (``[compat] mode = "python-refer
 ``radius``, everything else → ``contact_distance``), ``clip="observed_range"``, the TF–ligand input of
 splash fixed at baseline, targets pinned only where ``δ_in ≠ 0``. Inputs written here make the
 reference's thresholds masking a no-op (``uns['cell_thresholds']`` all ones for every gene).
+Under which ours equals 0.1.21: our default mode with ``per_ligand_radius = true`` (:func:`perturb_settings`
+vs :func:`default_perturb_settings`).
 """
 
 from __future__ import annotations
@@ -39,8 +44,21 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared").resolve()
 VENV_ENV = "SPACETRAVLR_REFERENCE_VENV"
+NEWEST_VENV_ENV = "SPACETRAVLR_REFERENCE_NEWEST_VENV"
 HARNESS_ENV = "SPACETRAVLR_REFERENCE_HARNESS"
 DEFAULT_VENV = Path.home() / ".cache" / "spacetravlr-reference" / "venv"
+DEFAULT_NEWEST_VENV = Path.home() / ".cache" / "spacetravlr-reference-0121" / "venv"
+OLDEST = "0.1.18"
+"""The reference ``[compat] mode = "python-reference"`` reproduces."""
+NEWEST = "0.1.21"
+"""The newest reference on PyPI: the seed's semantics (Gaussian kernel, current received ligands, clip to
+``[0, max]``), an independent oracle of our default mode. Driven by the same harness, with
+``--cellchat`` (it ships no data files) and without ``uns['received_ligands*']`` in its inputs."""
+#: version -> (env var naming its venv, default venv, setup script under ../shared/tools)
+VERSIONS: dict[str, tuple[str, Path, str]] = {
+    OLDEST: (VENV_ENV, DEFAULT_VENV, "setup_reference.sh"),
+    NEWEST: (NEWEST_VENV_ENV, DEFAULT_NEWEST_VENV, "setup_reference_newest.sh"),
+}
 REF_ANNOT = "cell_type_int"
 """obs column holding integer cluster ids 0..K-1 (the reference uses them as channel indices)."""
 _MARK = "@@REFSESSION@@ "
@@ -52,12 +70,14 @@ _DRIVER = Path(__file__).resolve().parent / "_ref_driver.py"
 # --------------------------------------------------------------------------------------------------
 
 
-def reference_venv() -> Path:
-    return Path(os.environ.get(VENV_ENV) or DEFAULT_VENV).expanduser()
+def reference_venv(version: str = OLDEST) -> Path:
+    """The venv of reference ``version`` (its env var, else the default the setup script builds)."""
+    env, default, _ = VERSIONS[version]
+    return Path(os.environ.get(env) or default).expanduser()
 
 
-def reference_python() -> Path:
-    return reference_venv() / "bin" / "python"
+def reference_python(version: str = OLDEST) -> Path:
+    return reference_venv(version) / "bin" / "python"
 
 
 def harness_path() -> Path:
@@ -65,15 +85,16 @@ def harness_path() -> Path:
     return Path(env).expanduser() if env else SHARED / "tools" / "reference" / "harness.py"
 
 
-def reference_status() -> tuple[bool, str]:
-    """(available, reason): whether the reference venv and the harness exist."""
-    py, h = reference_python(), harness_path()
+def reference_status(version: str = OLDEST) -> tuple[bool, str]:
+    """(available, reason): whether the venv of reference ``version`` and the harness exist."""
+    env, _, script = VERSIONS[version]
+    py, h = reference_python(version), harness_path()
     if not py.exists():
-        return False, (f"reference venv not found ({py}); build it with `bash ../shared/tools/setup_reference.sh` "
-                       f"or set {VENV_ENV}")
+        return False, (f"reference {version} venv not found ({py}); build it with `make reference` (runs "
+                       f"`bash ../shared/tools/{script}`) or set {env}")
     if not h.exists():
         return False, f"reference harness not found ({h}); set {HARNESS_ENV}"
-    return True, f"reference venv {reference_venv()}, harness {h}"
+    return True, f"reference {version} venv {reference_venv(version)}, harness {h}"
 
 
 def cellchat_csv(species: str = "mouse") -> Path:
@@ -135,12 +156,14 @@ class ReferenceSession:
     that call included) and ``_maxrss_kb`` (the process's peak RSS so far: a high-water mark).
     """
 
-    def __init__(self, *, threads: int | None = None, startup_timeout: float = 600.0) -> None:
-        ok, why = reference_status()
+    def __init__(self, *, threads: int | None = None, startup_timeout: float = 600.0,
+                 version: str = OLDEST) -> None:
+        ok, why = reference_status(version)
         if not ok:
             raise ReferenceError(why)
+        self.version = version
         self._log = tempfile.TemporaryFile("w+")
-        cmd = clean_rss_command([str(reference_python()), str(_DRIVER), str(harness_path().parent)])
+        cmd = clean_rss_command([str(reference_python(version)), str(_DRIVER), str(harness_path().parent)])
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      env=_env(threads), cwd=str(ROOT), text=True, bufsize=1)
         self._lock = threading.Lock()
@@ -270,6 +293,22 @@ def perturb_settings(radius: float, contact_distance: float, *, n_propagation: i
                            n_propagation=n_propagation, received_method="exact")
 
 
+def default_perturb_settings(radius: float, contact_distance: float, *, per_ligand_radius: bool = True,
+                             n_propagation: int = 4, scale: float = 1.0) -> Any:
+    """Our :class:`PerturbSettings` of the default mode (``[compat] mode = "seed"``), built from a config
+    that sets only the radii, ``per_ligand_radius`` and the scale: what reference 0.1.21 computes (it
+    always uses per-ligand radii; ``per_ligand_radius = false`` matches it when both radii are equal)."""
+    from spacetravlr_py.config import SpaceshipConfig
+    from spacetravlr_py.perturb import PerturbSettings
+
+    cfg = SpaceshipConfig.from_dict({
+        "spatial": {"radius": float(radius), "contact_distance": float(contact_distance),
+                    "per_ligand_radius": per_ligand_radius, "weighted_ligand_scale_factor": float(scale)},
+        "perturbation": {"n_propagation": n_propagation}})
+    assert not cfg.reference_compat
+    return PerturbSettings.from_config(cfg)
+
+
 # --------------------------------------------------------------------------------------------------
 # writing inputs in the harness formats
 # --------------------------------------------------------------------------------------------------
@@ -283,6 +322,26 @@ def write_frame(path: str | os.PathLike[str], values: np.ndarray, index: Sequenc
     pd.DataFrame(np.asarray(values, dtype=np.float64), index=pd.Index([str(i) for i in index]),
                  columns=[str(c) for c in columns]).to_parquet(p)
     return p
+
+
+def write_ligand_inputs(adata: Any, ligands: Sequence[str], directory: str | os.PathLike[str]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``DIR/xy.npy`` and ``DIR/lig.parquet`` (cells × ``ligands``) for the harness's ``received``.
+
+    The ligand columns come from ``layers['imputed_count']`` with tiny (1e-10), zero and negative entries
+    planted in the first three, so that both sides' ``≤ 1e-9`` filter is exercised. Returns ``(L, xy)``.
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    var = list(adata.var_names)
+    L = np.asarray(adata.layers["imputed_count"], dtype=np.float64)[:, [var.index(g) for g in ligands]].copy()
+    L[::17, 0] = 1e-10
+    L[::19, 1] = -0.5
+    L[::23, 2] = 0.0
+    xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)
+    np.save(d / "xy.npy", xy)
+    write_frame(d / "lig.parquet", L, list(adata.obs_names), ligands)
+    return L, xy
 
 
 def write_reference_h5ad(path: str | os.PathLike[str], adata: Any, *, cluster_col: str = "cell_type",
@@ -370,6 +429,18 @@ def max_rel_diff(ours: np.ndarray, ref: np.ndarray) -> float:
     scale = float(np.abs(b).max()) if b.size else 0.0
     diff = float(np.abs(a - b).max()) if b.size else 0.0
     return diff / scale if scale > 0 else diff
+
+
+def max_rel_per_column(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """max over columns of ``max|ours − theirs| / max|theirs|`` (absolute where a column is all zero)."""
+    a, b = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch {a.shape} vs {b.shape}")
+    if not b.size:
+        return 0.0
+    diff = np.abs(a - b).max(axis=0)
+    scale = np.abs(b).max(axis=0)
+    return float(np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), diff).max())
 
 
 def python() -> str:

@@ -24,7 +24,7 @@ DENSITY = 1e-3
 """Cells per unit² (median nearest-neighbour distance ≈ 15, as in the reference's synthetic data)."""
 
 
-def cached(key: str, build: Callable[[Path], None]) -> Path:
+def cached(key: str, build: Callable[[Path], object]) -> Path:
     """``.bench/<key>/`` built by ``build(dir)`` unless a complete copy exists."""
     d = BENCH_DIR / key
     if (d / ".done").exists():
@@ -298,7 +298,16 @@ def _training_expression(genes: list[str], parents: dict[str, list[str]], n_cell
 
 def training_inputs(n_genes: int, n_cells: int, seed: int = 0, *, n_clusters: int = 5,
                     full_network: bool = False) -> Path:
-    """Inputs of a training benchmark.
+    """:func:`write_training_inputs` into ``.bench/`` (cached)."""
+    tag = "full" if full_network else "panel"
+    return cached(f"train_g{n_genes}_n{n_cells}_s{seed}_{tag}",
+                  lambda d: write_training_inputs(d, n_genes, n_cells, seed, n_clusters=n_clusters,
+                                                  full_network=full_network))
+
+
+def write_training_inputs(d: Path, n_genes: int, n_cells: int, seed: int = 0, *, n_clusters: int = 5,
+                          full_network: bool = False) -> Path:
+    """Inputs of a training benchmark (or of the training parity test) written into ``d``.
 
     * ``tissue.h5ad`` (``imputed_count`` = ``normalized_count``; ``cell_type`` strings ``0..4`` and
       ``cell_type_int``; all-ones ``cell_thresholds``; cells on a jittered grid at density 1e-3, five
@@ -310,52 +319,50 @@ def training_inputs(n_genes: int, n_cells: int, seed: int = 0, *, n_clusters: in
     """
     import anndata as ad
 
-    def build(d: Path) -> None:
-        from spacetravlr_py import _keys
-        from spacetravlr_py.io.network_build import read_lr_table
+    from spacetravlr_py import _keys
+    from spacetravlr_py.io.network_build import read_lr_table
 
-        rng = np.random.default_rng(seed)
-        # small panels: the seed README's mix (many TFs and ligands/receptors); large panels: roughly the
-        # genome's shares (about 5% TFs of the base GRN and 5% CellChat ligands/receptors)
-        tf_frac, lr_frac = (0.3, 0.4) if n_genes <= 500 else (0.05, 0.05)
-        genes, parents, role = training_panel(n_genes, seed, tf_frac=tf_frac, lr_frac=lr_frac)
-        side = int(np.ceil(np.sqrt(n_cells)))
-        step = float(np.sqrt(1.0 / DENSITY))
-        ij = np.array([(i, j) for i in range(side) for j in range(side)][:n_cells], dtype=float)
-        xy = ij * step + rng.uniform(-0.3, 0.3, size=ij.shape) * step
-        centres = xy[rng.choice(n_cells, size=n_clusters, replace=False)]
-        clusters = np.argmin(((xy[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
-        X = _training_expression(genes, parents, n_cells, clusters, rng, n_clusters)
-        obs = pd.DataFrame({"cell_type": [str(c) for c in clusters]}, index=[f"cell{i:06d}" for i in range(n_cells)])
-        a = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=genes))
-        a.layers["imputed_count"] = X
-        a.layers["normalized_count"] = X
-        a.obsm["spatial"] = xy
-        ref.write_reference_h5ad(d / "tissue.h5ad", a)
-        edges = _base_grn_edges()
-        if not full_network:
-            gs = set(genes)
-            edges = edges[edges["source"].isin(gs) & edges["target"].isin(gs)]
-        lr = read_lr_table(ref.cellchat_csv("mouse"))
-        net = pd.concat([
-            pd.DataFrame({"source": edges["source"].to_numpy(), "target": edges["target"].to_numpy(),
-                          "edge_type": _keys.EDGE_GRN, "weight": 1.0, "signaling": None}),
-            pd.DataFrame({"source": lr["ligand"], "target": lr["receptor"], "edge_type": _keys.EDGE_LR,
-                          "weight": 1.0, "signaling": lr["signaling"]}),
-        ], ignore_index=True)
-        net.to_parquet(d / "mouse_network.parquet", index=False)
-        # the TFs each gene gets from this network (what our modulator selection picks: grn sources
-        # into the gene among the genes, itself excluded) — handed to the reference as its regulators
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    # small panels: the seed README's mix (many TFs and ligands/receptors); large panels: roughly the
+    # genome's shares (about 5% TFs of the base GRN and 5% CellChat ligands/receptors)
+    tf_frac, lr_frac = (0.3, 0.4) if n_genes <= 500 else (0.05, 0.05)
+    genes, parents, role = training_panel(n_genes, seed, tf_frac=tf_frac, lr_frac=lr_frac)
+    side = int(np.ceil(np.sqrt(n_cells)))
+    step = float(np.sqrt(1.0 / DENSITY))
+    ij = np.array([(i, j) for i in range(side) for j in range(side)][:n_cells], dtype=float)
+    xy = ij * step + rng.uniform(-0.3, 0.3, size=ij.shape) * step
+    centres = xy[rng.choice(n_cells, size=n_clusters, replace=False)]
+    clusters = np.argmin(((xy[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+    X = _training_expression(genes, parents, n_cells, clusters, rng, n_clusters)
+    obs = pd.DataFrame({"cell_type": [str(c) for c in clusters]}, index=[f"cell{i:06d}" for i in range(n_cells)])
+    a = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=genes))
+    a.layers["imputed_count"] = X
+    a.layers["normalized_count"] = X
+    a.obsm["spatial"] = xy
+    ref.write_reference_h5ad(d / "tissue.h5ad", a)
+    edges = _base_grn_edges()
+    if not full_network:
         gs = set(genes)
-        inner = edges[edges["source"].isin(gs) & edges["target"].isin(gs)]
-        by_t = inner.groupby("target")["source"].apply(lambda s: sorted(set(s)))
-        regs = {g: [t for t in by_t.get(g, []) if t != g] for g in genes}
-        (d / "regulators.json").write_text(json.dumps(regs))
-        (d / "targets.txt").write_text("\n".join(g for g in genes if regs[g]) + "\n")
-        (d / "panel.json").write_text(json.dumps({"genes": genes, "role": role}))
-
-    tag = "full" if full_network else "panel"
-    return cached(f"train_g{n_genes}_n{n_cells}_s{seed}_{tag}", build)
+        edges = edges[edges["source"].isin(gs) & edges["target"].isin(gs)]
+    lr = read_lr_table(ref.cellchat_csv("mouse"))
+    net = pd.concat([
+        pd.DataFrame({"source": edges["source"].to_numpy(), "target": edges["target"].to_numpy(),
+                      "edge_type": _keys.EDGE_GRN, "weight": 1.0, "signaling": None}),
+        pd.DataFrame({"source": lr["ligand"], "target": lr["receptor"], "edge_type": _keys.EDGE_LR,
+                      "weight": 1.0, "signaling": lr["signaling"]}),
+    ], ignore_index=True)
+    net.to_parquet(d / "mouse_network.parquet", index=False)
+    # the TFs each gene gets from this network (what our modulator selection picks: grn sources
+    # into the gene among the genes, itself excluded) — handed to the reference as its regulators
+    gs = set(genes)
+    inner = edges[edges["source"].isin(gs) & edges["target"].isin(gs)]
+    by_t = inner.groupby("target")["source"].apply(lambda s: sorted(set(s)))
+    regs = {g: [t for t in by_t.get(g, []) if t != g] for g in genes}
+    (d / "regulators.json").write_text(json.dumps(regs))
+    (d / "targets.txt").write_text("\n".join(g for g in genes if regs[g]) + "\n")
+    (d / "panel.json").write_text(json.dumps({"genes": genes, "role": role}))
+    return d
 
 
 # --------------------------------------------------------------------------------------------------

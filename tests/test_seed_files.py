@@ -94,14 +94,16 @@ output_subdir = "CNN_weights"
 """
 
 
-def seed_repro_10(adata: str, out_dir: str, cluster_annot: str = "cell_type_int") -> str:
+def seed_repro_10(adata: str, out_dir: str, cluster_annot: str = "cell_type_int",
+                  condition: str | None = "sample") -> str:
     """A repro TOML as the seed 1.0 serialises its whole config (serde: every key, None omitted)."""
+    cond = f'condition = "{condition}"' if condition is not None else ""
     return f"""\
 [data]
 adata_path = "{adata}"
 layer = "imputed_count"
 cluster_annot = "{cluster_annot}"
-condition = "sample"
+{cond}
 
 [spatial]
 radius = 200.0
@@ -288,13 +290,16 @@ def test_the_seeds_own_template_loads_when_its_mirror_is_here(tmp_path):
 
 def test_seed_10_repro_loads_with_one_warning_per_unimplemented_key(tmp_path):
     cfg = load(tmp_path, seed_repro_10("/data/x.h5ad", str(tmp_path)), _keys.REPRO_TOML)
-    one_note_each(cfg.notes, ["[data].condition", "[grn].tf_priors_feather", "[grn].max_lr_pairs",
+    one_note_each(cfg.notes, ["[grn].tf_priors_feather", "[grn].max_lr_pairs",
                               "[grn].top_lr_pairs_by_mean_expression", "[training].seed_only",
-                              "[training.hybrid]", "[execution].write_minimal_repro_h5ad"])
+                              "[training.hybrid]"])
     note = {n.split(": ", 1)[1].split(" ")[0]: n for n in cfg.notes}
     assert "read as [grn].max_ligands" in note["[grn].max_lr_pairs"]
     assert "the seed ignores it too" in note["[grn].top_lr_pairs_by_mean_expression"]
-    assert "ignored: no minimal .h5ad" in note["[execution].write_minimal_repro_h5ad"]
+    assert "read as [grn].tf_priors" in note["[grn].tf_priors_feather"]
+    # implemented since: the condition column, the TF prior and the minimal .h5ad switch
+    assert cfg.data.condition == "sample" and cfg.grn.tf_priors == "/data/priors.feather"
+    assert cfg.execution.write_minimal_repro_h5ad is False
     assert cfg.grn.max_ligands == 40 and cfg.training.mode == "seed" and cfg.execution.stale_lock_secs == 0
     assert cfg.data.adata_path == "/data/x.h5ad" and cfg.execution.output_dir == str(tmp_path)
 
@@ -515,7 +520,8 @@ def write_seed_run(tf: dict, folder: Path, *, id_type: str, cluster_annot: str) 
             data[c] = pa.array(df[c].to_numpy()[order], type=pa.float64())
         feather.write_feather(pa.table(data), folder / f"{g}_betadata.feather", compression="lz4")
     (folder / "Nogene.orphan").touch()
-    (folder / _keys.REPRO_TOML).write_text(seed_repro_10(str(tf["h5ad"]), str(folder), cluster_annot))
+    # a run of every cell (a run per condition puts its folders under conditions/, see test_conditions.py)
+    (folder / _keys.REPRO_TOML).write_text(seed_repro_10(str(tf["h5ad"]), str(folder), cluster_annot, None))
     (folder / _keys.MANIFEST_JSON).write_text(json.dumps({"run_id": "seed", "training_mode": "seed",
                                                           "dataset": "tissue.h5ad"}))
     return folder / _keys.REPRO_TOML
@@ -531,7 +537,7 @@ def test_seed_run_folder_perturbs_like_the_same_betas_with_label_rows(tissue_fil
     seed_toml = write_seed_run(tissue_files, tmp_path / "seedrun", id_type=id_type, cluster_annot=cluster_annot)
     ours = RunSession.open(tissue_files["ours"] / _keys.REPRO_TOML)
     seed = RunSession.open(seed_toml)
-    assert len(seed.cfg.notes) == 7 and seed.betabase.unmatched_cells == {}
+    assert len(seed.cfg.notes) == 5 and seed.betabase.unmatched_cells == {}
     assert seed.betabase.genes == ours.betabase.genes
     for gene, value in (("Foxo1", 0.0), ("Cxcl12", 0.0), ("Pax5", 2.5)):
         a, b = ours.run(gene, value), seed.run(gene, value)

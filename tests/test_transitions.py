@@ -7,7 +7,6 @@ SPEC §8 formulas (N×N matrices, explicit loops), on small inputs.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tracemalloc
 import warnings
@@ -18,7 +17,7 @@ import pytest
 import scipy.sparse as sp
 
 from builders import field_adata, field_inputs, two_cluster_field
-from conftest import SHARED, shared_path
+from conftest import require_reference, shared_path
 from spacetravlr_py.transitions import (
     GridField,
     TransitionField,
@@ -616,22 +615,17 @@ def test_pbmc68k_umap_shift_towards_another_cluster() -> None:
 # reference parity: the Python reference's transition harness (velocyto colDeltaCorpartial)
 # ------------------------------------------------------------------------------------------------
 
-REF_PY = Path(os.path.expanduser("~/.cache/spacetravlr-reference/venv/bin/python"))
-HARNESS = SHARED / "tools" / "reference" / "harness.py"
-
-
 def _harness(tmp: Path, X, D, E, k: int, *extra: str) -> tuple[np.ndarray, np.ndarray]:
-    if not REF_PY.exists():
-        pytest.skip(f"reference environment absent: {REF_PY} (run ../shared/tools/reference/setup.sh)")
-    if not HARNESS.exists():
-        pytest.skip(f"reference harness absent: {HARNESS}")
+    from benchmarks import reference as ref
+
+    require_reference(ref.OLDEST)  # the venv make test builds (or $SPACETRAVLR_REFERENCE_VENV)
     tmp.mkdir(parents=True, exist_ok=True)
     for name, arr in (("E", X), ("D", D), ("U", E)):
         np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr, dtype=np.float64))
     out = tmp / "out"
-    cmd = [str(REF_PY), str(HARNESS), "--threads", "1", "transition", "--expr", str(tmp / "E.npy"),
-           "--delta", str(tmp / "D.npy"), "--embedding", str(tmp / "U.npy"), "--n-neighbors", str(k),
-           "--expr-dtype", "float64", "--p-format", "npz", "--out-dir", str(out), *extra]
+    cmd = [str(ref.reference_python()), str(ref.harness_path()), "--threads", "1", "transition",
+           "--expr", str(tmp / "E.npy"), "--delta", str(tmp / "D.npy"), "--embedding", str(tmp / "U.npy"),
+           "--n-neighbors", str(k), "--expr-dtype", "float64", "--p-format", "npz", "--out-dir", str(out), *extra]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     return sp.load_npz(out / "P.npz").toarray(), np.load(out / "V.npy")

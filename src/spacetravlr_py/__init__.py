@@ -57,6 +57,8 @@ _LAZY: dict[str, str] = {
     "perturb": "spacetravlr_py.perturb",
     "Perturber": "spacetravlr_py.perturb",
     "RunSession": "spacetravlr_py.perturb.session",
+    "compare_conditions": "spacetravlr_py.perturb.compare",
+    "list_conditions": "spacetravlr_py.perturb.compare",
     # transitions
     "transition_field": "spacetravlr_py.transitions",
     # synthetic data

@@ -163,6 +163,10 @@ class DataSection:
     cluster_annot: str = _opt(_keys.DEFAULT_CLUSTER_ANNOT, "str", doc="obs column with cell types")
     species: str | None = _opt(None, "str", optional=True, choices=_keys.SPECIES,
                                doc="inferred from var_names when omitted")
+    condition: str | None = _opt(None, "str", optional=True,
+                                 doc="obs column: one model set per group, in conditions/<group>/")
+    condition_group: str | None = _opt(None, "str", optional=True,
+                                       doc="the group of [data].condition this folder trains (set by the run)")
 
 
 @dataclass
@@ -192,6 +196,8 @@ class GrnSection:
     extra_modulators_file: str | None = _opt(None, "path", optional=True)
     extra_lr: list[str] = _opt([], "list[str]")
     extra_lr_file: str | None = _opt(None, "path", optional=True)
+    tf_priors: str | None = _opt(None, "path", optional=True, aliases=("tf_priors_feather",),
+                                 doc="table source,target,cell_type: the TFs allowed per target and cell type")
 
 
 @dataclass
@@ -239,6 +245,8 @@ class ExecutionSection:
     output_dir: str = _opt("", "path")
     stale_lock_secs: float = _opt(0.0, "float", ge=0)
     random_seed: int = _opt(42, "int", ge=0)
+    write_minimal_repro_h5ad: bool = _opt(False, "bool",
+                                          doc="write spacetravlr_minimal_repro.h5ad (what perturbing needs)")
 
 
 @dataclass
@@ -289,11 +297,12 @@ REFERENCE_COMPAT: dict[str, Any] = {
     "spatial.per_ligand_radius": True,
     "perturbation.clip": "observed_range",
     "lasso.group_reg_scaling": "inverse_sqrt_group_size",
+    "training.score_threshold": 0.15,  # the reference's hard-coded R² gate
 }
 
 #: path-valued keys resolved against the TOML file's folder
 _PATH_KEYS = ("data.adata_path", "grn.network_data_dir", "grn.extra_modulators_file",
-              "grn.extra_lr_file", "perturbation.cells_csv")
+              "grn.extra_lr_file", "grn.tf_priors", "perturbation.cells_csv")
 
 
 def _fields(section_cls: type) -> dict[str, dataclasses.Field[Any]]:

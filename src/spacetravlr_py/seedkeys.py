@@ -24,8 +24,6 @@ _CNN_SCHEDULE = ("is a knob of the seed's CNN schedule, not of ours: full mode t
 _LASSO_EXPORT = "betas are fitted and written in expression units (modulators are not rescaled)"
 
 IGNORED: dict[tuple[str, str], str] = {
-    ("data", "condition"): "training per condition is not available yet: all cells train as one tissue",
-    ("grn", "tf_priors_feather"): "TF priors are not available yet: a target's TFs are its grn edges in the network",
     ("grn", "top_lr_pairs_by_mean_expression"): "the seed ignores it too; [grn].max_ligands keeps the ligands "
                                                 "with the highest mean expression",
     ("grn", "celloracle_p_max"): "no CellOracle prior is inferred: a target's TFs are its grn edges in the network",
@@ -38,8 +36,6 @@ IGNORED: dict[tuple[str, str], str] = {
                                           "[execution].n_parallel sets the parallel genes",
     ("lasso", "gram_override"): "the solver picks the Gram or residual path itself",
     ("training", "seed_only"): "[training].mode decides what is trained",
-    ("execution", "write_minimal_repro_h5ad"): "no minimal .h5ad is written yet: the run folder reads "
-                                               "[data].adata_path",
     ("perturbation", "perturbed_gene_min_bound"): "simulated expression is clipped by [perturbation].clip "
                                                   "(default [0, max observed] per gene)",
     ("perturbation", "perturbed_gene_max_bound"): "simulated expression is clipped by [perturbation].clip "
@@ -56,10 +52,13 @@ IGNORED: dict[tuple[str, str], str] = {
 ALIASES: dict[tuple[str, str], str] = {
     ("grn", "max_lr_pairs"): "max_ligands",
     ("grn", "max_lr"): "max_ligands",
+    ("grn", "tf_priors_feather"): "tf_priors",
 }
 """Seed names of our keys (declared as aliases in the schema; reading one writes a note)."""
 
-_ALIAS_MEANING = {"max_ligands": "keep the ligands with the highest mean expression of [data].layer"}
+_ALIAS_MEANING = {"max_ligands": "keep the ligands with the highest mean expression of [data].layer",
+                  "tf_priors": "any of CSV, TSV, parquet or feather; it restricts the network's TFs of a target "
+                               "per cell type and, unlike the seed, adds no TF that is not a grn edge"}
 
 MODE_READ_AS: dict[str, tuple[str, str]] = {
     "hybrid": ("seed", "the seed's gated CNN (hybrid) is not implemented: every gene gets one lasso model per "

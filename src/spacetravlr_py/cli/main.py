@@ -34,6 +34,9 @@ examples:
   spacetravlr -c spaceship_config.toml --plain         # train with a config file
   spacetravlr --h5ad tissue.h5ad --genes Foxo1,Pax5 --parallel 2 --output-dir runs/a
   spacetravlr --join-output-dir runs/a                 # a second process/host joins the run
+  spacetravlr --h5ad tissue.h5ad --condition sample --output-dir runs/by_sample   # one model set per sample
+  spacetravlr --h5ad tissue.h5ad --tf-prior tf_priors.csv --output-dir runs/prior # TFs allowed per cell type
+  spacetravlr --h5ad tissue.h5ad --write-minimal-repro-h5ad --output-dir runs/a   # run folder movable alone
   spacetravlr network build --grn mouse_base_grn.parquet --lr cellchat_mouse.csv -o data/
 """
 
@@ -47,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", help="expression layer ([data].layer, default imputed_count; '' = X)")
     p.add_argument("--cluster-annot", help="obs column with cell types ([data].cluster_annot)")
     p.add_argument("--network-dir", metavar="DIR", help="folder with {species}_network.parquet")
+    p.add_argument("--condition", metavar="OBS_COL",
+                   help="train one model set per group of this obs column into <output-dir>/conditions/<group>/ "
+                   "([data].condition), e.g. --condition sample")
+    p.add_argument("--tf-prior", metavar="PATH",
+                   help="table source,target,cell_type (CSV/TSV/parquet/feather): a target's TFs are used only in "
+                   "the cell types listed for them ([grn].tf_priors), e.g. --tf-prior tf_priors.csv")
+    p.add_argument("--write-minimal-repro-h5ad", action="store_true", default=None,
+                   help="write spacetravlr_minimal_repro.h5ad (layer, coordinates, clusters, UMAP) into the run "
+                   "folder; perturbation reads it when [data].adata_path is gone "
+                   "([execution].write_minimal_repro_h5ad)")
     p.add_argument("--training-mode", choices=["seed", "full"], help="seed (cluster lasso) or full (CNN)")
     p.add_argument("--epochs", type=int, help="CNN epochs (full mode)")
     p.add_argument("--lr", dest="learning_rate", type=float, help="CNN learning rate (full mode)")
@@ -96,6 +109,9 @@ def overrides_from_args(a: argparse.Namespace) -> dict[str, Any]:
         "data.layer": a.layer,
         "data.cluster_annot": a.cluster_annot,
         "grn.network_data_dir": a.network_dir,
+        "data.condition": a.condition,
+        "grn.tf_priors": a.tf_prior,
+        "execution.write_minimal_repro_h5ad": a.write_minimal_repro_h5ad,
         "training.mode": a.training_mode,
         "training.epochs": a.epochs,
         "training.learning_rate": a.learning_rate,

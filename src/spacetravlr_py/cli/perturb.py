@@ -1,6 +1,7 @@
 """``spacetravlr-perturb``: simulate knockouts / overexpression with a trained run.
 
-Modes: single export (``--gene`` + ``--out``), batch (``--batch-toml``), ``screen`` (knock out every TF,
+Modes: single export (``--gene`` + ``--out``), batch (``--batch-toml``), ``compare`` (one perturbation in two
+conditions of a run trained with ``--condition``), ``screen`` (knock out every TF,
 ligand and receptor with betas and rank by impact), and an interactive prompt when none is given.
 """
 
@@ -27,6 +28,9 @@ examples:
   spacetravlr-perturb --config perturb.toml --gene Foxo1 --out foxo1_ko.feather
   spacetravlr-perturb perturb.toml                # a perturbation TOML holding jobs runs them as a batch
   spacetravlr-perturb --run-toml run/spacetravlr_run_repro.toml --make-cells-csv cells.csv
+  spacetravlr-perturb --run-toml by_sample/spacetravlr_run_repro.toml --condition ctrl --gene Foxo1 --out ko.feather
+  spacetravlr-perturb compare --run-toml by_sample/spacetravlr_run_repro.toml --conditions ctrl,treated \
+      --gene Foxo1 --out foxo1_ctrl_vs_treated       # genes whose response differs (CSV + JSON)
 
 perturbation TOML (--config / --perturb-toml / first argument): run_toml = "run/spacetravlr_run_repro.toml",
 [data] / [perturbation] / [spatial] sections merged key by key onto the run's repro TOML, top-level
@@ -52,6 +56,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "--perturb-toml", dest="config", metavar="TOML",
                    help="perturbation TOML: run_toml, [data]/[perturbation]/[spatial] overlays onto the run's "
                    "repro TOML, batch-job fields (e.g. --config perturb.toml)")
+    p.add_argument("--condition", metavar="GROUP", help="a run trained with --condition: the group whose models "
+                   "and cells to use (its label or folder under conditions/), e.g. --condition ctrl")
     p.add_argument("--n-propagation", type=int, metavar="N", help="propagation steps (default from the TOML)")
     p.add_argument("--beta-scale-factor", type=float, help="[perturbation].beta_scale_factor")
     p.add_argument("--beta-cap", type=float, help="[perturbation].beta_cap")
@@ -101,6 +107,54 @@ def build_screen_parser() -> argparse.ArgumentParser:
     return p
 
 
+def build_compare_parser() -> argparse.ArgumentParser:
+    p = new_parser(f"{PROG} compare", "Run one perturbation in two conditions of a run trained with --condition and "
+                   "rank the genes whose response (mean Δ over the condition's cells) differs most.",
+                   "example:\n  spacetravlr-perturb compare --run-toml by_sample/spacetravlr_run_repro.toml "
+                   "--conditions ctrl,treated --gene Foxo1 --out foxo1_compare --top 15\n\n"
+                   "outputs: <out>.csv (gene, mean_delta_a, mean_delta_b, difference = a − b, abs_difference; "
+                   "every gene that changes) and <out>.json (summary + top rows)")
+    p.add_argument("--run-toml", metavar="TOML", required=True, help="the run trained with --condition")
+    p.add_argument("--conditions", metavar="A,B", required=True, help="the two conditions (labels or folders)")
+    p.add_argument("--gene", metavar="G[,G2]", required=True, help="gene(s) to perturb")
+    p.add_argument("--desired-expr", type=_floats, default=[0.0], metavar="V[,V2]",
+                   help="target value(s), one per gene (default 0 = knockout)")
+    p.add_argument("--n-propagation", type=int, metavar="N", help="propagation steps (default from the TOML)")
+    p.add_argument("--cell-types", metavar="A,B", help="perturb only cells of these types (in both conditions)")
+    p.add_argument("--out", metavar="PATH", help="write <PATH>.csv and <PATH>.json")
+    p.add_argument("--top", type=int, default=20, help="rows to print and to keep in the JSON (default 20)")
+    p.add_argument("--threads", type=int, help="numba/BLAS threads (default: all cores)")
+    return p
+
+
+def _compare(a: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..perturb.compare import compare_conditions, write_comparison
+
+    conds = [c.strip() for c in a.conditions.split(",") if c.strip()]
+    if len(conds) != 2:
+        raise InputError(f"--conditions {a.conditions!r}: give exactly two conditions, e.g. --conditions ctrl,treated")
+    if a.n_propagation is not None and a.n_propagation < 1:
+        raise InputError(f"--n-propagation must be >= 1, got {a.n_propagation}")
+    genes = [g.strip() for g in a.gene.split(",") if g.strip()]
+    desired = a.desired_expr if len(a.desired_expr) > 1 else a.desired_expr * len(genes)
+    cmp = compare_conditions(a.run_toml, conds, genes, desired, n_propagation=a.n_propagation,
+                             cell_types=a.cell_types.split(",") if a.cell_types else None, n_threads=a.threads)
+    ca, cb = cmp.conditions
+    print(f"{','.join(cmp.genes)} → {','.join(f'{v:g}' for v in cmp.desired)}, {cmp.n_propagation} steps: "
+          f"A = '{ca}' ({cmp.n_cells[0]} cells; perturbed {cmp.scopes[0]}), "
+          f"B = '{cb}' ({cmp.n_cells[1]} cells; perturbed {cmp.scopes[1]})")
+    top = cmp.top(a.top)
+    if top.empty:
+        print("  no gene responds in either condition")
+    for r in top.itertuples():
+        print(f"  {r.gene:<14} mean Δ A {r.mean_delta_a:+.4g}  B {r.mean_delta_b:+.4g}  A−B {r.difference:+.4g}")
+    if a.out:
+        paths = write_comparison(cmp, a.out, n_top=a.top)
+        print("  wrote " + ", ".join(str(p) for p in paths.values()))
+    return EXIT_OK
+
+
 def _overrides(a: argparse.Namespace) -> dict[str, Any]:
     return {"perturbation.beta_scale_factor": a.beta_scale_factor, "perturbation.beta_cap": a.beta_cap,
             "perturbation.clip": a.clip}
@@ -119,7 +173,7 @@ def _open(a: argparse.Namespace) -> Any:
         raise InputError(f"--n-propagation must be >= 1, got {a.n_propagation}")
     t0 = time.perf_counter()
     s = RunSession.open(run_toml, n_threads=a.threads, overrides=_overrides(a),
-                        overlay=ptoml.apply if ptoml else None)
+                        overlay=ptoml.apply if ptoml else None, condition=a.condition)
     print(f"loaded {s.tissue.n_cells} cells × {s.tissue.n_panel_genes} genes, {len(s.betabase)} trained genes "
           f"from {s.run_dir} in {time.perf_counter() - t0:.2f}s", file=sys.stderr)
     if a.verbose:
@@ -159,6 +213,8 @@ def _main(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "screen":
         return _screen(build_screen_parser().parse_args(args[1:]))
+    if args and args[0] == "compare":
+        return _compare(build_compare_parser().parse_args(args[1:]))
     a = build_parser().parse_args(args)
     from ..errors import InputError
 
@@ -175,7 +231,7 @@ def _main(argv: Sequence[str] | None) -> int:
         from ..perturb.cells_csv import write_run_cells_csv
 
         out, labels = write_run_cells_csv(a.run_toml or (ptoml.run_toml if ptoml else None), a.make_cells_csv,
-                                          overlay=ptoml.apply if ptoml else None)
+                                          overlay=ptoml.apply if ptoml else None, condition=a.condition)
         print(f"wrote {out}: {len(labels)} columns, one per cell type ({', '.join(labels[:8])}"
               f"{', …' if len(labels) > 8 else ''})")
         return EXIT_OK

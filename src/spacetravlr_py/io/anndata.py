@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +58,9 @@ class Tissue:
         Reads any column of the layer on demand (None: only the loaded columns exist).
     highly_variable : list of str or None
         Genes flagged in ``var['highly_variable']`` (None when the dataset has no such column).
+    cells : (N,) int array or None
+        The rows of the layer this tissue's cells are (a subset of cells, e.g. one condition group), in
+        order; None: every row of the layer, in order.
     """
 
     obs_names: np.ndarray
@@ -76,6 +79,7 @@ class Tissue:
     panel: list[str] | None = field(default=None, repr=False)
     reader: LayerReader | None = field(default=None, repr=False)
     highly_variable: list[str] | None = field(default=None, repr=False)
+    cells: np.ndarray | None = field(default=None, repr=False)
     _panel_set: frozenset[str] | None = field(default=None, repr=False)
 
     @property
@@ -156,9 +160,39 @@ class Tissue:
         if missing:
             for g in (names[k] for k in missing):
                 self.require_gene(g)
-            assert self.reader is not None
-            out[:, missing] = self.reader.columns([names[k] for k in missing], np.dtype(dtype))
+            out[:, missing] = self._read([names[k] for k in missing], np.dtype(dtype))
         return out
+
+    def _read(self, names: Sequence[str], dtype: np.dtype) -> np.ndarray:
+        """Columns of the layer for this tissue's cells."""
+        assert self.reader is not None
+        X = self.reader.columns(names, dtype)
+        return X if self.cells is None else np.ascontiguousarray(X[self.cells])
+
+    def row_blocks(self, rows_per_block: int, names: Sequence[str], dtype: Any = np.float64
+                   ) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first cell, (B, len(names)) block)`` of columns read from the layer, over this tissue's
+        cells in order (for genes that are not loaded: the export streams them)."""
+        assert self.reader is not None
+        if self.cells is None:
+            yield from self.reader.row_blocks(rows_per_block, names, np.dtype(dtype))
+            return
+        cells = self.cells
+        pending: list[np.ndarray] = []
+        n_pending = 0
+        r0 = 0
+        for b0, blk in self.reader.row_blocks(rows_per_block, names, np.dtype(dtype)):
+            lo, hi = np.searchsorted(cells, [b0, b0 + blk.shape[0]])
+            if hi > lo:
+                pending.append(blk[cells[lo:hi] - b0])
+                n_pending += int(hi - lo)
+            while n_pending >= rows_per_block or (n_pending and b0 + blk.shape[0] >= self.reader.source.shape[0]):
+                allrows = np.concatenate(pending) if len(pending) > 1 else pending[0]
+                take = min(rows_per_block, n_pending)
+                yield r0, np.ascontiguousarray(allrows[:take])
+                r0 += take
+                rest = allrows[take:]
+                pending, n_pending = ([rest] if len(rest) else []), len(rest)
 
     def values_at(self, rows: Sequence[int] | np.ndarray, names: Sequence[str], dtype: Any = np.float64) -> np.ndarray:
         """(len(rows), len(names)) expression of a few cells (loaded columns, else read from the layer)."""
@@ -173,7 +207,8 @@ class Tissue:
             for k in missing:
                 self.require_gene(names[k])
             assert self.reader is not None
-            out[:, missing] = self.reader.cells(r, [names[k] for k in missing], np.dtype(dtype))
+            rows_l = r if self.cells is None else self.cells[r]
+            out[:, missing] = self.reader.cells(rows_l, [names[k] for k in missing], np.dtype(dtype))
         return out
 
     def with_genes(self, genes: Sequence[str]) -> Tissue:
@@ -192,9 +227,8 @@ class Tissue:
         for k, g in enumerate(names):
             if g not in new:
                 X[:, k] = self.expression[:, gi[g]]
-        assert self.reader is not None
         cols = [k for k, g in enumerate(names) if g in new]
-        X[:, cols] = self.reader.columns([names[k] for k in cols], X.dtype)
+        X[:, cols] = self._read([names[k] for k in cols], X.dtype)
         return dataclasses.replace(self, var_names=names, expression=X, _gene_index=None,
                                    panel=list(self.all_genes))
 
@@ -490,7 +524,8 @@ def load_tissue(
 
 def tissue_from_config(cfg: SpaceshipConfig, *, adata_path: str | os.PathLike[str] | None = None,
                        genes: Sequence[str] | None = None, keep_float32: bool = False) -> Tissue:
-    """Load the tissue named by ``cfg.data`` (path, layer, cluster column).
+    """Load the tissue named by ``cfg.data`` (path, layer, cluster column): the cells of group
+    ``[data].condition_group`` of ``[data].condition`` when both are set (a condition's run).
 
     ``adata_path`` replaces ``[data].adata_path`` (e.g. a ``--h5ad`` flag); ``genes`` and
     ``keep_float32`` as in :func:`load_tissue`.
@@ -498,5 +533,10 @@ def tissue_from_config(cfg: SpaceshipConfig, *, adata_path: str | os.PathLike[st
     path = adata_path or cfg.data.adata_path
     if not path:
         raise InputError("no dataset given: set [data].adata_path in the config or pass --h5ad")
-    return load_tissue(path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot, genes=genes,
-                       keep_float32=keep_float32)
+    tissue = load_tissue(path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot, genes=genes,
+                         keep_float32=keep_float32)
+    if cfg.data.condition and cfg.data.condition_group is not None:
+        from .conditions import condition_tissue
+
+        tissue = condition_tissue(tissue, cfg.data.condition, cfg.data.condition_group)
+    return tissue

@@ -440,6 +440,7 @@ def fit_clusters_split(
     score_threshold: float,
     n_clusters: int,
     n_threads: int | None = None,
+    feature_mask: np.ndarray | None = None,
 ) -> ClusterFits:
     """:func:`fit_clusters` on a split design: feature ``j`` is column ``src_col[j]`` of ``XS``
     (``src_kind[j] == 0``, the target's own columns) or of ``shared.XL`` (``1``, columns every target
@@ -448,6 +449,11 @@ def fit_clusters_split(
     Same problem, penalty, gate and outputs as :func:`fit_clusters` on the assembled design
     ``X[:, j] = (XS, XL)[src_kind[j]][:, src_col[j]]``; the shared Gram entries come from
     ``shared.grams`` instead of being recomputed for every target.
+
+    ``feature_mask`` ``(n_clusters, p)`` bool (e.g. a TF prior): cluster ``k`` is fitted on the features
+    ``j`` with ``feature_mask[k, j]`` only — the lasso of the design without the other columns, group
+    weights ``λ_g`` from the sizes of the groups that remain — and the left-out coefficients are exactly 0.
+    A cluster whose row is all True gets the same bits as without a mask.
     """
     XS = np.ascontiguousarray(XS, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -460,6 +466,29 @@ def fit_clusters_split(
         raise ValueError(f"groups ({penalty.n_features}), src_kind ({p}) and src_col ({col.shape[0]}) disagree")
     order, starts, n_cells = cluster_blocks(np.asarray(clusters, dtype=np.int64), n_clusters)
     threads = default_threads() if n_threads is None else int(n_threads)
-    coef, stats, counts = _dispatch(XS, shared.XL, kind, col, y, order, starts, shared.grams, shared.means,
-                                    shared.has_grams, penalty, n_iter, tol, None, threads)
+    if feature_mask is None:
+        coef, stats, counts = _dispatch(XS, shared.XL, kind, col, y, order, starts, shared.grams, shared.means,
+                                        shared.has_grams, penalty, n_iter, tol, None, threads)
+        return _gated(coef, stats, counts, n_cells, score_threshold)
+    mask = np.asarray(feature_mask, dtype=bool)
+    if mask.shape != (n_clusters, p):
+        raise ValueError(f"feature_mask must have shape ({n_clusters}, {p}), got {mask.shape}")
+    coef = np.zeros((n_clusters, p))
+    stats = np.zeros((n_clusters, 5))
+    counts = np.zeros((n_clusters, 5), dtype=np.int64)
+    g = np.asarray(groups)
+    rows, which = np.unique(mask, axis=0, return_inverse=True)
+    for u, row in enumerate(rows):
+        # the clusters sharing this mask, fitted together on its columns; the other blocks are empty
+        sel = which.reshape(-1) == u
+        keep = np.flatnonzero(row)
+        sub_starts = np.zeros(n_clusters + 1, dtype=np.int64)
+        np.cumsum(np.where(sel, n_cells, 0), out=sub_starts[1:])
+        sub_order = np.ascontiguousarray(order[np.repeat(sel, n_cells)])
+        pen = SparseGroupL1L2.from_groups(g[keep], l1_reg, group_reg, group_reg_scaling)
+        c, s, n = _dispatch(XS, shared.XL, np.ascontiguousarray(kind[keep]), np.ascontiguousarray(col[keep]), y,
+                            sub_order, sub_starts, shared.grams, shared.means, shared.has_grams, pen, n_iter, tol,
+                            None, threads)
+        coef[np.ix_(np.flatnonzero(sel), keep)] = c[sel]
+        stats[sel], counts[sel] = s[sel], n[sel]
     return _gated(coef, stats, counts, n_cells, score_threshold)

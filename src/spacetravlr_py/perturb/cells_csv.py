@@ -39,14 +39,15 @@ def write_cells_csv(tissue: Tissue, out: str | os.PathLike[str]) -> Path:
 
 
 def write_run_cells_csv(run_toml: str | os.PathLike[str] | None, out: str | os.PathLike[str], *,
-                        overlay: Callable[[SpaceshipConfig], SpaceshipConfig] | None = None
-                        ) -> tuple[Path, list[str]]:
-    """The cells CSV of a run's tissue (its repro TOML, with an optional overlay); returns (path, labels)."""
-    from ..io.anndata import load_tissue
+                        overlay: Callable[[SpaceshipConfig], SpaceshipConfig] | None = None,
+                        condition: str | None = None) -> tuple[Path, list[str]]:
+    """The cells CSV of a run's tissue (its repro TOML, with an optional overlay; ``condition``: that
+    group's cells); returns (path, labels)."""
+    from ..io.anndata import tissue_from_config
     from ..rundir import open_run
 
     if not run_toml:
         raise InputError("--make-cells-csv needs the run: give --run-toml, or run_toml = \"...\" in --config")
-    cfg = open_run(run_toml, overlay=overlay).cfg
-    tissue = load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)
+    cfg = open_run(run_toml, overlay=overlay, condition=condition).cfg
+    tissue = tissue_from_config(cfg)
     return write_cells_csv(tissue, out), list(tissue.cluster_labels)

@@ -60,8 +60,7 @@ class _Sources:
         n = t.n_cells
         layer: Iterator[tuple[int, np.ndarray]] | None = None
         if self.unread:
-            assert t.reader is not None
-            layer = t.reader.row_blocks(rows, [g for _, g in self.unread], np.dtype(np.float64))
+            layer = t.row_blocks(rows, [g for _, g in self.unread], np.float64)
         for r0 in range(0, n, rows):
             r1 = min(n, r0 + rows)
             out = np.empty((r1 - r0, len(self.genes)), order="F")

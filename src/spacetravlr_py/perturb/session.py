@@ -21,7 +21,7 @@ from .. import _keys
 from ..betadata.betabase import Betabase, read_frames
 from ..config import SpaceshipConfig
 from ..errors import InputError
-from ..io.anndata import Tissue, load_tissue
+from ..io.anndata import Tissue, tissue_from_config
 from ..io.betadata import list_betadata
 from ..rundir import TrainedRun, open_run
 from .propagate import Perturber, PerturbResult, PerturbSettings, resolve_scope
@@ -79,20 +79,22 @@ class RunSession:
     @classmethod
     def open(cls, run_toml: str | os.PathLike[str], *, n_threads: int | None = None,
              overrides: dict[str, Any] | None = None,
-             overlay: Callable[[SpaceshipConfig], SpaceshipConfig] | None = None) -> RunSession:
+             overlay: Callable[[SpaceshipConfig], SpaceshipConfig] | None = None,
+             condition: str | None = None) -> RunSession:
         """Open the run described by a repro TOML (or a run folder): tissue, betadata, perturbation engine.
 
         The betadata are read from the TOML's ``[execution].output_dir`` (SPEC §2.3); each ligand's
         radius comes from what training recorded in the manifest (older runs: from the network).
         ``overlay`` (e.g. :meth:`~spacetravlr_py.perturb.overlay.PerturbToml.apply`) changes the run's
-        configuration before ``overrides`` (command-line values).
+        configuration before ``overrides`` (command-line values). ``condition`` picks a group of a run per
+        condition (its label or folder; :func:`~spacetravlr_py.perturb.compare.list_conditions` lists
+        them): the session then holds that group's cells and betas.
         """
         t0 = time.perf_counter()
-        run = open_run(run_toml, overrides=overrides, overlay=overlay)
+        run = open_run(run_toml, overrides=overrides, overlay=overlay, condition=condition)
         cfg = run.cfg
         # the panel first; then only the genes the betadata name (targets and modulators) are loaded
-        tissue = load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot,
-                             genes=[], keep_float32=True)
+        tissue = tissue_from_config(cfg, genes=[], keep_float32=True)
         run.check_dataset(tissue)
         bb = Betabase(read_frames(_betadata_files(run.dir.root)), tissue)
         tissue = bb.tissue

@@ -66,6 +66,11 @@ class RunDir:
     def manifest_json(self) -> Path:
         return self.root / _keys.MANIFEST_JSON
 
+    @property
+    def minimal_h5ad(self) -> Path:
+        """The run's own minimal ``.h5ad`` (``--write-minimal-repro-h5ad``)."""
+        return self.root / _keys.MINIMAL_H5AD
+
     def artifact(self, relative: str) -> Path:
         """A file a trainer asked for (e.g. CNN weights), inside the folder only."""
         p = (self.root / relative).resolve()

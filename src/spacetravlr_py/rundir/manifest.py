@@ -55,6 +55,14 @@ class Manifest:
     ligands: dict[str, LigandRecord] = field(default_factory=dict)
     modulators: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per trained gene: number of modulators by family (``tf``, ``lr``, ``tfl``, ``extra``)."""
+    tf_priors: dict[str, Any] = field(default_factory=dict)
+    """``[grn].tf_priors``: ``path``, ``rows``, ``targets``, ``cell_types`` and ``masked``, per gene
+    ``{cell type: TFs left out of its fit}`` (only where the prior left something out)."""
+    conditions: dict[str, Any] = field(default_factory=dict)
+    """A run per condition (``[data].condition``): ``column`` and ``groups``, one ``{label, folder, n_cells,
+    status, counts}`` per group (``folder`` under ``conditions/``). Empty for an ordinary run."""
+    minimal_h5ad: str | None = None
+    """File name of the run's minimal ``.h5ad`` (``--write-minimal-repro-h5ad``), relative to the folder."""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- resolved information ------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from .manifest import Manifest
 log = logging.getLogger("spacetravlr_py.rundir")
 
 #: sections/keys whose values change the fitted betas: a run folder never mixes two settings of them
-RESULT_KEYS = ("data.adata_path", "data.layer", "data.cluster_annot", "data.species", "spatial", "grn",
+RESULT_KEYS = ("data.adata_path", "data.layer", "data.cluster_annot", "data.species", "data.condition",
+               "data.condition_group", "spatial", "grn",
                "lasso", "training.mode", "training.epochs", "training.learning_rate",
                "training.score_threshold", "cnn", "perturbation.ligand_grid_factor")
 
@@ -52,7 +53,8 @@ class TrainedRun:
 
 
 def open_run(path: str | os.PathLike[str], *, overrides: dict[str, Any] | None = None,
-             overlay: Callable[[SpaceshipConfig], SpaceshipConfig] | None = None) -> TrainedRun:
+             overlay: Callable[[SpaceshipConfig], SpaceshipConfig] | None = None,
+             condition: str | None = None) -> TrainedRun:
     """Open a run from its repro TOML (or a folder holding one).
 
     Parameters
@@ -64,7 +66,32 @@ def open_run(path: str | os.PathLike[str], *, overrides: dict[str, Any] | None =
         ``{"section.key": value}`` applied on top (e.g. command-line flags).
     overlay : callable, optional
         Applied to the configuration before ``overrides`` (a perturbation TOML's overlay sections).
+    condition : str, optional
+        A run per condition: the group to open (its label or folder name); the result is that group's
+        own run folder (``conditions/{folder}/``). Required for such a run, unless ``path`` is a
+        condition folder already.
+
+    When ``[data].adata_path`` does not exist and the run folder (or, for a condition folder, its parent
+    run) holds ``spacetravlr_minimal_repro.h5ad``, the configuration reads that file instead, with a note.
     """
+    p, cfg, rd = _locate(path, overrides, overlay)
+    if cfg.data.condition or condition is not None:
+        picked = _pick_condition(cfg, p, rd, condition)
+        if isinstance(picked, Path):  # the group's own run folder
+            return open_run(picked / _keys.REPRO_TOML, overrides=overrides, overlay=overlay)
+        cfg = picked
+    cfg = _minimal_fallback(cfg, p, rd)
+    return TrainedRun(cfg=cfg, toml=p.resolve(), dir=rd, manifest=Manifest.read(rd.manifest_json))
+
+
+def run_folder(path: str | os.PathLike[str]) -> Path:
+    """The run folder a repro TOML (or a folder holding one) belongs to, by the rules of :func:`open_run`."""
+    return _locate(path, None, None)[2].root
+
+
+def _locate(path: str | os.PathLike[str], overrides: dict[str, Any] | None,
+            overlay: Callable[[SpaceshipConfig], SpaceshipConfig] | None) -> tuple[Path, SpaceshipConfig, RunDir]:
+    """The TOML, its configuration (overlay, then overrides) and its run folder."""
     p = Path(os.path.expanduser(path))  # not Path.expanduser: it raises for ~unknown_user
     if p.is_dir():
         p = p / _keys.REPRO_TOML
@@ -87,7 +114,53 @@ def open_run(path: str | os.PathLike[str], *, overrides: dict[str, Any] | None =
     if not rd.root.is_dir():
         raise InputError(f"{p}: [execution].output_dir {rd.root} is not a folder; point it at the run folder "
                          "(relative paths resolve against the TOML's folder)")
-    return TrainedRun(cfg=cfg, toml=p.resolve(), dir=rd, manifest=Manifest.read(rd.manifest_json))
+    return p, cfg, rd
+
+
+def _pick_condition(cfg: SpaceshipConfig, p: Path, rd: RunDir, condition: str | None) -> SpaceshipConfig | Path:
+    """The configuration of a condition folder, or the folder of ``condition`` in a run per condition."""
+    from .conditions import condition_folder, own_label, parent_run, recorded_groups
+
+    group = cfg.data.condition_group
+    if not cfg.data.condition:
+        raise InputError(f"{p}: --condition {condition}: this run was not trained per condition "
+                         "([data].condition is not set); drop --condition")
+    if group is None:
+        label = own_label(rd.root)  # a condition folder written by the Rust seed
+        if label is not None and condition in (None, label, rd.root.name):
+            return cfg.with_overrides({"data.condition_group": label}, source=str(p))
+        if condition is None:
+            from ..errors import short_list
+
+            raise InputError(f"{p}: the run trains one model set per obs['{cfg.data.condition}'] group; pick one "
+                             f"with --condition GROUP (conditions: {short_list(recorded_groups(rd.root))})")
+        if label is None:
+            return condition_folder(rd.root, condition, where=str(p))
+        group = label
+    parent = parent_run(rd.root)
+    other_label = parent is not None and condition in recorded_groups(parent)  # labels win over folder names
+    if condition is not None and condition != group and (condition != rd.root.name or other_label):
+        raise InputError(f"{p}: this run folder holds condition '{group}', not '{condition}'; open the parent "
+                         "run folder to pick another condition")
+    return cfg
+
+
+def _minimal_fallback(cfg: SpaceshipConfig, p: Path, rd: RunDir) -> SpaceshipConfig:
+    """``[data].adata_path`` is gone: read the run's minimal ``.h5ad`` instead (with a note), if there is one."""
+    from .conditions import parent_run
+
+    if Path(cfg.data.adata_path).exists():
+        return cfg
+    for folder in (rd.root, parent_run(rd.root)):
+        alt = folder / _keys.MINIMAL_H5AD if folder is not None else None
+        if alt is not None and alt.is_file():
+            note = (f"{p}: [data].adata_path {cfg.data.adata_path} does not exist; reading the run's minimal copy "
+                    f"{alt}")
+            new = cfg.with_overrides({"data.adata_path": str(alt)}, source=f"{p} (minimal .h5ad)")
+            new.notes.append(note)
+            log.warning("%s", note)
+            return new
+    return cfg
 
 
 def _holds_run(folder: Path) -> bool:

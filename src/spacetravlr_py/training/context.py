@@ -21,13 +21,17 @@ from .._keys import LR_SEP
 from ..config import SpaceshipConfig
 from ..errors import short_list
 from ..io.anndata import Tissue
+from ..io.tfprior import TfPrior
 from ..modulators import Modulators, ModulatorSelector
 
 log = logging.getLogger("spacetravlr_py.training")
 
+#: python-reference compat: the reference's fits minimise its stated objective with both penalties doubled
+REFERENCE_PENALTY_FACTOR = 2.0
+
 _ARRAYS = ("expression", "clusters", "received", "lr_features", "lr_means", "lr_grams")
 _META = ("cluster_labels", "var_names", "selector", "ligand_radius", "received_names", "fit", "received_info",
-         "lr_pairs", "lr_has_grams", "coords", "random_seed")
+         "lr_pairs", "lr_has_grams", "coords", "random_seed", "tf_prior")
 
 
 @dataclass
@@ -43,7 +47,13 @@ class FitSettings:
 
     @classmethod
     def from_config(cls, cfg: SpaceshipConfig) -> FitSettings:
-        return cls(l1_reg=cfg.lasso.l1_reg, group_reg=cfg.lasso.group_reg,
+        """The solver settings of ``cfg``; under ``[compat] mode = "python-reference"`` both penalties are
+        doubled: the reference's solver (group-lasso 1.5.0) steps by ``0.5·∇f/L`` but thresholds by
+        ``reg/L``, so its fits converge to the minimiser of its stated objective with both penalties
+        doubled (reference README, quirk 20). Its R² gate 0.15 is a compat key of the config.
+        """
+        k = REFERENCE_PENALTY_FACTOR if cfg.reference_compat else 1.0
+        return cls(l1_reg=k * cfg.lasso.l1_reg, group_reg=k * cfg.lasso.group_reg,
                    group_reg_scaling=cfg.lasso.group_reg_scaling, n_iter=cfg.lasso.n_iter,
                    tol=cfg.lasso.tol, score_threshold=cfg.training.score_threshold)
 
@@ -65,6 +75,8 @@ class TrainingContext:
         Radius used for each ligand's received amount.
     received : (N, n_received) float64
         Received amount of ``received_names[k]`` at ``ligand_radius``.
+    tf_prior : TfPrior or None
+        ``[grn].tf_priors``: the TFs each target may use per cell type (see :meth:`feature_mask`).
     """
 
     expression: np.ndarray
@@ -84,6 +96,7 @@ class TrainingContext:
     lr_has_grams: bool = False
     coords: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     random_seed: int = 42
+    tf_prior: TfPrior | None = None
     run_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     _gi: dict[str, int] = field(default_factory=dict, repr=False)
     _ri: dict[str, int] = field(default_factory=dict, repr=False)
@@ -118,6 +131,10 @@ class TrainingContext:
 
     def modulators(self, target: str) -> Modulators:
         return self.selector.select(target)
+
+    def feature_mask(self, mods: Modulators) -> np.ndarray | None:
+        """``(K, p)`` bool of the features each cluster may use under the TF prior (None: all of them)."""
+        return self.tf_prior.feature_mask(mods, self.cluster_labels) if self.tf_prior is not None else None
 
     # -- sharing with worker processes ---------------------------------------------------------
 
@@ -194,16 +211,22 @@ def selector_for(cfg: SpaceshipConfig, tissue: Tissue, network: Any, extras: Ext
 
 
 def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: list[str], *,
-                  extras: ExtraModulators | None = None, n_threads: int | None = None) -> TrainingContext:
+                  extras: ExtraModulators | None = None, n_threads: int | None = None,
+                  tf_prior: TfPrior | None = None) -> TrainingContext:
     """Index the network, pick every target's modulators and compute the shared received ligands.
 
     ``tissue`` may hold a subset of the panel's genes: the genes the targets' models read are loaded
-    from the layer when missing (:meth:`ModulatorSelector.genes_needed`).
-    """
+    from the layer when missing (:meth:`ModulatorSelector.genes_needed`). ``tf_prior``: the prior already
+    read (otherwise ``[grn].tf_priors`` is read here when set)."""
     from ..spatial.radius import ligand_radius
     from ..spatial.received import ReceivedLigandCache
 
     extras = extras or ExtraModulators.from_config(cfg)
+    if tf_prior is None and cfg.grn.tf_priors:
+        from ..io.tfprior import read_tf_prior
+
+        tf_prior = read_tf_prior(cfg.grn.tf_priors, var_names=tissue.all_genes, cluster_labels=tissue.cluster_labels,
+                                 cluster_annot=tissue.cluster_annot, network=network)
     lr_items, extra_mods = extras.lr_items, extras.extra_modulators
     absent = [m for m in dict.fromkeys(extra_mods) if not tissue.has_gene(m)]
     if absent:
@@ -250,4 +273,4 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
                            fit=FitSettings.from_config(cfg), received_info=infos,
                            lr_pairs=pairs, lr_features=shared.XL, lr_means=shared.means, lr_grams=shared.grams,
                            lr_has_grams=shared.has_grams, coords=tissue.coords,
-                           random_seed=cfg.execution.random_seed)
+                           random_seed=cfg.execution.random_seed, tf_prior=tf_prior)

@@ -60,11 +60,11 @@ def commit(rd: RunDir, fit: GeneFit, seconds: float, worker: int = 0) -> GeneOut
     if fit.frame is None:
         atomic_write_text(rd.orphan(gene), "")
         return GeneOutcome(gene, ORPHAN, seconds, n_modulators=fit.n_modulators, reason=fit.reason,
-                           worker=worker, clusters=fit.clusters, families=fit.families)
+                           worker=worker, clusters=fit.clusters, families=fit.families, tf_masks=fit.tf_masks)
     write_betadata(rd.betadata(gene), fit.frame)
     return GeneOutcome(gene, DONE, seconds, mean_r2=fit.mean_r2, n_modulators=fit.n_modulators,
                        n_clusters_kept=fit.n_clusters_kept, worker=worker, clusters=fit.clusters,
-                       families=fit.families)
+                       families=fit.families, tf_masks=fit.tf_masks)
 
 
 def record_failure(rd: RunDir, gene: str, error: str, details: str, seconds: float, worker: int = 0) -> GeneOutcome:

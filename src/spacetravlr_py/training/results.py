@@ -58,6 +58,8 @@ class GeneFit:
     """Modulators by family (``tf``, ``lr``, ``tfl``, ``extra``)."""
     log_lines: list[str] = field(default_factory=list)
     artifacts: dict[str, bytes] = field(default_factory=dict)
+    tf_masks: dict[str, list[str]] = field(default_factory=dict)
+    """TF prior: ``{cell type: TFs left out of that cluster's fit}`` (empty without a prior)."""
 
     @property
     def mean_r2(self) -> float | None:
@@ -105,3 +107,4 @@ class GeneOutcome:
     worker: int = 0
     clusters: list[ClusterFit] = field(default_factory=list)
     families: dict[str, int] = field(default_factory=dict)
+    tf_masks: dict[str, list[str]] = field(default_factory=dict)

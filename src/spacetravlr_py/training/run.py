@@ -22,11 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from .. import _keys
 from ..config import SpaceshipConfig
 from ..errors import InputError, near_matches, short_list
 from ..io.anndata import Tissue
+from ..io.tfprior import TfPrior
 from ..rundir import Manifest, RunDir, check_folder_holds_this_run, dataset_fingerprint
 from ..rundir.manifest import COMPLETE, COMPLETE_WITH_FAILURES, INTERRUPTED, PARTIAL, RUNNING, LigandRecord
+from .conditions import write_minimal_if_asked
 from .context import ExtraModulators, TrainingContext, build_context, selector_for
 from .control import RunControl, graceful_interrupts
 from .executors import Executor, executor_for
@@ -45,6 +48,8 @@ class RunResult:
     outcomes: list[GeneOutcome] = field(default_factory=list)
     interrupted: bool = False
     manifest: dict[str, Any] = field(default_factory=dict)
+    conditions: dict[str, RunResult] = field(default_factory=dict)
+    """A run per condition: each group's result (its ``out_dir`` is the group's folder)."""
 
 
 def versions() -> dict[str, str]:
@@ -132,6 +137,7 @@ class _Inputs:
     extras: ExtraModulators
     warnings: list[str]
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    tf_prior: TfPrior | None = None
 
 
 def _validated_inputs(cfg: SpaceshipConfig, rd: RunDir, tissue: Tissue | None, network: Any) -> _Inputs:
@@ -153,10 +159,17 @@ def _validated_inputs(cfg: SpaceshipConfig, rd: RunDir, tissue: Tissue | None, n
         species, net_path = cfg.data.species or "", None
     extras = ExtraModulators.from_config(cfg)
     tissue = tissue.with_genes(selector_for(cfg, tissue, network, extras, rank_ligands=False).genes_needed(queue))
+    prior = None
+    if cfg.grn.tf_priors:
+        from ..io.tfprior import read_tf_prior
+
+        prior = read_tf_prior(cfg.grn.tf_priors, var_names=tissue.all_genes, cluster_labels=tissue.cluster_labels,
+                              cluster_annot=tissue.cluster_annot, network=network)
+        warnings += [f"warning: {n}" for n in prior.notes]
     cfg = cfg.with_overrides({"execution.output_dir": str(rd.root)}, source="output directory")
     fingerprint = dataset_fingerprint(tissue)  # scans the whole layer: a NaN anywhere stops here
     check_folder_holds_this_run(rd, cfg, tissue)
-    return _Inputs(cfg, tissue, network, species, net_path, queue, extras, warnings, fingerprint)
+    return _Inputs(cfg, tissue, network, species, net_path, queue, extras, warnings, fingerprint, prior)
 
 
 def _manifest(inp: _Inputs, rd: RunDir, ctx: TrainingContext | None, col: _Collector, status: str,
@@ -181,6 +194,8 @@ def _manifest(inp: _Inputs, rd: RunDir, ctx: TrainingContext | None, col: _Colle
                  cluster_labels=[str(c) for c in inp.tissue.cluster_labels],
                  spatial={"kernel": sp.kernel, "scale": sp.weighted_ligand_scale_factor, "radius": sp.radius,
                           "contact_distance": sp.contact_distance, "per_ligand_radius": sp.per_ligand_radius})
+    if rd.minimal_h5ad.is_file():
+        m.minimal_h5ad = _keys.MINIMAL_H5AD
     if previous is not None:
         m.ligands = dict(previous.ligands)
         m.modulators = dict(previous.modulators)
@@ -188,6 +203,11 @@ def _manifest(inp: _Inputs, rd: RunDir, ctx: TrainingContext | None, col: _Colle
         m.ligands = {name: LigandRecord(signaling=ctx.selector.signaling.get(name), radius=r)
                      for name, r in ctx.ligand_radius.items()}
     m.modulators.update({o.gene: o.families for o in col.outcomes if o.families})
+    if inp.tf_prior is not None:
+        before = previous.tf_priors if previous is not None and isinstance(previous.tf_priors, dict) else {}
+        masked = dict(before["masked"]) if isinstance(before.get("masked"), dict) else {}
+        masked.update({o.gene: o.tf_masks for o in col.outcomes if o.tf_masks})
+        m.tf_priors = {**inp.tf_prior.summary(), "masked": masked}
     return m
 
 
@@ -240,6 +260,11 @@ def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Exe
     RunResult
         ``interrupted`` is True when stopped; finished genes are on disk either way.
     """
+    if cfg.data.condition and cfg.data.condition_group is None:  # one run per group, under conditions/
+        from .conditions import train_conditions
+
+        return train_conditions(cfg, trainer=trainer, executor=executor, reporter=reporter, control=control,
+                                tissue=tissue, network=network)
     trainer = trainer or trainer_for(cfg)
     reporter = reporter or LogReporter()
     control = control or RunControl()
@@ -251,6 +276,7 @@ def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Exe
     rd.clean_leftovers()
     if not rd.repro_toml.exists():
         cfg.dump_toml(rd.repro_toml)
+    write_minimal_if_asked(cfg, rd, reporter)
     previous = Manifest.read(rd.manifest_json)
     if previous is None:
         # written at once so that a killed first run still records which dataset the folder belongs to
@@ -276,7 +302,7 @@ def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Exe
                 if g not in pending_set:
                     col.gene_finished(GeneOutcome(g, SKIPPED))
             if pending:
-                ctx = build_context(cfg, t, inp.network, pending, extras=inp.extras)
+                ctx = build_context(cfg, t, inp.network, pending, extras=inp.extras, tf_prior=inp.tf_prior)
                 trainer.prepare(ctx)
                 for line in ctx.received_info:
                     reporter.message(line)

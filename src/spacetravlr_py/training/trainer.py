@@ -89,16 +89,22 @@ class SeedTrainer:
                            families=families(mods))
         XS, kind, col = split_design(ctx, mods)
         f = ctx.fit
+        mask = ctx.feature_mask(mods)  # TF prior: each cluster's lasso without the TFs it may not use
         res = fit_clusters_split(XS, ctx.shared, kind, col, y, ctx.clusters, mods.groups, l1_reg=f.l1_reg,
                                  group_reg=f.group_reg, group_reg_scaling=f.group_reg_scaling, n_iter=f.n_iter,
-                                 tol=f.tol, score_threshold=f.score_threshold, n_clusters=len(ctx.cluster_labels))
+                                 tol=f.tol, score_threshold=f.score_threshold, n_clusters=len(ctx.cluster_labels),
+                                 feature_mask=mask)
         frame = BetaFrame(gene=gene, row_kind=_keys.CLUSTER_COL, row_ids=list(ctx.cluster_labels),
                           intercept=res.intercept, modulators=mods.names, coefs=res.coef, groups=mods.groups)
-        clusters = [ClusterFit(label=str(lab), n_cells=int(res.n_cells[k]), n_modulators=mods.n,
+        n_used = mask.sum(axis=1) if mask is not None else np.full(len(ctx.cluster_labels), mods.n)
+        clusters = [ClusterFit(label=str(lab), n_cells=int(res.n_cells[k]), n_modulators=int(n_used[k]),
                                r2=float(res.r2[k]), mse=float(res.mse[k]), iterations=int(res.n_iter[k]),
                                converged=bool(res.converged[k]), kept=not bool(res.gated[k]))
                     for k, lab in enumerate(ctx.cluster_labels)]
         fit = GeneFit(gene, frame, clusters=clusters, n_modulators=mods.n, families=families(mods))
+        if ctx.tf_prior is not None:
+            fit.log_lines += ctx.tf_prior.log_lines(mods, ctx.cluster_labels)
+            fit.tf_masks = ctx.tf_prior.masked_tfs(mods, ctx.cluster_labels)
         if frame.is_all_zero():
             fit.frame = None
             fit.reason = "every cluster failed the R² gate (all betas zero)"
