@@ -198,20 +198,26 @@ class ModulatorSelector:
         return sorted(ligs)
 
     def genes_needed(self, targets: Sequence[str]) -> list[str]:
-        """Every gene whose expression training ``targets`` reads, sorted: each target that has
-        modulators, its TFs, the genes of its ``L#TF`` pairs and extra modulators, and the ligands and
-        receptors of :attr:`all_lr_pairs` / :attr:`all_ligands` (shared by every target). Orphan targets
-        (no modulators) are left out: nothing of them is read."""
+        """Every gene whose expression training ``targets`` reads, sorted: the modulator genes
+        (:meth:`modulator_genes`) and each target that has modulators. Orphan targets (no modulators)
+        are left out: nothing of them is read."""
+        return sorted(set(self.modulator_genes(targets)) | set(self.fitted_targets(targets)))
+
+    def modulator_genes(self, targets: Sequence[str]) -> list[str]:
+        """The genes the design matrices of ``targets`` read, sorted: their TFs, the genes of their
+        ``L#TF`` pairs and extra modulators, and the ligands and receptors of :attr:`all_lr_pairs` /
+        :attr:`all_ligands` (shared by every target)."""
         need = set(self.all_ligands) | {g for p in self.all_lr_pairs for g in p}
         for t in targets:
             m = self.select(t)
-            if m.is_orphan:
-                continue
-            need.add(t)
             need.update(m.tfs)
             need.update(g for p in (*m.lr_pairs, *m.tfl_pairs) for g in p)
             need.update(m.extras)
         return sorted(need)
+
+    def fitted_targets(self, targets: Sequence[str]) -> list[str]:
+        """The targets that have modulators (the others are orphans), in the given order."""
+        return [t for t in targets if not self.select(t).is_orphan]
 
     def select(self, target: str) -> Modulators:
         """The modulators of ``target`` (SPEC §4)."""

@@ -308,7 +308,7 @@ def read_frames(files: dict[str, Path], *, n_jobs: int | None = None) -> list[Be
         frames = list(ex.map(lambda kv: read_betadata(kv[1], kv[0]), sorted(files.items())))
     last: list[str] | None = None
     for f in frames:
-        if len(f.row_ids) > 4096:
+        if f.row_kind == _keys.CELLID_COL:
             if last is not None and len(last) == len(f.row_ids) and f.row_ids == last:
                 f.row_ids = last
             last = f.row_ids

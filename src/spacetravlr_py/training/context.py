@@ -31,7 +31,56 @@ REFERENCE_PENALTY_FACTOR = 2.0
 
 _ARRAYS = ("expression", "clusters", "received", "lr_features", "lr_means", "lr_grams")
 _META = ("cluster_labels", "var_names", "selector", "ligand_radius", "received_names", "fit", "received_info",
-         "lr_pairs", "lr_has_grams", "coords", "random_seed", "tf_prior")
+         "lr_pairs", "lr_has_grams", "coords", "random_seed", "tf_prior", "targets")
+TARGET_CHUNK_BYTES = 256 << 20
+"""Memory for the expression of targets that are not modulators: read from the layer in chunks of genes."""
+
+
+class TargetColumns:
+    """Expression of training targets that no model reads as a modulator, read from the layer in chunks.
+
+    A wide panel has thousands of targets whose expression is only the response of their own fit. They
+    are read in the order of the queue, ``chunk`` genes per pass over the layer (one pass per chunk for
+    a CSR file), and only the current chunk is kept: memory is one chunk, not cells × targets.
+
+    Parameters
+    ----------
+    reader : LayerReader
+    order : list of str
+        The targets, in the order the queue reaches them.
+    cells : (N,) int array or None
+        The layer rows of the tissue's cells (None: all).
+    chunk_bytes : int
+    """
+
+    def __init__(self, reader: Any, order: list[str], cells: np.ndarray | None = None,
+                 chunk_bytes: int = TARGET_CHUNK_BYTES) -> None:
+        self.reader, self.order, self.cells = reader, list(order), cells
+        n = reader.source.shape[0] if cells is None else len(cells)
+        self.chunk = max(1, int(chunk_bytes // max(1, n * reader.dtype.itemsize)))
+        self._pos = {g: i for i, g in enumerate(self.order)}
+        self._names: dict[str, int] = {}
+        self._block: np.ndarray | None = None
+        self.n_reads = 0
+
+    def __contains__(self, gene: object) -> bool:
+        return gene in self._pos
+
+    def get(self, gene: str) -> np.ndarray:
+        """(N,) float64 expression of ``gene`` (reads its chunk when it is not the current one)."""
+        if gene not in self._names:
+            start = self._pos[gene]
+            names = self.order[start:start + self.chunk]
+            X = self.reader.columns(names)
+            self._block = X if self.cells is None else np.ascontiguousarray(X[self.cells])
+            self._names = {g: k for k, g in enumerate(names)}
+            self.n_reads += 1
+        assert self._block is not None
+        return np.asarray(self._block[:, self._names[gene]], dtype=np.float64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_block": None, "_names": {}}  # workers read their own chunks
+
 
 
 @dataclass
@@ -77,6 +126,8 @@ class TrainingContext:
         Received amount of ``received_names[k]`` at ``ligand_radius``.
     tf_prior : TfPrior or None
         ``[grn].tf_priors``: the TFs each target may use per cell type (see :meth:`feature_mask`).
+    targets : TargetColumns or None
+        Targets whose expression is not in ``expression``: read from the layer in chunks on demand.
     """
 
     expression: np.ndarray
@@ -97,6 +148,7 @@ class TrainingContext:
     coords: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     random_seed: int = 42
     tf_prior: TfPrior | None = None
+    targets: TargetColumns | None = None
     run_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     _gi: dict[str, int] = field(default_factory=dict, repr=False)
     _ri: dict[str, int] = field(default_factory=dict, repr=False)
@@ -121,6 +173,8 @@ class TrainingContext:
     def gene(self, name: str) -> np.ndarray:
         """Expression of ``name`` as float64 (a view of a float64 context, else an exact copy)."""
         j = self._gi.get(name)
+        if j is None and self.targets is not None and name in self.targets:
+            return self.targets.get(name)
         if j is None:
             raise KeyError(f"{name}: not among the {len(self._gi)} genes loaded for training (an orphan "
                            "target, or a gene no model reads)")
@@ -237,8 +291,15 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
         log.warning("%d extra ligand–receptor pairs name genes that are not in the dataset and are ignored: %s",
                     len(absent_lr), short_list(absent_lr, 8))
     selector = selector_for(cfg, tissue, network, extras)
+    lazy: TargetColumns | None = None
     if targets:
-        tissue = tissue.with_genes(selector.genes_needed(targets))
+        # modulator genes are held (every design matrix reads them); other targets are read in chunks
+        tissue = tissue.with_genes(selector.modulator_genes(targets))
+        rest = [t for t in selector.fitted_targets(targets) if t not in tissue.gene_index]
+        if rest and tissue.reader is not None:
+            lazy = TargetColumns(tissue.reader, rest, tissue.cells)
+        elif rest:
+            tissue = tissue.with_genes(rest)
     gi = tissue.gene_index
     sp = cfg.spatial
     # Received amounts of every ligand any target may use, in one canonical (sorted) batch, whatever
@@ -273,4 +334,4 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
                            fit=FitSettings.from_config(cfg), received_info=infos,
                            lr_pairs=pairs, lr_features=shared.XL, lr_means=shared.means, lr_grams=shared.grams,
                            lr_has_grams=shared.has_grams, coords=tissue.coords,
-                           random_seed=cfg.execution.random_seed, tf_prior=tf_prior)
+                           random_seed=cfg.execution.random_seed, tf_prior=tf_prior, targets=lazy)

@@ -158,7 +158,8 @@ def _validated_inputs(cfg: SpaceshipConfig, rd: RunDir, tissue: Tissue | None, n
     else:
         species, net_path = cfg.data.species or "", None
     extras = ExtraModulators.from_config(cfg)
-    tissue = tissue.with_genes(selector_for(cfg, tissue, network, extras, rank_ligands=False).genes_needed(queue))
+    # the modulator genes now (a superset: before max_ligands); targets are read in chunks while training
+    tissue = tissue.with_genes(selector_for(cfg, tissue, network, extras, rank_ligands=False).modulator_genes(queue))
     prior = None
     if cfg.grn.tf_priors:
         from ..io.tfprior import read_tf_prior
