@@ -488,7 +488,7 @@ def write_padded_tissue(syn: SyntheticTissue, path: str | os.PathLike[str], n_ge
     (:func:`padding_blocks`). ``var['highly_variable']`` marks the tissue's genes and the first padding
     genes, ``n_highly_variable`` in all. Written in row blocks: peak memory is one block.
     """
-    from .io.h5ad_stream import write_csr_h5ad
+    from .io.h5ad_stream import write_streamed_h5ad
 
     a = syn.adata
     core_genes = list(a.var_names)
@@ -499,5 +499,5 @@ def write_padded_tissue(syn: SyntheticTissue, path: str | os.PathLike[str], n_ge
     var = pd.DataFrame({_keys.HVG_COLUMN: np.arange(len(genes)) < n_highly_variable}, index=genes)
     X = np.asarray(a.layers[_keys.DEFAULT_LAYER]).astype(dtype)
     obsm = {k: np.asarray(v) for k, v in a.obsm.items()}
-    return write_csr_h5ad(path, a.obs, var, obsm, _keys.DEFAULT_LAYER,
-                          padding_blocks(X, n_pad, density=density, seed=seed), dtype=dtype)
+    return write_streamed_h5ad(path, a.obs, var, obsm, _keys.DEFAULT_LAYER,
+                               padding_blocks(X, n_pad, density=density, seed=seed), dtype=dtype)

@@ -1,9 +1,9 @@
-"""Write an ``.h5ad`` whose expression layer arrives in row blocks (CSR, float32 or float64).
+"""Write an ``.h5ad`` whose expression layer arrives in row blocks (CSR or dense, float32 or float64).
 
 For datasets too large to hold as one matrix (benchmarks of wide panels, tiled tissues): obs, var, obsm
 and uns are written with AnnData's own element writer; the layer is a CSR group (AnnData encoding
-``csr_matrix`` 0.1.0) grown block by block, and ``X`` is a hard link to it (no second copy on disk).
-The file is written under a temporary name and renamed when complete.
+``csr_matrix`` 0.1.0) or a dense dataset, grown block by block, and ``X`` is a hard link to it (no second
+copy on disk). The file is written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ def _write_elem(group: Any, key: str, value: Any) -> None:
     write_elem(group, key, value)
 
 
-def write_csr_h5ad(path: str | os.PathLike[str], obs: pd.DataFrame, var: pd.DataFrame, obsm: dict[str, np.ndarray],
-                   layer: str, blocks: Iterable[sp.csr_matrix], *, dtype: Any = np.float32,
-                   uns: dict[str, Any] | None = None) -> Path:
-    """Write obs / var / obsm / uns and the layer ``layers[layer]`` (= ``X``) from CSR row blocks.
+def write_streamed_h5ad(path: str | os.PathLike[str], obs: pd.DataFrame, var: pd.DataFrame,
+                        obsm: dict[str, np.ndarray], layer: str, blocks: Iterable[Any], *, dtype: Any = np.float32,
+                        sparse: bool = True, uns: dict[str, Any] | None = None) -> Path:
+    """Write obs / var / obsm / uns and the layer ``layers[layer]`` (= ``X``) from row blocks.
 
-    ``blocks`` yields ``(rows, len(var))`` CSR matrices whose rows, in order, are the cells of ``obs``.
-    Peak memory is one block.
+    ``blocks`` yields ``(rows, len(var))`` matrices (sparse or dense) whose rows, in order, are the cells
+    of ``obs``; the layer is stored as CSR (``sparse``) or as a dense dataset. Peak memory is one block.
     """
     import h5py
 
@@ -53,6 +53,10 @@ def write_csr_h5ad(path: str | os.PathLike[str], obs: pd.DataFrame, var: pd.Data
             layers = f.create_group("layers")
             layers.attrs["encoding-type"] = "dict"
             layers.attrs["encoding-version"] = "0.1.0"
+            if not sparse:
+                _dense_layer(layers, layer, blocks, (n, g), dtype)
+                f["X"] = layers[layer]
+                return
             grp = layers.create_group(layer)
             grp.attrs["encoding-type"] = "csr_matrix"
             grp.attrs["encoding-version"] = "0.1.0"
@@ -80,3 +84,19 @@ def write_csr_h5ad(path: str | os.PathLike[str], obs: pd.DataFrame, var: pd.Data
             f["X"] = grp  # a hard link: X and the layer are the same matrix
 
     return atomic_write(Path(path), write)
+
+
+def _dense_layer(layers: Any, name: str, blocks: Iterable[Any], shape: tuple[int, int], dtype: Any) -> None:
+    rows = max(1, min(shape[0], (1 << 20) // max(1, shape[1])))  # ~1M values per HDF5 chunk
+    ds = layers.create_dataset(name, shape=shape, dtype=dtype, chunks=(rows, shape[1]))
+    ds.attrs["encoding-type"] = "array"
+    ds.attrs["encoding-version"] = "0.2.0"
+    row = 0
+    for blk in blocks:
+        b = blk.toarray() if sp.issparse(blk) else np.asarray(blk)
+        if b.shape[1] != shape[1]:
+            raise ValueError(f"block has {b.shape[1]} columns, expected {shape[1]}")
+        ds[row:row + b.shape[0]] = b.astype(dtype, copy=False)
+        row += b.shape[0]
+    if row != shape[0]:
+        raise ValueError(f"the blocks hold {row} rows, obs has {shape[0]}")

@@ -210,8 +210,9 @@ class Perturber:
             tissue.coords, kernel=s.kernel, scale=s.scale, method=s.received_method,
             approx_above_cells=s.approx_above_cells, grid_factor=s.ligand_grid_factor, n_threads=n_threads)
         lig = self.state.lig
-        self.L0 = filtered(self.x0_state[:, lig]) if len(lig) else np.zeros((tissue.n_cells, 0))
-        self.RW0 = self._received(self.L0)
+        # received ligands at baseline; the baseline ligand expression L0 is not kept (one column at a
+        # time is recomputed where a step needs it)
+        self.RW0 = self._received(filtered(self.x0_state[:, lig]) if len(lig) else np.zeros((tissue.n_cells, 0)))
         self.hi = np.asarray(X.max(axis=0), dtype=np.float64) if X.shape[1] else np.zeros(0)
         self.lo = (np.asarray(X.min(axis=0), dtype=np.float64) if self.s.clip == "observed_range"
                    else np.zeros(tissue.n_genes))
@@ -386,21 +387,27 @@ class Perturber:
 
         Returns ``(SW, RW1)``: ``SW = D[:, lig] + ((RW1 − RW0) − (x1[:, lig] − x0[:, lig]))`` (a ligand acts
         on other cells only through the kernel) and ``RW1 = RW0 + RL(filtered(x1[:, lig]) − L0)``, with the
-        full-width algorithm's operations in its order, on ligand-width arrays only.
+        full-width algorithm's operations in its order, on ligand-width arrays (four at most) only; the
+        ligand columns of x0 and D are visited one at a time instead of copied out.
         """
-        lig = self.state.lig
-        x0L = np.asarray(self.x0_state[:, lig], dtype=np.float64)
-        DL = D[:, lig]
-        A = x0L + DL  # x1 on the ligands
+        lig = self.state.lig.tolist()
+        x0 = self.x0_state
+        A = np.empty((D.shape[0], len(lig)))
+        for k, c in enumerate(lig):
+            np.add(x0[:, c], D[:, c], out=A[:, k])  # x1 on the ligands (float32 x0 converted exactly)
         B = filtered(A)
-        B -= self.L0
+        for k, c in enumerate(lig):
+            B[:, k] -= filtered(x0[:, c])  # L1 − L0
         RW1 = self._received(B)
         del B
         RW1 += self.RW0
         SW = RW1 - self.RW0
-        A -= x0L
+        for k, c in enumerate(lig):
+            A[:, k] -= x0[:, c]  # x1 − x0 on the ligands
         SW -= A
-        SW += DL
+        del A
+        for k, c in enumerate(lig):
+            SW[:, k] += D[:, c]
         return SW, RW1
 
     def _inert_columns(self, inert: list[tuple[str, float]], mask: np.ndarray) -> HeldColumns:
