@@ -458,22 +458,25 @@ def padding_blocks(core: Any, n_pad: int, *, density: float = 0.05, seed: int = 
     rows_of = core if callable(core) else (lambda r0, r1: core[r0:r1])
     n = core.shape[0] if not callable(core) else None
     rng = np.random.default_rng(seed)
-    weights = rng.lognormal(0.0, 1.0, size=n_pad)
-    p_col = np.minimum(0.9, density * weights / weights.mean())
-    cum = np.cumsum(p_col / p_col.sum())
+    weights = rng.lognormal(0.0, 1.0, size=max(n_pad, 1))[:n_pad]
+    p_col = np.minimum(0.9, density * weights / weights.mean()) if n_pad else np.zeros(0)
+    cum = np.cumsum(p_col / p_col.sum()) if n_pad else np.zeros(0)
 
     def blocks(n_cells: int) -> Any:
         for r0 in range(0, n_cells, rows_per_block):
             r1 = min(n_cells, r0 + rows_per_block)
             br = np.random.default_rng([seed, r0])  # per block: values independent of the block size
             b = r1 - r0
+            dense = sp.csr_matrix(np.asarray(rows_of(r0, r1)))
+            if n_pad == 0:
+                yield dense
+                continue
             nnz = int(br.binomial(b * n_pad, float(p_col.mean())))
             rows = br.integers(0, b, size=nnz)
             cols = np.minimum(np.searchsorted(cum, br.random(nnz)), n_pad - 1)
             vals = br.lognormal(0.0, 1.0, size=nnz)
             pad = sp.csr_matrix((vals, (rows, cols)), shape=(b, n_pad))
             pad.sum_duplicates()
-            dense = sp.csr_matrix(np.asarray(rows_of(r0, r1)))
             yield sp.hstack([dense, pad], format="csr")
 
     return blocks if n is None else blocks(n)
