@@ -30,6 +30,7 @@ from . import (
     bench_transition,
     bench_viewer,
     bench_viewer_paint,
+    bench_wide,
 )
 from .common import Ctx
 from .timing import machine_info, now_iso
@@ -54,6 +55,12 @@ CASES: dict[str, tuple[Callable[[Ctx], Any], str]] = {
     "dask_memory": (bench_dask.run_memory, "Dask worker memory vs cells × genes (sizing)"),
     "cli_help": (bench_cli.run, "`spacetravlr --help` start-up"),
     "scaling": (bench_scaling.run, "scaling sweep (cells 1k → 100k, targets 50 → 200) and its plot"),
+    "wide_parity": (bench_wide.run_parity, "wide panel 20k × 3,001: every stage, after vs before, outputs compared"),
+    "wide_200k": (bench_wide.run_200k, "wide panel 200k × 3,001: load / train / knockout + export / field"),
+    "fullmode_50k": (bench_wide.run_fullmode, "full-mode run 300 genes × 50k cells: knockout (per-cell float32)"),
+    "wide_1m": (bench_wide.run_1m, "wide panel 1M × 5,000 (500 modelled): training and one knockout"),
+    "moonshot_10m": (bench_wide.run_moonshot, "moonshot: 10M cells × 61 genes, training and one knockout"),
+    "ab_61": (bench_wide.run_ab61, "61-gene perturbation rows, after vs before (A/B, fresh processes)"),
 }
 
 

@@ -16,6 +16,8 @@ NORMALIZED_LAYER = "normalized_count"
 RAW_LAYER = "raw_count"
 DEFAULT_CLUSTER_ANNOT = "cell_type"
 SPATIAL_UNSCALED_KEY = "spatial_unscaled"
+HVG_COLUMN = "highly_variable"
+"""Boolean ``var`` column of highly variable genes (scanpy, ``spacetravlr prep``)."""
 MIN_EXPRESSION = 1e-9
 """Expression values ``<= MIN_EXPRESSION`` are treated as exactly 0 (SPEC §2.1)."""
 

@@ -434,3 +434,73 @@ def synthetic_tissue(
     return SyntheticTissue(adata=_anndata(pl.X, xy, clusters, labels, genes, params),
                            network=_network_table(pl.grn_edges, panel.pairs, nichenet), betas=pl.betas,
                            planted=pl.planted, roles=panel.roles(), params=params)
+
+
+# --------------------------------------------------------------------------------------------------
+# wide panels: a tissue padded with genes no model uses
+# --------------------------------------------------------------------------------------------------
+
+PAD_PREFIX = "Pad"
+"""Names of padding genes: ``Pad00001``, ``Pad00002``... (mouse-style symbols)."""
+
+
+def padding_blocks(core: Any, n_pad: int, *, density: float = 0.05, seed: int = 0,
+                   rows_per_block: int = 50_000) -> Any:
+    """CSR row blocks of ``[core | padding]``: the core columns as given, then ``n_pad`` sparse columns.
+
+    ``core`` is an (N, g) array, or a callable ``core(r0, r1) -> (r1 − r0, g)`` array (e.g. rows of a
+    tiled tissue). Padding values are log-normal, each gene with its own fraction of expressing cells
+    (mean ``density``), like the untrained genes of a real panel; the same ``seed`` gives the same
+    values whatever the block size.
+    """
+    import scipy.sparse as sp
+
+    rows_of = core if callable(core) else (lambda r0, r1: core[r0:r1])
+    n = core.shape[0] if not callable(core) else None
+    rng = np.random.default_rng(seed)
+    weights = rng.lognormal(0.0, 1.0, size=max(n_pad, 1))[:n_pad]
+    p_col = np.minimum(0.9, density * weights / weights.mean()) if n_pad else np.zeros(0)
+    cum = np.cumsum(p_col / p_col.sum()) if n_pad else np.zeros(0)
+
+    def blocks(n_cells: int) -> Any:
+        for r0 in range(0, n_cells, rows_per_block):
+            r1 = min(n_cells, r0 + rows_per_block)
+            br = np.random.default_rng([seed, r0])  # per block: values independent of the block size
+            b = r1 - r0
+            dense = sp.csr_matrix(np.asarray(rows_of(r0, r1)))
+            if n_pad == 0:
+                yield dense
+                continue
+            nnz = int(br.binomial(b * n_pad, float(p_col.mean())))
+            rows = br.integers(0, b, size=nnz)
+            cols = np.minimum(np.searchsorted(cum, br.random(nnz)), n_pad - 1)
+            vals = br.lognormal(0.0, 1.0, size=nnz)
+            pad = sp.csr_matrix((vals, (rows, cols)), shape=(b, n_pad))
+            pad.sum_duplicates()
+            yield sp.hstack([dense, pad], format="csr")
+
+    return blocks if n is None else blocks(n)
+
+
+def write_padded_tissue(syn: SyntheticTissue, path: str | os.PathLike[str], n_genes: int, *, density: float = 0.05,
+                        seed: int = 0, n_highly_variable: int = 2000, dtype: Any = np.float32) -> Path:
+    """Write ``syn`` padded to ``n_genes`` genes as an ``.h5ad`` with a CSR layer (``imputed_count`` = X).
+
+    The first genes are the synthetic tissue's (dense values, stored as ``dtype``), then
+    ``n_genes − len(syn genes)`` padding genes :data:`PAD_PREFIX`\\ ``00001``... that no model uses
+    (:func:`padding_blocks`). ``var['highly_variable']`` marks the tissue's genes and the first padding
+    genes, ``n_highly_variable`` in all. Written in row blocks: peak memory is one block.
+    """
+    from .io.h5ad_stream import write_streamed_h5ad
+
+    a = syn.adata
+    core_genes = list(a.var_names)
+    n_pad = n_genes - len(core_genes)
+    if n_pad < 0:
+        raise ValueError(f"n_genes ({n_genes}) is smaller than the tissue's {len(core_genes)} genes")
+    genes = core_genes + [f"{PAD_PREFIX}{i + 1:05d}" for i in range(n_pad)]
+    var = pd.DataFrame({_keys.HVG_COLUMN: np.arange(len(genes)) < n_highly_variable}, index=genes)
+    X = np.asarray(a.layers[_keys.DEFAULT_LAYER]).astype(dtype)
+    obsm = {k: np.asarray(v) for k, v in a.obsm.items()}
+    return write_streamed_h5ad(path, a.obs, var, obsm, _keys.DEFAULT_LAYER,
+                               padding_blocks(X, n_pad, density=density, seed=seed), dtype=dtype)

@@ -197,6 +197,28 @@ class ModulatorSelector:
             ligs |= {l for l, _ in self._extra_lr}
         return sorted(ligs)
 
+    def genes_needed(self, targets: Sequence[str]) -> list[str]:
+        """Every gene whose expression training ``targets`` reads, sorted: the modulator genes
+        (:meth:`modulator_genes`) and each target that has modulators. Orphan targets (no modulators)
+        are left out: nothing of them is read."""
+        return sorted(set(self.modulator_genes(targets)) | set(self.fitted_targets(targets)))
+
+    def modulator_genes(self, targets: Sequence[str]) -> list[str]:
+        """The genes the design matrices of ``targets`` read, sorted: their TFs, the genes of their
+        ``L#TF`` pairs and extra modulators, and the ligands and receptors of :attr:`all_lr_pairs` /
+        :attr:`all_ligands` (shared by every target)."""
+        need = set(self.all_ligands) | {g for p in self.all_lr_pairs for g in p}
+        for t in targets:
+            m = self.select(t)
+            need.update(m.tfs)
+            need.update(g for p in (*m.lr_pairs, *m.tfl_pairs) for g in p)
+            need.update(m.extras)
+        return sorted(need)
+
+    def fitted_targets(self, targets: Sequence[str]) -> list[str]:
+        """The targets that have modulators (the others are orphans), in the given order."""
+        return [t for t in targets if not self.select(t).is_orphan]
+
     def select(self, target: str) -> Modulators:
         """The modulators of ``target`` (SPEC §4)."""
         tfs = [t for t in self._tfs.get(target, []) if t != target]

@@ -201,11 +201,10 @@ def perturbation_summary(result: PerturbResult, *, n_top: int = 15, ax: Sequence
         a1, a2 = ax
         fig = a1.figure
     top = result.top_genes(n_top)
-    gi = result.tissue.gene_index
     if top:
         names = [g for g, _ in top][::-1]
         mags = np.array([v for _, v in top])[::-1]
-        signs = np.array([np.sign(result.delta[:, gi[g]].mean()) for g in names])
+        signs = np.array([np.sign(result.delta_of(g).mean()) for g in names])
         colors = np.where(signs >= 0, "#d62728", "#1f77b4")
         a1.barh(names, mags, color=colors)
         a1.set_xlabel("mean |Δ| (red: up on average, blue: down)")

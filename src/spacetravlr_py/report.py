@@ -51,8 +51,12 @@ def save_field(field: TransitionField, path: str | os.PathLike[str]) -> Path:
 
 def write_field_outputs(result: PerturbResult, prefix: str | os.PathLike[str], *, n_neighbors: int = 150,
                         grid_bins: int | None = None, kind: str = "quiver", reference_compat: bool = False,
-                        spatial: bool = True) -> dict[str, Path]:
-    """Compute the transition field of ``result`` and write the field and figures (see module doc)."""
+                        spatial: bool = True, field_genes: Sequence[str] | None = None) -> dict[str, Path]:
+    """Compute the transition field of ``result`` and write the field and figures (see module doc).
+
+    The field's genes are :meth:`PerturbResult.field_genes` (``field_genes`` or the default: changed
+    plus highly variable genes).
+    """
     from . import plotting
 
     t = result.tissue
@@ -60,9 +64,11 @@ def write_field_outputs(result: PerturbResult, prefix: str | os.PathLike[str], *
     pre.parent.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
     head = ", ".join(f"{g}→{v:g}" for g, v in zip(result.targets, result.desired))
-    common: dict[str, Any] = dict(n_neighbors=n_neighbors, nx=grid_bins, reference_compat=reference_compat)
+    X, D, cols = result.field_inputs(field_genes)
+    common: dict[str, Any] = dict(n_neighbors=n_neighbors, nx=grid_bins, reference_compat=reference_compat,
+                                  delta_genes=cols)
     if t.umap is not None:
-        f = transition_field(t.expression, result.delta, t.umap, **common)
+        f = transition_field(X, D, t.umap, **common)
         assert isinstance(f, TransitionField)
         out["field"] = save_field(f, f"{pre}_field.npz")
         plotting.transition_field(t.umap, f.grid, clusters=t.clusters, cluster_labels=t.cluster_labels, kind=kind,
@@ -70,15 +76,16 @@ def write_field_outputs(result: PerturbResult, prefix: str | os.PathLike[str], *
                                   save=f"{pre}_umap_field.png")
         out["umap_field_png"] = Path(f"{pre}_umap_field.png")
     if spatial:
-        fs = transition_field(t.expression, result.delta, t.coords, **common)
+        fs = transition_field(X, D, t.coords, **common)
         assert isinstance(fs, TransitionField)
         out["spatial_field"] = save_field(fs, f"{pre}_spatial_field.npz")
         plotting.transition_field(t.coords, fs.grid, clusters=t.clusters, cluster_labels=t.cluster_labels,
                                   kind=kind, basis="spatial", title=f"{head}: transitions on the tissue",
                                   show=False, save=f"{pre}_spatial_field.png")
         out["spatial_field_png"] = Path(f"{pre}_spatial_field.png")
-    plotting.spatial_delta(t.coords, result.delta, scope=result.scope, title=f"{head}: mean |Δ| per cell",
-                           show=False, save=f"{pre}_spatial_delta.png")
+    del X, D
+    plotting.spatial_delta(t.coords, result.held_delta()[1], scope=result.scope,
+                           title=f"{head}: mean |Δ| per cell", show=False, save=f"{pre}_spatial_delta.png")
     out["spatial_delta_png"] = Path(f"{pre}_spatial_delta.png")
     plotting.perturbation_summary(result, show=False, save=f"{pre}_summary.png")
     out["summary_png"] = Path(f"{pre}_summary.png")

@@ -5,6 +5,11 @@
   with that layout (seed runs: one mapping, cluster label → row, for all genes).
 * Modulator names are resolved to gene indices once; the perturbation kernels then work on integer
   arrays only.
+* A tissue holding a subset of its panel gets the genes the frames name loaded
+  (:attr:`Betabase.tissue` is then that larger tissue).
+* Per-cell (``CellID``) frames read from float32 files stay float32: the flat coefficient array the
+  kernels read is float32 when every model is (they compute in float64; the conversion is exact), and
+  each model's coefficients become a view of it, so the betas are held once.
 """
 
 from __future__ import annotations
@@ -67,11 +72,13 @@ class Betabase:
     """
 
     def __init__(self, frames: Sequence[BetaFrame], tissue: Tissue) -> None:
+        tissue = tissue.with_genes([g for g in frame_genes(frames) if tissue.has_gene(g)])
         self.tissue = tissue
         self.var_names = list(tissue.var_names)
         gi = tissue.gene_index
         self.mappings: list[np.ndarray] = []
         self._mapping_key: dict[tuple[object, ...], int] = {}
+        self._ids_key: dict[int, tuple[list[str], tuple[object, ...]]] = {}
         self.models: list[GeneModel] = []
         self.unmatched_cells: dict[str, int] = {}
         unknown_targets = []
@@ -121,17 +128,18 @@ class Betabase:
         if not files:
             raise InputError(f"{directory}: no *_betadata.feather/.parquet/.csv files; train first "
                              "(spacetravlr) or point to the folder that holds them")
-        workers = n_threads or min(8, (os.cpu_count() or 1) * 2)
-        with ThreadPoolExecutor(max_workers=workers) as ex:
-            frames = list(ex.map(lambda kv: read_betadata(kv[1], kv[0]), sorted(files.items())))
-        return cls(frames, tissue)
+        return cls(read_frames(files, n_threads=n_threads), tissue)
 
     def _mapping_for(self, f: BetaFrame) -> int:
         ids = f.row_ids
         if len(ids) <= 4096:
             key: tuple[object, ...] = (f.row_kind, tuple(ids))
-        else:  # per-cell frames: hash the ids instead of keeping a 100k-tuple as a key
-            key = (f.row_kind, len(ids), hashlib.sha1("\n".join(ids).encode()).hexdigest())
+        else:  # per-cell frames: hash the ids instead of keeping a 100k-tuple as a key (once per list)
+            seen = self._ids_key.get(id(ids))
+            if seen is None or seen[0] is not ids:
+                seen = (ids, (f.row_kind, len(ids), hashlib.sha1("\n".join(ids).encode()).hexdigest()))
+                self._ids_key[id(ids)] = seen
+            key = seen[1]
         if key in self._mapping_key:
             return self._mapping_key[key]
         t = self.tissue
@@ -223,6 +231,8 @@ class Betabase:
             term_ptr[k + 1] = term_ptr[k] + len(gm.kind)
             mod_ptr[k + 1] = mod_ptr[k] + len(gm.modulator_genes)
             coef_ptr[k + 1] = coef_ptr[k] + gm.coefs.size
+        coefs = self._flat_coefs(coef_ptr)
+
         def cat(xs: list[np.ndarray], dt: type) -> np.ndarray:
             if not xs:
                 return np.zeros(0, dt)
@@ -252,12 +262,57 @@ class Betabase:
             "mapping_id": np.array([gm.mapping for gm in self.models], np.int64),
             "mappings": np.ascontiguousarray(np.stack(self.mappings)) if self.mappings
             else np.zeros((0, self.tissue.n_cells), np.int64),
-            "coefs": cat([gm.coefs.ravel() for gm in self.models], np.float64), "coef_ptr": coef_ptr,
+            "coefs": coefs, "coef_ptr": coef_ptr,
             "kind": cat(kinds, np.int64), "a": cat(aa, np.int64), "b": cat(bb, np.int64),
             "coef_col": cat(coef_col, np.int64), "kind_ptr": kind_ptr,
             "slot_a": cat(slot_a, np.int64), "slot_b": cat(slot_b, np.int64), "term_ptr": term_ptr,
             "mods": cat([gm.modulator_genes for gm in self.models], np.int64), "mod_ptr": mod_ptr,
         }
+
+
+    def _flat_coefs(self, coef_ptr: np.ndarray) -> np.ndarray:
+        """Every model's beta rows in one array (float32 when every model's are), each model's ``coefs``
+        (and its frame's, when the same array) then a view of it, so the betas are not held twice."""
+        dt = (np.float32 if self.models and all(gm.coefs.dtype == np.float32 for gm in self.models)
+              else np.float64)
+        if len(self.models) == 1 and self.models[0].coefs.dtype == dt:
+            return self.models[0].coefs.ravel()  # one model (e.g. splash of a single frame): no copy
+        out = np.empty(int(coef_ptr[-1]), dtype=dt)
+        for k, gm in enumerate(self.models):
+            view = out[coef_ptr[k]:coef_ptr[k + 1]].reshape(gm.coefs.shape)
+            view[...] = gm.coefs
+            if gm.frame.coefs is gm.coefs:
+                gm.frame.coefs = view if gm.frame.coefs.dtype == dt else gm.frame.coefs
+            gm.coefs = view
+        return out
+
+
+def frame_genes(frames: Sequence[BetaFrame]) -> list[str]:
+    """Every gene the frames name (targets, and the genes of their modulators), sorted."""
+    out: set[str] = set()
+    for f in frames:
+        out.add(f.gene)
+        for name in f.modulators:
+            _, x, y = parse_modulator(name)
+            out.add(x)
+            if y:
+                out.add(y)
+    return sorted(out)
+
+
+def read_frames(files: dict[str, Path], *, n_threads: int | None = None) -> list[BetaFrame]:
+    """Read ``{gene: path}`` betadata files in parallel (pyarrow and pandas release the GIL), in gene
+    order. Per-cell frames with the same cell ids share one list of ids."""
+    workers = n_threads or min(8, (os.cpu_count() or 1) * 2)
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        frames = list(ex.map(lambda kv: read_betadata(kv[1], kv[0]), sorted(files.items())))
+    last: list[str] | None = None
+    for f in frames:
+        if f.row_kind == _keys.CELLID_COL:
+            if last is not None and len(last) == len(f.row_ids) and f.row_ids == last:
+                f.row_ids = last
+            last = f.row_ids
+    return frames
 
 
 _INT_TEXT = re.compile(r"-?(0|[1-9][0-9]*)")

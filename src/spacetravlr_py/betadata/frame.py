@@ -44,6 +44,10 @@ class BetaFrame:
         ``coefs[r, m]`` is the coefficient of ``modulators[m]`` in row ``r``.
     groups : (M,) int
         Modulator family (0 TF/extra, 1 LR, 2 TF–ligand; 3 extra when known from training).
+    disk_float32 : bool
+        Written as float32 (full mode's per-cell betas: half the size; they are float32 network outputs).
+        A frame read from a float32 file has it set and keeps ``coefs`` float32 in memory too (exact;
+        kernels compute in float64).
     """
 
     gene: str
@@ -53,12 +57,15 @@ class BetaFrame:
     modulators: list[str]
     coefs: np.ndarray
     groups: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    disk_float32: bool = False
 
     def __post_init__(self) -> None:
         self.intercept = np.asarray(self.intercept, dtype=np.float64)
-        # C order: kernels read one row (a cell or cluster) of betas at a time
+        # C order: kernels read one row (a cell or cluster) of betas at a time; float32 kept only for a
+        # float32 frame (disk_float32), every other frame is float64
+        dt = np.float32 if self.disk_float32 and np.asarray(self.coefs).dtype == np.float32 else np.float64
         self.coefs = np.ascontiguousarray(
-            np.asarray(self.coefs, dtype=np.float64).reshape(len(self.row_ids), len(self.modulators)))
+            np.asarray(self.coefs, dtype=dt).reshape(len(self.row_ids), len(self.modulators)))
         if len(self.groups) != len(self.modulators):
             self.groups = np.array([modulator_kind(m) for m in self.modulators], dtype=np.int64)
 
@@ -86,11 +93,14 @@ def betadata_path(run_dir: str | os.PathLike[str], gene: str) -> Path:
 
 
 def write_betadata(path: str | os.PathLike[str], frame: BetaFrame) -> Path:
-    """Atomically write ``frame`` as Arrow IPC (LZ4), float64 coefficients."""
+    """Atomically write ``frame`` as Arrow IPC (LZ4): float64 coefficients, float32 when
+    ``frame.disk_float32``."""
     import pyarrow as pa
     import pyarrow.feather as feather
 
     df = frame.to_dataframe()
+    if frame.disk_float32:
+        df = df.astype({c: np.float32 for c in df.columns[1:]})
     table = pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({b"spacetravlr.gene": frame.gene.encode()})
     return atomic_write(path, lambda p: feather.write_feather(table, p, compression="lz4"))
@@ -199,7 +209,10 @@ def frame_from_table(df: pd.DataFrame, gene: str, *, source: str = "<table>") ->
         if not (pd.api.types.is_numeric_dtype(body[c]) and not pd.api.types.is_bool_dtype(body[c])):
             raise InputError(f"{source}: column '{c}' is not numeric (dtype {body[c].dtype}); "
                              "beta columns hold numbers")
-    coefs = body[mod_cols].to_numpy(dtype=np.float64) if mod_cols else np.zeros((len(row_ids), 0))
+    # a float32 table (full mode's per-cell betas) stays float32: half the memory, values unchanged
+    f32 = bool(mod_cols) and all(body[c].dtype == np.float32 for c in mod_cols)
+    coefs = (body[mod_cols].to_numpy(dtype=np.float32 if f32 else np.float64) if mod_cols
+             else np.zeros((len(row_ids), 0)))
     intercept = body[intercept_col].to_numpy(dtype=np.float64) if intercept_col else np.zeros(len(row_ids))
     if not (np.isfinite(coefs).all() and np.isfinite(intercept).all()):
         allc = np.column_stack([intercept, coefs])
@@ -209,7 +222,7 @@ def frame_from_table(df: pd.DataFrame, gene: str, *, source: str = "<table>") ->
         raise InputError(f"{source}: {int(bad.sum())} NaN/inf coefficients in {int(bad.any(axis=0).sum())} "
                          f"columns; first at row '{row_ids[r]}', column '{col}'; betadata must be finite")
     return BetaFrame(gene=gene, row_kind=row_kind, row_ids=row_ids, intercept=intercept,
-                     modulators=mods, coefs=coefs)
+                     modulators=mods, coefs=coefs, disk_float32=f32)
 
 
 def read_betadata(path: str | os.PathLike[str], gene: str | None = None) -> BetaFrame:

@@ -39,8 +39,8 @@ beta_scale_factor / beta_cap read as [perturbation] keys, any other top-level ke
 batch files: parallelism = 2, and radius / ligand_grid_factor / contact_distance to perturb with
 another received-ligand kernel (recomputed once for the jobs that use it).
 
-outputs: <out>.feather (CellID + every gene, simulated expression) and <out>.json (top affected genes,
-per-cluster mean |Δ|, timings).
+outputs: <out>.feather (CellID + every gene, simulated expression; --changed-only: the genes that moved) and
+<out>.json (top affected genes, per-cluster mean |Δ|, timings).
 """
 
 
@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--desired-expr", type=_floats, default=[0.0], metavar="V[,V2]",
                    help="target value(s), one per gene (default 0 = knockout)")
     p.add_argument("--out", "--export", dest="out", metavar="PATH", help="write the simulated expression here")
+    p.add_argument("--changed-only", action="store_true",
+                   help="write only the genes that moved (default: CellID + every gene of the dataset)")
     p.add_argument("--cells-csv", metavar="CSV", help="CSV whose columns list obs names")
     p.add_argument("--cells-csv-column", metavar="COL", help="column of --cells-csv selecting the perturbed cells")
     p.add_argument("--cell-types", metavar="A,B", help="perturb only cells of these types")
@@ -175,7 +177,7 @@ def _open(a: argparse.Namespace) -> Any:
     t0 = time.perf_counter()
     s = RunSession.open(run_toml, n_threads=a.threads, overrides=_overrides(a),
                         overlay=ptoml.apply if ptoml else None, condition=a.condition)
-    print(f"loaded {s.tissue.n_cells} cells × {s.tissue.n_genes} genes, {len(s.betabase)} trained genes "
+    print(f"loaded {s.tissue.n_cells} cells × {s.tissue.n_panel_genes} genes, {len(s.betabase)} trained genes "
           f"from {s.run_dir} in {time.perf_counter() - t0:.2f}s", file=sys.stderr)
     if a.verbose:
         for line in s.perturber.received_info:
@@ -288,7 +290,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if a.out:
         from ..perturbation.session import write_result
 
-        paths = write_result(res, a.out)
+        paths = write_result(res, a.out, changed_only=a.changed_only)
         if a.field:
             from ..report import write_field_outputs
 

@@ -89,7 +89,8 @@ def subset_tissue(tissue: Tissue, cells: np.ndarray) -> Tissue:
         tissue, obs_names=tissue.obs_names[idx], coords=np.ascontiguousarray(tissue.coords[idx]),
         expression=np.ascontiguousarray(tissue.expression[idx]), clusters=tissue.clusters[idx].copy(),
         umap=None if tissue.umap is None else np.ascontiguousarray(tissue.umap[idx]),
-        obs=None if tissue.obs is None else tissue.obs.iloc[idx], _gene_index=None)
+        obs=None if tissue.obs is None else tissue.obs.iloc[idx], _gene_index=None,
+        cells=idx if tissue.cells is None else tissue.cells[idx])
 
 
 def condition_tissue(tissue: Tissue, column: str, label: str) -> Tissue:

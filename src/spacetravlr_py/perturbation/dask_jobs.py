@@ -24,11 +24,14 @@ import numpy as np
 from .. import scaleout
 from .batch import BatchJob, job_scope, prepare_perturbers, spatial_key, with_beta_scale
 from .propagate import Perturber, PerturbResult
+from .result import HeldColumns
 from .screen import impact_row
 from .session import RunSession, write_result
 
-Slim = tuple[np.ndarray, list[str], list[float], np.ndarray, int, str, dict[str, float], list[dict[str, float]]]
-"""What a task returns: expression, targets, desired, scope, n_propagation, scope label, timings, steps."""
+Slim = tuple[list[HeldColumns], list[str], list[float], np.ndarray, int, str, dict[str, float],
+             list[dict[str, float]]]
+"""What a task returns: the genes that moved (values and Δ), targets, desired, scope, n_propagation,
+scope label, timings, steps."""
 
 
 def job_task(perturbers: dict[Any, Perturber], key: Any, genes: list[str], desired: list[float],
@@ -37,14 +40,15 @@ def job_task(perturbers: dict[Any, Perturber], key: Any, genes: list[str], desir
     """On a worker: one batch job on the shipped engines (``mask`` None = every cell)."""
     p = with_beta_scale(perturbers[key], beta_scale_factor)
     res = p.run(genes, desired, scope=mask, scope_label=label, n_propagation=n_propagation)
-    return (res.expression, res.targets, res.desired, res.scope, res.n_propagation, res.scope_label,
+    held = [HeldColumns(h.genes, h.values, delta=h.delta_block(slice(None))) for h in res.held]
+    return (held, res.targets, res.desired, res.scope, res.n_propagation, res.scope_label,
             res.timings, res.steps)
 
 
 def _result(session: RunSession, slim: Slim) -> PerturbResult:
-    expression, targets, desired, scope, n_prop, label, timings, steps = slim
-    return PerturbResult(tissue=session.tissue, expression=expression, delta=expression - session.perturber.x0,
-                         targets=targets, desired=desired, scope=scope, n_propagation=n_prop, scope_label=label,
+    held, targets, desired, scope, n_prop, label, timings, steps = slim
+    return PerturbResult(tissue=session.tissue, held=held, targets=targets, desired=desired, scope=scope,
+                         n_propagation=n_prop, scope_label=label,
                          timings=timings, steps=steps)
 
 

@@ -17,6 +17,15 @@
 Steps a and d are one fused numba kernel (no splash matrix is materialised); the received ligands of
 step b are computed from the change only (the operator is linear), by the same exact or approximate
 strategies as training.
+
+Memory: the state is held over the *state genes* only — the trained genes and every gene their models
+read (TFs, ligands, receptors) — never over the whole panel: genes outside the models cannot change
+(Δ = 0). Two float64 (cells × state genes) buffers rotate through the steps (the change and the
+previous step's change, which defines where derivatives are taken), the base expression is the
+tissue's (float32 when the layer is), and ligand-width arrays hold the received amounts. The arithmetic
+is the full-width algorithm's, operation for operation, so results are bit-identical. (One difference
+at the edge of the model: a gene outside the state genes is never clipped. The full-width algorithm
+clipped every gene to ``[0, max]``, which moved only negative values of genes no model reads.)
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -38,7 +47,10 @@ from ..io.anndata import Tissue
 from ..spatial.radius import ligand_radius
 from ..spatial.received import ReceivedOperators
 from . import _kernels
+from .result import HeldColumns, PerturbResult
 from .splash import filtered
+
+__all__ = ["PerturbResult", "PerturbSettings", "Perturber", "perturb", "resolve_scope"]
 
 log = logging.getLogger("spacetravlr_py.perturbation")
 
@@ -69,76 +81,6 @@ class PerturbSettings:
                    ligand_grid_factor=p.ligand_grid_factor, beta_scale_factor=p.beta_scale_factor,
                    beta_cap=p.beta_cap, n_propagation=p.n_propagation, clip=p.clip,
                    reference_compat=cfg.reference_compat)
-
-
-@dataclass
-class PerturbResult:
-    """A simulated perturbation.
-
-    Attributes
-    ----------
-    expression : (N, G) float64
-        Simulated expression ``x0 + δ`` (targets exactly at the desired value in scope).
-    delta : (N, G) float64
-        ``expression − x0``.
-    targets, desired : the perturbed genes and their values.
-    scope : (N,) bool — cells that received the perturbation.
-    timings : seconds per step (``received``, ``propagate``, ``total``...).
-    """
-
-    tissue: Tissue
-    expression: np.ndarray
-    delta: np.ndarray
-    targets: list[str]
-    desired: list[float]
-    scope: np.ndarray
-    n_propagation: int
-    scope_label: str = "all cells"
-    timings: dict[str, float] = field(default_factory=dict)
-    steps: list[dict[str, float]] = field(default_factory=list)
-
-    def top_genes(self, n: int = 20, *, include_targets: bool = False) -> list[tuple[str, float]]:
-        """Genes ranked by mean |Δ| over all cells."""
-        m = np.abs(self.delta).mean(axis=0)
-        order = np.argsort(-m, kind="stable")
-        out = []
-        tset = set(self.targets)
-        for j in order:
-            g = self.tissue.var_names[j]
-            if (g in tset and not include_targets) or m[j] == 0:
-                continue
-            out.append((g, float(m[j])))
-            if len(out) == n:
-                break
-        return out
-
-    def cluster_impact(self) -> dict[str, float]:
-        """Per cluster: mean |Δ| over its cells and all non-target genes."""
-        t = self.tissue
-        keep = np.array([g not in set(self.targets) for g in t.var_names])
-        per_cell = np.abs(self.delta[:, keep]).mean(axis=1) if keep.any() else np.zeros(t.n_cells)
-        return {lab: float(per_cell[t.clusters == k].mean()) if (t.clusters == k).any() else 0.0
-                for k, lab in enumerate(t.cluster_labels)}
-
-    def summary(self, n_top: int = 20) -> dict[str, Any]:
-        """JSON-ready summary: genes, values, scope, top affected genes, per-cluster impact, timings."""
-        return {
-            "genes": self.targets, "desired_expr": self.desired, "scope": self.scope_label,
-            "n_scope_cells": int(self.scope.sum()), "n_cells": int(self.scope.size),
-            "n_propagation": self.n_propagation,
-            "top_affected_genes": [{"gene": g, "mean_abs_delta": v} for g, v in self.top_genes(n_top)],
-            "cluster_mean_abs_delta": self.cluster_impact(),
-            "n_genes_changed": int(np.count_nonzero(np.abs(self.delta).max(axis=0) > 0)),
-            "timings_s": {k: round(v, 6) for k, v in self.timings.items()},
-        }
-
-    def to_frame(self) -> Any:
-        """DataFrame: ``CellID`` + every gene (simulated expression)."""
-        import pandas as pd
-
-        df = pd.DataFrame(self.expression, columns=self.tissue.var_names)
-        df.insert(0, _keys.CELLID_COL, self.tissue.obs_names)
-        return df
 
 
 def resolve_scope(tissue: Tissue, cells: Sequence[Any] | np.ndarray | None = None, *,
@@ -194,13 +136,46 @@ def resolve_scope(tissue: Tissue, cells: Sequence[Any] | np.ndarray | None = Non
     return mask, (" ∩ ".join(parts) if parts else "all cells")
 
 
+@dataclass
+class StateIndex:
+    """The state genes of a Betabase: the tissue columns a perturbation holds, and the Betabase's flat
+    arrays (:meth:`Betabase.flat`) with their gene indices renumbered to positions among them.
+
+    State genes = every model target and every gene a model reads (TFs, ligands, receptors, extras),
+    in tissue column order; ``lig`` are the ligands' positions (in :meth:`Betabase.ligands` order) and
+    ``lig_col[s]`` the column of state gene ``s`` among the ligands (−1: not a ligand).
+    """
+
+    cols: np.ndarray
+    flat: dict[str, np.ndarray]
+    lig: np.ndarray
+    lig_col: np.ndarray
+
+    @classmethod
+    def of(cls, betabase: Betabase, n_genes: int) -> StateIndex:
+        f = betabase.flat()
+        b = f["b"]
+        cols = np.unique(np.concatenate([f["target"], f["a"], b[b >= 0], f["mods"]])).astype(np.int64)
+        remap = np.full(n_genes, -1, dtype=np.int64)
+        remap[cols] = np.arange(len(cols))
+        flat = dict(f)
+        flat["target"], flat["a"], flat["mods"] = remap[f["target"]], remap[f["a"]], remap[f["mods"]]
+        flat["b"] = np.where(b >= 0, remap[np.maximum(b, 0)], -1)
+        lig = remap[betabase.ligands()]
+        lig_col = np.full(len(cols), -1, dtype=np.int64)
+        lig_col[lig] = np.arange(len(lig))
+        return cls(cols=cols, flat=flat, lig=lig, lig_col=lig_col)
+
+
 class Perturber:
     """Prepared perturbation engine for one tissue and one Betabase (reuse it for many jobs).
 
     Parameters
     ----------
     tissue : Tissue
-        Base expression x0 (``tissue.expression``), coordinates, clusters.
+        Base expression x0 (``tissue.expression``), coordinates, clusters. It may hold a subset of the
+        panel's genes; the Betabase's tissue (which holds every gene its models name) is used when the
+        two differ.
     betabase : Betabase
     settings : PerturbSettings
     ligand_signaling : dict, optional
@@ -211,13 +186,22 @@ class Perturber:
     def __init__(self, tissue: Tissue, betabase: Betabase, settings: PerturbSettings | None = None, *,
                  ligand_signaling: Mapping[str, str | None] | None = None, n_threads: int | None = None,
                  operators: ReceivedOperators | None = None) -> None:
+        if list(tissue.var_names) != betabase.var_names:
+            if betabase.tissue.n_cells != tissue.n_cells:
+                raise ValueError("the Betabase was built on another tissue (different number of cells)")
+            tissue = betabase.tissue
         self.tissue = tissue
         self.bb = betabase
         self.s = settings or PerturbSettings()
         self.n_threads = n_threads
         t0 = time.perf_counter()
-        self.x0 = np.ascontiguousarray(tissue.expression, dtype=np.float64)
         self.flat = betabase.flat()
+        self.state = StateIndex.of(betabase, tissue.n_genes)
+        cols = self.state.cols
+        X = tissue.expression
+        every = len(cols) == tissue.n_genes and np.array_equal(cols, np.arange(tissue.n_genes))
+        # the base expression of the state genes, in the tissue's dtype (float32 stays float32)
+        self.x0_state = X if every else np.ascontiguousarray(X[:, cols])
         self.lig_genes = betabase.ligands()
         self.ligand_signaling = ligand_signaling  # kept: a perturber with other radii is built from it
         self.lig_radius, self._no_received = self._ligand_radii(ligand_signaling)
@@ -225,15 +209,25 @@ class Perturber:
         self.operators = operators or ReceivedOperators(
             tissue.coords, kernel=s.kernel, scale=s.scale, method=s.received_method,
             approx_above_cells=s.approx_above_cells, grid_factor=s.ligand_grid_factor, n_threads=n_threads)
-        self.lig_col = np.full(tissue.n_genes, -1, dtype=np.int64)
-        self.lig_col[self.lig_genes] = np.arange(len(self.lig_genes))
-        self.L0 = filtered(self.x0[:, self.lig_genes]) if len(self.lig_genes) else np.zeros((tissue.n_cells, 0))
-        self.RW0 = self._received(self.L0)
-        self.hi = self.x0.max(axis=0)
-        self.lo = self.x0.min(axis=0) if self.s.clip == "observed_range" else np.zeros(tissue.n_genes)
+        lig = self.state.lig
+        # received ligands at baseline; the baseline ligand expression L0 is not kept (one column at a
+        # time is recomputed where a step needs it)
+        self.RW0 = self._received(filtered(self.x0_state[:, lig]) if len(lig) else np.zeros((tissue.n_cells, 0)))
+        self.hi = np.asarray(X.max(axis=0), dtype=np.float64) if X.shape[1] else np.zeros(0)
+        self.lo = (np.asarray(X.min(axis=0), dtype=np.float64) if self.s.clip == "observed_range"
+                   else np.zeros(tissue.n_genes))
         self.max_mods = int(np.diff(self.flat["mod_ptr"]).max()) if len(betabase) else 0
+        self._x0: np.ndarray | None = None
         self.prepare_seconds = time.perf_counter() - t0
         self.received_info = [i.describe() for i in self.operators.infos()]
+
+    @property
+    def x0(self) -> np.ndarray:
+        """(N, G) base expression over ``tissue.var_names`` as float64 (the tissue's own array when it is
+        float64; a converted copy, made on first access, otherwise)."""
+        if self._x0 is None:
+            self._x0 = np.ascontiguousarray(self.tissue.expression, dtype=np.float64)
+        return self._x0
 
     def _ligand_radii(self, signaling: Mapping[str, str | None] | None) -> tuple[np.ndarray, np.ndarray]:
         """Each ligand's radius (the rule of :mod:`spacetravlr_py.spatial.radius`), and the ligands whose
@@ -283,10 +277,9 @@ class Perturber:
             raise InputError(f"desired expression must be a number or one number per gene, got {desired!r}") from None
         if len(vals) != len(names):
             raise InputError(f"{len(names)} genes but {len(vals)} desired values; give one value per gene")
-        gi = self.tissue.gene_index
         for g in names:
-            if g not in gi:
-                raise InputError(f"gene '{g}' is not in the dataset{near_matches(g, self.tissue.var_names)}")
+            if not self.tissue.has_gene(g):
+                raise InputError(f"gene '{g}' is not in the dataset{near_matches(g, self.tissue.all_genes)}")
         for g, v in zip(names, vals):
             if not np.isfinite(v) or v < 0:
                 raise InputError(f"desired expression of {g} must be a finite value >= 0, got {v}")
@@ -307,7 +300,8 @@ class Perturber:
         """Simulate setting ``genes`` to ``desired`` in the ``scope`` cells (SPEC §7).
 
         ``on_step(step, n_steps)`` is called after each propagation step (progress); an exception it
-        raises aborts the run (cancellation).
+        raises aborts the run (cancellation). The result holds the state genes and the perturbed genes
+        (:class:`~spacetravlr_py.perturb.result.PerturbResult`).
         """
         t_start = time.perf_counter()
         names, vals = self._targets(genes, desired)
@@ -325,66 +319,113 @@ class Perturber:
             why = "has no betas and modulates" if g not in self.bb else "modulates"
             log.warning("%s %s no trained gene: perturbing it changes nothing but %s itself", g, why, g)
         gi = self.tissue.gene_index
-        tcols = np.array([gi[g] for g in names], dtype=np.int64)
-        x0 = self.x0
-        delta_in = np.zeros_like(x0)
-        for c, v in zip(tcols, vals):
-            delta_in[mask, c] = v - x0[mask, c]
-        delta = delta_in.copy()
-        f = self.flat
+        pos = {int(c): k for k, c in enumerate(self.state.cols)}
+        in_state = [(pos[gi[g]], v) for g, v in zip(names, vals) if g in gi and gi[g] in pos]
+        inert = [(g, v) for g, v in zip(names, vals) if not (g in gi and gi[g] in pos)]
+        values, steps, t_recv, t_prop = self._propagate(in_state, mask, n_prop, on_step)
+        held = [HeldColumns([self.tissue.var_names[c] for c in self.state.cols], values, x0=self.x0_state)]
+        if inert:
+            held.append(self._inert_columns(inert, mask))
+        timings = {"received_s": t_recv, "propagate_s": t_prop, "total_s": time.perf_counter() - t_start,
+                   "prepare_s": self.prepare_seconds}
+        return PerturbResult(tissue=self.tissue, targets=names, desired=vals, scope=mask, n_propagation=n_prop,
+                             scope_label=scope_label, timings=timings, steps=steps, held=held)
+
+    def _propagate(self, targets: list[tuple[int, float]], mask: np.ndarray, n_prop: int,
+                   on_step: Callable[[int, int], None] | None
+                   ) -> tuple[np.ndarray, list[dict[str, float]], float, float]:
+        """The steps over the state genes; returns the simulated expression (N, state genes) float64.
+
+        ``D`` is the change; ``P`` the change at the start of the previous step (the state where
+        derivatives are taken is ``x0 + P``; 0 at the first step), then the kernel's output.
+        """
+        x0 = self.x0_state
+        n, w = x0.shape
+        lo, hi = self.lo[self.state.cols], self.hi[self.state.cols]
+        pin_cols = np.array([c for c, _ in targets], dtype=np.int64)
+        pin_vals = np.zeros((len(targets), n))
+        for t, (c, v) in enumerate(targets):
+            pin_vals[t, mask] = v - np.asarray(x0[mask, c], dtype=np.float64)
+        pin_where = (pin_vals != 0) if self.s.reference_compat else np.broadcast_to(mask, pin_vals.shape).copy()
+        D = np.zeros((n, w))
+        D[:, pin_cols] = pin_vals.T
+        P = np.zeros((n, w))
+        f = self.state.flat
         cap = 0.0 if self.s.beta_cap is None else float(self.s.beta_cap)
         RW0 = self.RW0
         RW = RW0
-        lig = self.lig_genes
         steps: list[dict[str, float]] = []
         t_recv = t_prop = 0.0
-        pin_mask = delta_in != 0 if self.s.reference_compat else None
-        out = np.empty_like(x0)
-        state = x0  # where derivatives are taken: the previous step's x1 (first pass: baseline)
-        x = x0
-        for _ in range(n_prop):
+        for step in range(n_prop):
             ts = time.perf_counter()
-            G = state  # values <= MIN_EXPRESSION read as 0 inside the kernel
             RW_splash = RW0 if self.s.reference_compat else RW
-            x1 = x0 + delta
-            if len(lig):
-                L1 = filtered(x1[:, lig])
-                dL = L1 - self.L0
-                RW1 = RW0 + self._received(dL)
-                delta[:, lig] += (RW1 - RW0) - (x1[:, lig] - x0[:, lig])
-            else:
-                RW1 = RW0
+            SW, RW1 = self._ligand_step(D) if len(self.state.lig) else (np.zeros((n, 0)), RW0)
             tr = time.perf_counter()
             with numba_threads(self.n_threads):
-                _kernels.propagate(G, RW_splash, RW0, self.lig_col, delta, f["target"], f["coefs"], f["coef_ptr"],
-                                   f["n_cols"], f["mapping_id"], f["mappings"], f["kind_ptr"], f["coef_col"],
-                                   f["a"], f["b"], f["slot_a"], f["slot_b"], f["mods"], f["mod_ptr"],
-                                   float(self.s.beta_scale_factor), cap, self.max_mods, _keys.MIN_EXPRESSION, out)
-            delta, out = out, delta
-            if pin_mask is not None:
-                delta[pin_mask] = delta_in[pin_mask]
-            else:
-                for c in tcols:
-                    delta[mask, c] = delta_in[mask, c]
-            x = np.clip(x0 + delta, self.lo, self.hi)
-            delta = x - x0
+                _kernels.propagate_state(x0, P, D, SW, self.state.lig_col, RW_splash, RW0, f["target"], f["coefs"],
+                                         f["coef_ptr"], f["n_cols"], f["mapping_id"], f["mappings"], f["kind_ptr"],
+                                         f["coef_col"], f["a"], f["b"], f["slot_a"], f["slot_b"], f["mods"],
+                                         f["mod_ptr"], float(self.s.beta_scale_factor), cap, self.max_mods,
+                                         _keys.MIN_EXPRESSION)
+                _kernels.pin_and_clip(x0, P, pin_cols, pin_vals, pin_where, lo, hi, step == n_prop - 1)
+            del SW
+            P, D = D, P  # the change before this step becomes the state of the next one
             RW = RW1
-            state = x1
             te = time.perf_counter()
             t_recv += tr - ts
             t_prop += te - tr
             steps.append({"received_s": tr - ts, "propagate_s": te - tr})
             if on_step is not None:
                 on_step(len(steps), n_prop)
-        # the clipped state itself, not x0 + (x − x0): that sum can land 1 ulp above the observed maximum
-        result = x
-        for c, v in zip(tcols, vals):
-            result[mask, c] = v
-        delta = result - x0
-        timings = {"received_s": t_recv, "propagate_s": t_prop, "total_s": time.perf_counter() - t_start,
-                   "prepare_s": self.prepare_seconds}
-        return PerturbResult(tissue=self.tissue, expression=result, delta=delta, targets=names, desired=vals,
-                             scope=mask, n_propagation=n_prop, scope_label=scope_label, timings=timings, steps=steps)
+        del P
+        for c, v in targets:  # the perturbed genes exactly at the desired value in scope
+            D[mask, c] = v
+        return D, steps, t_recv, t_prop
+
+    def _ligand_step(self, D: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Received ligands of ``x1 = x0 + D`` and the ligands' change after the delta swap.
+
+        Returns ``(SW, RW1)``: ``SW = D[:, lig] + ((RW1 − RW0) − (x1[:, lig] − x0[:, lig]))`` (a ligand acts
+        on other cells only through the kernel) and ``RW1 = RW0 + RL(filtered(x1[:, lig]) − L0)``, with the
+        full-width algorithm's operations in its order, on ligand-width arrays (four at most) only; the
+        ligand columns of x0 and D are visited one at a time instead of copied out.
+        """
+        lig = self.state.lig.tolist()
+        x0 = self.x0_state
+        A = np.empty((D.shape[0], len(lig)))
+        for k, c in enumerate(lig):
+            np.add(x0[:, c], D[:, c], out=A[:, k])  # x1 on the ligands (float32 x0 converted exactly)
+        B = filtered(A)
+        for k, c in enumerate(lig):
+            B[:, k] -= filtered(x0[:, c])  # L1 − L0
+        RW1 = self._received(B)
+        del B
+        RW1 += self.RW0
+        SW = RW1 - self.RW0
+        for k, c in enumerate(lig):
+            A[:, k] -= x0[:, c]  # x1 − x0 on the ligands
+        SW -= A
+        del A
+        for k, c in enumerate(lig):
+            SW[:, k] += D[:, c]
+        return SW, RW1
+
+    def _inert_columns(self, inert: list[tuple[str, float]], mask: np.ndarray) -> HeldColumns:
+        """Perturbed genes outside the state: the desired value in scope, elsewhere their base expression
+        clipped as every gene is."""
+        gi = self.tissue.gene_index
+        base = self.tissue.columns([g for g, _ in inert])
+        values = np.empty_like(base)
+        for k, (g, v) in enumerate(inert):
+            col = base[:, k]
+            if g in gi:
+                lo, hi = self.lo[gi[g]], self.hi[gi[g]]
+            else:
+                hi = float(col.max())
+                lo = float(col.min()) if self.s.clip == "observed_range" else 0.0
+            values[:, k] = np.clip(col, lo, hi)
+            values[mask, k] = v
+        return HeldColumns([g for g, _ in inert], values, x0=base)
 
 
 def perturb(tissue: Tissue, betabase: Betabase, genes: str | Sequence[str], desired: float | Sequence[float] = 0.0,

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from .. import _keys
@@ -44,14 +43,12 @@ def _roles_of(session: RunSession) -> dict[str, list[str]]:
 def impact_row(session: RunSession, gene: str, value: float, roles: list[str],
                n_propagation: int | None) -> dict[str, Any]:
     """Perturb ``gene`` to ``value`` in all cells; impact = mean |Δ| over all cells and all *other* genes."""
-    gi = session.tissue.gene_index
     res = session.run(gene, value, n_propagation=n_propagation)
     top = res.top_genes(5)
-    keep = np.ones(session.tissue.n_genes, dtype=bool)
-    keep[gi[gene]] = False
-    impact = float(np.abs(res.delta[:, keep]).mean()) if keep.any() else 0.0
+    # over every gene of the panel but the perturbed one; from the genes that moved (the others add 0)
+    impact = res.mean_abs_delta(exclude=[gene])
     return {"gene": gene, "roles": ",".join(sorted(roles)), "desired_expr": value, "impact": impact,
-            "n_genes_changed": int(np.count_nonzero(np.abs(res.delta[:, keep]).max(axis=0) > 0)),
+            "n_genes_changed": res.n_genes_changed(exclude=[gene]),
             "top_affected": ";".join(f"{t}:{m:.4g}" for t, m in top)}
 
 
@@ -86,12 +83,11 @@ def screen(session: RunSession, *, mode: str = "knockout", genes: Sequence[str] 
         raise InputError(f"screen mode must be knockout or overexpress, got {mode!r}")
     role_of = _roles_of(session)
     cands = sorted(role_of) if genes is None else list(genes)
-    gi = session.tissue.gene_index
     for g in cands:  # all checked before the first run
-        if g not in gi:
-            raise InputError(f"screen: gene '{g}' is not in the dataset{near_matches(g, session.tissue.var_names)}")
-    x0 = session.tissue.expression
-    items = [(g, 0.0 if mode == "knockout" else float(x0[:, gi[g]].max()), role_of.get(g, [])) for g in cands]
+        if not session.tissue.has_gene(g):
+            raise InputError(f"screen: gene '{g}' is not in the dataset{near_matches(g, session.tissue.all_genes)}")
+    items = [(g, 0.0 if mode == "knockout" else float(session.tissue.column(g).max()), role_of.get(g, []))
+             for g in cands]
     if scheduler:
         from .dask_jobs import screen_rows_on
 

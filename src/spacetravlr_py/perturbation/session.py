@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from .. import _keys
-from ..betadata.betabase import Betabase
+from ..betadata.betabase import Betabase, read_frames
+from ..betadata.frame import list_betadata
 from ..config import SpaceshipConfig
 from ..errors import InputError
 from ..io.anndata import Tissue, tissue_from_config
@@ -92,9 +93,11 @@ class RunSession:
         t0 = time.perf_counter()
         run = open_run(run_toml, overrides=overrides, overlay=overlay, condition=condition)
         cfg = run.cfg
-        tissue = tissue_from_config(cfg)
+        # the panel first; then only the genes the betadata name (targets and modulators) are loaded
+        tissue = tissue_from_config(cfg, genes=[], keep_float32=True)
         run.check_dataset(tissue)
-        bb = Betabase.from_dir(run.dir.root, tissue)
+        bb = Betabase(read_frames(_betadata_files(run.dir.root)), tissue)
+        tissue = bb.tissue
         perturber = Perturber(tissue, bb, PerturbSettings.from_config(cfg),
                               ligand_signaling=ligand_signaling(run, tissue), n_threads=n_threads)
         return cls(cfg=cfg, run_dir=run.dir.root, tissue=tissue, betabase=bb, perturber=perturber,
@@ -126,6 +129,14 @@ class RunSession:
                                   on_step=on_step)
 
 
+def _betadata_files(folder: Path) -> dict[str, Path]:
+    files = list_betadata(folder)
+    if not files:
+        raise InputError(f"{folder}: no *_betadata.feather/.parquet/.csv files; train first "
+                         "(spacetravlr) or point to the folder that holds them")
+    return files
+
+
 def ligand_signaling(run: TrainedRun, tissue: Tissue) -> dict[str, str | None] | None:
     """Each ligand's CellChat class as training resolved it (the manifest), for ``per_ligand_radius``.
 
@@ -138,24 +149,27 @@ def ligand_signaling(run: TrainedRun, tissue: Tissue) -> dict[str, str | None] |
         return None
     from ..io.network import Network, network_for
 
-    table, _, path = network_for(run.cfg, tissue.var_names)
+    table, _, path = network_for(run.cfg, tissue.all_genes)
     log.info("ligand classes from the network %s (the run's manifest does not record them)", path)
-    sig = Network.from_frame(table, validate=False).ligand_signaling_among(tissue.var_names)
+    sig = Network.from_frame(table, validate=False).ligand_signaling_among(tissue.all_genes)
     return {k: (v or _keys.SECRETED) for k, v in sig.items()}  # a row without a class counts as secreted
 
 
-def write_result(result: PerturbResult, out: str | os.PathLike[str], *, summary: bool = True) -> dict[str, Path]:
-    """Atomically write the simulated expression (feather: ``CellID`` + genes) and a JSON summary."""
-    import pyarrow as pa
-    import pyarrow.feather as feather
+def write_result(result: PerturbResult, out: str | os.PathLike[str], *, summary: bool = True,
+                 changed_only: bool = False) -> dict[str, Path]:
+    """Atomically write the simulated expression (feather: ``CellID`` + every gene of the panel, or only
+    the genes that moved with ``changed_only``) and a JSON summary.
 
-    from ..io.atomic import atomic_write, atomic_write_text
+    The feather is streamed in row blocks (:func:`~spacetravlr_py.perturb.export.write_expression`):
+    genes that did not move are read from the layer block by block, never as a full-width matrix.
+    """
+    from ..io.atomic import atomic_write_text
+    from .export import write_expression
 
     out_p = Path(out)
     if out_p.suffix.lower() not in (".feather", ".arrow", ".ipc"):
         out_p = out_p.with_suffix(out_p.suffix + ".feather") if out_p.suffix else out_p.with_suffix(".feather")
-    table = pa.Table.from_pandas(result.to_frame(), preserve_index=False)
-    atomic_write(out_p, lambda p: feather.write_feather(table, p, compression="lz4"))
+    write_expression(result, out_p, changed_only=changed_only)
     paths = {"expression": out_p}
     if summary:
         js = out_p.with_suffix(".json")

@@ -1,8 +1,17 @@
-"""The dataset fingerprint recorded in a run's manifest, and the check that a dataset matches it."""
+"""The dataset fingerprint recorded in a run's manifest, and the check that a dataset matches it.
+
+Version 2 (``"fingerprint": 2``) hashes the layer *as stored* — the dense blocks, or the ``indptr`` /
+``indices`` / ``data`` arrays of a sparse matrix — streamed from the file, so it needs no dense copy of
+the layer and is the same whichever genes a stage loaded. Version 1 (manifests without the key) hashed
+the dense float64 layer; its data hash is not comparable with version 2, so against an old manifest only
+the cell and gene names are compared (they are hashed the same way in both versions).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,34 +23,70 @@ if TYPE_CHECKING:
 
     from ..io.anndata import Tissue
 
+FINGERPRINT_VERSION = 2
+_cache: dict[tuple[Any, ...], str] = {}
+_cache_lock = threading.Lock()
+
+
+def _layer_sha1(tissue: Tissue) -> str:
+    """SHA-1 of the stored layer; memoised per file (path, size, modification time, layer).
+
+    The scan also sees every stored value: a non-finite one anywhere in the layer is the one-line error
+    of :meth:`~spacetravlr_py.io.layer.LayerReader.raise_nonfinite` (the columns a stage loads are
+    checked as they are read; this covers the rest before a run writes anything).
+    """
+    from ..io.layer import H5Layer, MemoryLayer, layer_sha1
+
+    src = tissue.reader.source if tissue.reader is not None else MemoryLayer(tissue.expression)
+    key: tuple[Any, ...] | None = None
+    if isinstance(src, H5Layer):
+        st = os.stat(src.path)
+        key = (str(src.path), st.st_size, st.st_mtime_ns, src.key)
+        with _cache_lock:
+            if key in _cache:
+                return _cache[key]
+    digest, bad = layer_sha1(src)
+    if tissue.reader is not None:
+        tissue.reader.raise_nonfinite(bad)
+    if key is not None:
+        with _cache_lock:
+            _cache[key] = digest
+    return digest
+
 
 def dataset_fingerprint(tissue: Tissue) -> dict[str, Any]:
-    """Shape, a hash of cell and gene names and a hash of the data (coordinates, layer, clusters).
+    """Shape, a hash of cell and gene names and a hash of the data (coordinates, stored layer, clusters).
 
-    Detects a run folder of another dataset, including a same-shaped one.
+    Detects a run folder of another dataset, including a same-shaped one. The genes are the whole panel
+    (loaded or not) and the layer is hashed from its source, so the result does not depend on which
+    columns ``tissue`` holds.
     """
     h = hashlib.sha1()
     h.update("\n".join(map(str, tissue.obs_names)).encode())
     h.update(b"\0")
-    h.update("\n".join(tissue.var_names).encode())
+    h.update("\n".join(tissue.all_genes).encode())
     d = hashlib.sha1()
     d.update(np.ascontiguousarray(tissue.coords, dtype=np.float64).tobytes())
-    d.update(np.ascontiguousarray(tissue.expression, dtype=np.float64).tobytes())
+    d.update(_layer_sha1(tissue).encode())
     d.update(np.ascontiguousarray(tissue.clusters, dtype=np.int64).tobytes())
-    return {"path": str(tissue.path) if tissue.path else None, "n_obs": tissue.n_cells,
-            "n_vars": tissue.n_genes, "names_sha1": h.hexdigest(), "data_sha1": d.hexdigest()}
+    return {"fingerprint": FINGERPRINT_VERSION, "path": str(tissue.path) if tissue.path else None,
+            "n_obs": tissue.n_cells, "n_vars": tissue.n_panel_genes, "names_sha1": h.hexdigest(),
+            "data_sha1": d.hexdigest()}
 
 
 def check_same_dataset(recorded: dict[str, Any], tissue: Tissue, *, where: Path, what: str) -> None:
     """Raise one line when ``tissue`` is not the dataset ``recorded`` (names always; the data hash too
-    when both sides have one).
+    when both sides have one of the same fingerprint version).
 
     ``where`` is the manifest file, ``what`` completes "…were trained on another dataset; ``what``".
     """
     if not recorded or not isinstance(recorded, dict):  # none, or another program's manifest (the seed's)
         return
     now = dataset_fingerprint(tissue)
+    same_version = recorded.get("fingerprint", 1) == now["fingerprint"]
     for key, kind in (("names_sha1", "cell or gene names"), ("data_sha1", "expression or coordinates")):
+        if key == "data_sha1" and not same_version:
+            continue
         if recorded.get(key) and now.get(key) and recorded[key] != now[key]:
             same_shape = (recorded.get("n_obs"), recorded.get("n_vars")) == (now["n_obs"], now["n_vars"])
             detail = f"same shape, different {kind}" if same_shape else f"{now['n_obs']} × {now['n_vars']}"

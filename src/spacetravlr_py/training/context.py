@@ -31,7 +31,56 @@ REFERENCE_PENALTY_FACTOR = 2.0
 
 _ARRAYS = ("expression", "clusters", "received", "lr_features", "lr_means", "lr_grams")
 _META = ("cluster_labels", "var_names", "selector", "ligand_radius", "received_names", "fit", "received_info",
-         "lr_pairs", "lr_has_grams", "coords", "random_seed", "tf_prior")
+         "lr_pairs", "lr_has_grams", "coords", "random_seed", "tf_prior", "targets")
+TARGET_CHUNK_BYTES = 256 << 20
+"""Memory for the expression of targets that are not modulators: read from the layer in chunks of genes."""
+
+
+class TargetColumns:
+    """Expression of training targets that no model reads as a modulator, read from the layer in chunks.
+
+    A wide panel has thousands of targets whose expression is only the response of their own fit. They
+    are read in the order of the queue, ``chunk`` genes per pass over the layer (one pass per chunk for
+    a CSR file), and only the current chunk is kept: memory is one chunk, not cells × targets.
+
+    Parameters
+    ----------
+    reader : LayerReader
+    order : list of str
+        The targets, in the order the queue reaches them.
+    cells : (N,) int array or None
+        The layer rows of the tissue's cells (None: all).
+    chunk_bytes : int
+    """
+
+    def __init__(self, reader: Any, order: list[str], cells: np.ndarray | None = None,
+                 chunk_bytes: int = TARGET_CHUNK_BYTES) -> None:
+        self.reader, self.order, self.cells = reader, list(order), cells
+        n = reader.source.shape[0] if cells is None else len(cells)
+        self.chunk = max(1, int(chunk_bytes // max(1, n * reader.dtype.itemsize)))
+        self._pos = {g: i for i, g in enumerate(self.order)}
+        self._names: dict[str, int] = {}
+        self._block: np.ndarray | None = None
+        self.n_reads = 0
+
+    def __contains__(self, gene: object) -> bool:
+        return gene in self._pos
+
+    def get(self, gene: str) -> np.ndarray:
+        """(N,) float64 expression of ``gene`` (reads its chunk when it is not the current one)."""
+        if gene not in self._names:
+            start = self._pos[gene]
+            names = self.order[start:start + self.chunk]
+            X = self.reader.columns(names)
+            self._block = X if self.cells is None else np.ascontiguousarray(X[self.cells])
+            self._names = {g: k for k, g in enumerate(names)}
+            self.n_reads += 1
+        assert self._block is not None
+        return np.asarray(self._block[:, self._names[gene]], dtype=np.float64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_block": None, "_names": {}}  # workers read their own chunks
+
 
 
 @dataclass
@@ -64,7 +113,9 @@ class TrainingContext:
 
     Attributes
     ----------
-    expression : (N, G) float64
+    expression : (N, G) float64 or float32
+        The columns training reads (``var_names``): targets with modulators and every modulator gene.
+        float32 when the layer is stored as float32; :meth:`gene` returns float64 (an exact conversion).
     clusters : (N,) int64
     cluster_labels : list of str
     var_names : list of str
@@ -75,6 +126,8 @@ class TrainingContext:
         Received amount of ``received_names[k]`` at ``ligand_radius``.
     tf_prior : TfPrior or None
         ``[grn].tf_priors``: the TFs each target may use per cell type (see :meth:`feature_mask`).
+    targets : TargetColumns or None
+        Targets whose expression is not in ``expression``: read from the layer in chunks on demand.
     """
 
     expression: np.ndarray
@@ -95,6 +148,7 @@ class TrainingContext:
     coords: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     random_seed: int = 42
     tf_prior: TfPrior | None = None
+    targets: TargetColumns | None = None
     run_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     _gi: dict[str, int] = field(default_factory=dict, repr=False)
     _ri: dict[str, int] = field(default_factory=dict, repr=False)
@@ -117,7 +171,14 @@ class TrainingContext:
         return self._li[pair]
 
     def gene(self, name: str) -> np.ndarray:
-        return self.expression[:, self._gi[name]]
+        """Expression of ``name`` as float64 (a view of a float64 context, else an exact copy)."""
+        j = self._gi.get(name)
+        if j is None and self.targets is not None and name in self.targets:
+            return self.targets.get(name)
+        if j is None:
+            raise KeyError(f"{name}: not among the {len(self._gi)} genes loaded for training (an orphan "
+                           "target, or a gene no model reads)")
+        return np.asarray(self.expression[:, j], dtype=np.float64)
 
     def received_of(self, ligands: list[str]) -> np.ndarray:
         return self.received[:, [self._ri[l] for l in ligands]]
@@ -179,39 +240,67 @@ class ExtraModulators:
         return cls(extra_lr=extra_lr, lr_items=items, extra_modulators=mods)
 
 
+def selector_for(cfg: SpaceshipConfig, tissue: Tissue, network: Any, extras: ExtraModulators, *,
+                 rank_ligands: bool = True) -> ModulatorSelector:
+    """The run's :class:`ModulatorSelector` over every gene of the panel.
+
+    With ``[grn].max_ligands`` the ligands are ranked by mean expression: only the candidate ligands'
+    columns are read for that (from the layer when not loaded). ``rank_ligands=False`` skips the ranking
+    (keeps every ligand: a superset, e.g. to list the genes a run may read before loading them).
+    """
+    g = cfg.grn
+
+    def make(means: dict[str, float] | None, max_ligands: int | None) -> ModulatorSelector:
+        return ModulatorSelector(
+            network=network, var_names=tissue.all_genes, ligand_means=means, max_ligands=max_ligands,
+            tf_ligand_cutoff=g.tf_ligand_cutoff, use_tf=g.use_tf_modulators, use_lr=g.use_lr_modulators,
+            use_tfl=g.use_tfl_modulators, extra_lr=extras.extra_lr, extra_modulators=extras.extra_modulators)
+
+    if g.max_ligands is None or not rank_ligands:
+        return make(None, None)
+    candidates = sorted({l for l, _ in make(None, None).lr_pairs})
+    # float64 C-order columns: the same column means as over the whole float64 layer
+    means = dict(zip(candidates, tissue.columns(candidates).mean(axis=0).tolist()))
+    return make(means, g.max_ligands)
+
+
 def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: list[str], *,
                   extras: ExtraModulators | None = None, n_threads: int | None = None,
                   tf_prior: TfPrior | None = None) -> TrainingContext:
     """Index the network, pick every target's modulators and compute the shared received ligands.
 
-    ``tf_prior``: the prior already read (otherwise ``[grn].tf_priors`` is read here when set)."""
+    ``tissue`` may hold a subset of the panel's genes: the genes the targets' models read are loaded
+    from the layer when missing (:meth:`ModulatorSelector.genes_needed`). ``tf_prior``: the prior already
+    read (otherwise ``[grn].tf_priors`` is read here when set)."""
     from ..spatial.radius import ligand_radius
     from ..spatial.received import ReceivedLigandCache
 
-    g = cfg.grn
     extras = extras or ExtraModulators.from_config(cfg)
-    if tf_prior is None and g.tf_priors:
+    if tf_prior is None and cfg.grn.tf_priors:
         from ..io.tfprior import read_tf_prior
 
-        tf_prior = read_tf_prior(g.tf_priors, var_names=tissue.var_names, cluster_labels=tissue.cluster_labels,
+        tf_prior = read_tf_prior(cfg.grn.tf_priors, var_names=tissue.all_genes, cluster_labels=tissue.cluster_labels,
                                  cluster_annot=tissue.cluster_annot, network=network)
-    extra_lr, lr_items, extra_mods = extras.extra_lr, extras.lr_items, extras.extra_modulators
-    gi = tissue.gene_index
-    absent = [m for m in dict.fromkeys(extra_mods) if m not in gi]
+    lr_items, extra_mods = extras.lr_items, extras.extra_modulators
+    absent = [m for m in dict.fromkeys(extra_mods) if not tissue.has_gene(m)]
     if absent:
         log.warning("%d extra modulators are not genes of the dataset and are ignored: %s", len(absent),
                     short_list(absent, 8))
-    absent_lr = [f"{l}{LR_SEP}{r}" for l, r in lr_items if l not in gi or r not in gi]
+    absent_lr = [f"{l}{LR_SEP}{r}" for l, r in lr_items if not (tissue.has_gene(l) and tissue.has_gene(r))]
     if absent_lr:
         log.warning("%d extra ligand–receptor pairs name genes that are not in the dataset and are ignored: %s",
                     len(absent_lr), short_list(absent_lr, 8))
-    means = None
-    if g.max_ligands is not None:
-        means = dict(zip(tissue.var_names, tissue.expression.mean(axis=0).tolist()))
-    selector = ModulatorSelector(
-        network=network, var_names=tissue.var_names, ligand_means=means, max_ligands=g.max_ligands,
-        tf_ligand_cutoff=g.tf_ligand_cutoff, use_tf=g.use_tf_modulators, use_lr=g.use_lr_modulators,
-        use_tfl=g.use_tfl_modulators, extra_lr=extra_lr, extra_modulators=extra_mods)
+    selector = selector_for(cfg, tissue, network, extras)
+    lazy: TargetColumns | None = None
+    if targets:
+        # modulator genes are held (every design matrix reads them); other targets are read in chunks
+        tissue = tissue.with_genes(selector.modulator_genes(targets))
+        rest = [t for t in selector.fitted_targets(targets) if t not in tissue.gene_index]
+        if rest and tissue.reader is not None:
+            lazy = TargetColumns(tissue.reader, rest, tissue.cells)
+        elif rest:
+            tissue = tissue.with_genes(rest)
+    gi = tissue.gene_index
     sp = cfg.spatial
     # Received amounts of every ligand any target may use, in one canonical (sorted) batch, whatever
     # the queue: BLAS results can differ in the last bit with the number of columns computed together,
@@ -222,7 +311,7 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
                                per_ligand_radius=sp.per_ligand_radius) for l in names}
     t0 = time.perf_counter()
     cache = ReceivedLigandCache(
-        tissue.coords, lambda gs: tissue.expression[:, [tissue.gene_index[x] for x in gs]],
+        tissue.coords, lambda gs: tissue.expression[:, [gi[x] for x in gs]].astype(np.float64),
         kernel=sp.kernel, scale=sp.weighted_ligand_scale_factor,
         approx_above_cells=sp.approx_above_cells, grid_factor=cfg.perturbation.ligand_grid_factor,
         n_threads=n_threads)
@@ -245,4 +334,4 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
                            fit=FitSettings.from_config(cfg), received_info=infos,
                            lr_pairs=pairs, lr_features=shared.XL, lr_means=shared.means, lr_grams=shared.grams,
                            lr_has_grams=shared.has_grams, coords=tissue.coords,
-                           random_seed=cfg.execution.random_seed, tf_prior=tf_prior)
+                           random_seed=cfg.execution.random_seed, tf_prior=tf_prior, targets=lazy)

@@ -30,7 +30,7 @@ from ..io.tfprior import TfPrior
 from ..rundir import Manifest, RunDir, check_folder_holds_this_run, dataset_fingerprint
 from ..rundir.manifest import COMPLETE, COMPLETE_WITH_FAILURES, INTERRUPTED, PARTIAL, RUNNING, LigandRecord
 from .conditions import write_minimal_if_asked
-from .context import ExtraModulators, TrainingContext, build_context
+from .context import ExtraModulators, TrainingContext, build_context, selector_for
 from .control import RunControl, graceful_interrupts
 from .executors import Executor, executor_for
 from .gene import GeneJob
@@ -74,18 +74,17 @@ def default_output_dir(cfg: SpaceshipConfig) -> Path:
 
 
 def select_genes(tissue: Tissue, genes: Sequence[str], max_genes: int | None) -> list[str]:
-    """The work queue: ``genes`` (validated) or every gene, capped at ``max_genes``."""
+    """The work queue: ``genes`` (validated) or every gene of the panel, capped at ``max_genes``."""
     if genes:
-        index = tissue.gene_index
-        missing = [g for g in genes if g not in index]
+        missing = [g for g in genes if not tissue.has_gene(g)]
         if missing:
             g = missing[0]
             more = f" ({len(missing) - 1} more missing: {short_list(missing[1:], 5)})" if len(missing) > 1 else ""
             raise InputError(f"--genes: '{g}' is not a gene of {tissue.path or 'the dataset'}"
-                             f"{near_matches(g, tissue.var_names)}{more}")
+                             f"{near_matches(g, tissue.all_genes)}{more}")
         queue = list(dict.fromkeys(genes))
     else:
-        queue = list(tissue.var_names)
+        queue = list(tissue.all_genes)
     return queue[:max_genes] if max_genes is not None else queue
 
 
@@ -137,6 +136,7 @@ class _Inputs:
     queue: list[str]
     extras: ExtraModulators
     warnings: list[str]
+    fingerprint: dict[str, Any] = field(default_factory=dict)
     tf_prior: TfPrior | None = None
 
 
@@ -153,25 +153,28 @@ def _validated_inputs(cfg: SpaceshipConfig, rd: RunDir, tissue: Tissue | None, n
     if cfg.data.adata_path:
         cfg = cfg.with_overrides({"data.adata_path": str(Path(cfg.data.adata_path).expanduser().resolve())},
                                  source="dataset path")
-    if tissue is None:
-        tissue = tissue_from_config(cfg)
+    if tissue is None:  # the panel first, then only the columns the queue's models read
+        tissue = tissue_from_config(cfg, genes=[], keep_float32=True)
     warnings = check_clusters(tissue)
     queue = select_genes(tissue, cfg.training.genes, cfg.training.max_genes)
     if network is None:
-        network, species, net_path = network_for(cfg, tissue.var_names)
+        network, species, net_path = network_for(cfg, tissue.all_genes)
     else:
         species, net_path = cfg.data.species or "", None
     extras = ExtraModulators.from_config(cfg)
+    # the modulator genes now (a superset: before max_ligands); targets are read in chunks while training
+    tissue = tissue.with_genes(selector_for(cfg, tissue, network, extras, rank_ligands=False).modulator_genes(queue))
     prior = None
     if cfg.grn.tf_priors:
         from ..io.tfprior import read_tf_prior
 
-        prior = read_tf_prior(cfg.grn.tf_priors, var_names=tissue.var_names, cluster_labels=tissue.cluster_labels,
+        prior = read_tf_prior(cfg.grn.tf_priors, var_names=tissue.all_genes, cluster_labels=tissue.cluster_labels,
                               cluster_annot=tissue.cluster_annot, network=network)
         warnings += [f"warning: {n}" for n in prior.notes]
     cfg = cfg.with_overrides({"execution.output_dir": str(rd.root)}, source="output directory")
+    fingerprint = dataset_fingerprint(tissue)  # scans the whole layer: a NaN anywhere stops here
     check_folder_holds_this_run(rd, cfg, tissue)
-    return _Inputs(cfg, tissue, network, species, net_path, queue, extras, warnings, prior)
+    return _Inputs(cfg, tissue, network, species, net_path, queue, extras, warnings, fingerprint, prior)
 
 
 def _manifest(inp: _Inputs, rd: RunDir, ctx: TrainingContext | None, col: _Collector, status: str,
@@ -184,7 +187,7 @@ def _manifest(inp: _Inputs, rd: RunDir, ctx: TrainingContext | None, col: _Colle
     if status != INTERRUPTED:
         status = PARTIAL if unfinished else (COMPLETE_WITH_FAILURES if failed else COMPLETE)
     sp = inp.cfg.spatial
-    m = Manifest(status=status, started=started, finished=_now(), dataset=dataset_fingerprint(inp.tissue),
+    m = Manifest(status=status, started=started, finished=_now(), dataset=inp.fingerprint,
                  network=str(inp.network_path) if inp.network_path else None, species=inp.species,
                  output_dir=str(rd.root),
                  genes={"queued": len(inp.queue), "done": done, "orphaned": orph, "failed": failed,
@@ -247,14 +250,15 @@ def _open_folder(inp: _Inputs, rd: RunDir, started: str, reporter: Reporter) -> 
     previous = Manifest.read(rd.manifest_json)
     if previous is None:
         # written at once so that a killed first run still records which dataset the folder belongs to
-        Manifest(status=RUNNING, started=started, dataset=dataset_fingerprint(inp.tissue)).write(rd.manifest_json)
+        Manifest(status=RUNNING, started=started, dataset=inp.fingerprint).write(rd.manifest_json)
     return previous
 
 
 def _run_start(inp: _Inputs, rd: RunDir) -> RunStart:
     t, cfg = inp.tissue, inp.cfg
     return RunStart(config=cfg.to_dict(), output_dir=str(rd.root), dataset=str(t.path or "in memory"),
-                    n_cells=t.n_cells, n_genes=t.n_genes, n_clusters=t.n_clusters, cluster_annot=t.cluster_annot,
+                    n_cells=t.n_cells, n_genes=t.n_panel_genes, n_clusters=t.n_clusters,
+                    cluster_annot=t.cluster_annot,
                     layer=t.layer, network=str(inp.network_path) if inp.network_path else None,
                     species=inp.species, mode=cfg.training.mode, n_queued=len(inp.queue),
                     n_workers=cfg.execution.n_parallel, warnings=inp.warnings)

@@ -61,12 +61,13 @@ def round_scaled(D: np.ndarray, rescale: float, f: float, mode: int, out: np.nda
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def _pair_sums(X: np.ndarray, i: int, j: int, dc: np.ndarray) -> tuple[float, float, float]:
-    """``(Σ d, Σ d², Σ d·dc)`` of ``d = X_j − X_i``; reassociation lets LLVM vectorise the reductions."""
+    """``(Σ d, Σ d², Σ d·dc)`` of ``d = X_j − X_i`` (in float64 for a float32 X); reassociation lets LLVM
+    vectorise the reductions."""
     s1 = 0.0
     s2 = 0.0
     s3 = 0.0
     for c in range(X.shape[1]):
-        d = X[j, c] - X[i, c]
+        d = np.float64(X[j, c]) - np.float64(X[i, c])
         s1 += d
         s2 += d * d
         s3 += d * dc[c]
@@ -85,21 +86,21 @@ def _quad_sums(X: np.ndarray, i: int, j1: int, j2: int, j3: int, j4: int, dc: np
     xi = X[i]
     a1 = a2 = a3 = b1 = b2 = b3 = e1 = e2 = e3 = f1 = f2 = f3 = 0.0
     for c in range(xi.shape[0]):
-        x = xi[c]
+        x = np.float64(xi[c])
         w = dc[c]
-        d = x1[c] - x
+        d = np.float64(x1[c]) - x
         a1 += d
         a2 += d * d
         a3 += d * w
-        d = x2[c] - x
+        d = np.float64(x2[c]) - x
         b1 += d
         b2 += d * d
         b3 += d * w
-        d = x3[c] - x
+        d = np.float64(x3[c]) - x
         e1 += d
         e2 += d * d
         e3 += d * w
-        d = x4[c] - x
+        d = np.float64(x4[c]) - x
         f1 += d
         f2 += d * d
         f3 += d * w
@@ -114,15 +115,19 @@ def _centred_ss(X: np.ndarray, i: int, j: int, m: float) -> float:
     """``Σ (d − m)²`` of ``d = X_j − X_i`` (second pass of the two-pass variance)."""
     s2 = 0.0
     for c in range(X.shape[1]):
-        t = X[j, c] - X[i, c] - m
+        t = np.float64(X[j, c]) - np.float64(X[i, c]) - m
         s2 += t * t
     return s2
 
 
 @njit(parallel=True, cache=True)
 def delta_correlation(X: np.ndarray, D: np.ndarray, rescale: float, f: float, mode: int, nbrs: np.ndarray,
-                      order: np.ndarray, nan_value: float, out: np.ndarray, bad: np.ndarray) -> None:
+                      order: np.ndarray, nan_value: float, out: np.ndarray, bad: np.ndarray,
+                      dpos: np.ndarray) -> None:
     """``out[i, s] = Pearson(Δ_i, X[j] − X[i])`` over genes, ``j = nbrs[i, s]`` (velocyto colΔCor).
+
+    X may be float32 (every difference is taken in float64). Δ of gene ``c`` is ``D[i, dpos[c]]``, or 0
+    when ``dpos[c] < 0`` (a gene that did not change needs no column).
 
     ``Δ_i`` is row i of D scaled and rounded on the fly (``_scaled``; bit-identical to
     ``np.round(D · rescale, decimals)``), so no rounded copy of the N × G matrix is made. A row with a
@@ -149,7 +154,8 @@ def delta_correlation(X: np.ndarray, D: np.ndarray, rescale: float, f: float, mo
         draw = 0.0
         finite = True
         for c in range(g):
-            x = _scaled(D[i, c], rescale, f, mode)
+            p = dpos[c]
+            x = _scaled(D[i, p] if p >= 0 else 0.0, rescale, f, mode)
             if not np.isfinite(x):
                 finite = False
             dc[c] = x

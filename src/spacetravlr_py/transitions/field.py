@@ -169,16 +169,32 @@ def prepare_delta(delta: np.ndarray, *, rescale: float = 1.0, round_decimals: in
 
 
 def _checked_inputs(expression: np.ndarray, delta: np.ndarray, embedding: np.ndarray, temperature: float,
-                    n_threads: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(X (N, G) float64 C-contiguous, Δ (N, G), E (N, 2) float64 C-contiguous)`` after shape,
-    temperature and finiteness checks (Δ is checked by the kernels that read it)."""
-    X = np.ascontiguousarray(_as_matrix(expression), dtype=np.float64)
+                    n_threads: int | None, delta_genes: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(X (N, G) float32/float64 C-contiguous, Δ (N, C), E (N, 2) float64 C-contiguous, dpos (G,))``
+    after shape, temperature and finiteness checks (Δ is checked by the kernels that read it).
+
+    ``dpos[c]`` is the column of Δ holding gene ``c`` of X (−1: Δ = 0): ``arange(G)`` when Δ is full
+    width, else from ``delta_genes`` (the X column of each Δ column)."""
+    X = _as_matrix(expression)
+    X = np.ascontiguousarray(X, dtype=X.dtype if X.dtype == np.float32 else np.float64)
     E = np.asarray(embedding, dtype=np.float64)
     if E.ndim != 2 or E.shape[1] < 2:
         raise ValueError(f"embedding must be N × 2 (or more columns; the first two are used), got {E.shape}")
     E = np.ascontiguousarray(E[:, :2])
     dshape = np.shape(delta)
-    if X.ndim != 2 or dshape != X.shape or E.shape[0] != X.shape[0]:
+    g = X.shape[1] if X.ndim == 2 else 0
+    if delta_genes is None:
+        dpos = np.arange(g, dtype=np.int64)
+        ok = dshape == X.shape
+    else:
+        cols = np.asarray(delta_genes, dtype=np.int64)
+        ok = len(dshape) == 2 and dshape[0] == X.shape[0] and dshape[1] == len(cols)
+        if len(cols) and (cols.min() < 0 or cols.max() >= g or len(np.unique(cols)) != len(cols)):
+            raise ValueError(f"delta_genes must be distinct column indices of expression (0..{g - 1})")
+        dpos = np.full(g, -1, dtype=np.int64)
+        dpos[cols] = np.arange(len(cols))
+    if X.ndim != 2 or not ok or E.shape[0] != X.shape[0]:
         raise ValueError(f"shapes disagree: expression {X.shape}, delta {dshape}, embedding {E.shape}")
     if X.shape[1] == 0:
         raise ValueError("expression has no genes")
@@ -189,7 +205,7 @@ def _checked_inputs(expression: np.ndarray, delta: np.ndarray, embedding: np.nda
     with thread_limit(n_threads):
         if not _kernels.all_finite(X):
             raise ValueError("expression must be finite")
-    return X, _as_matrix(delta), E
+    return X, _as_matrix(delta), E, dpos
 
 
 def transition_probabilities(
@@ -205,17 +221,22 @@ def transition_probabilities(
     round_decimals: int | None = 3,
     n_threads: int | None = None,
     neighbors: np.ndarray | None = None,
+    delta_genes: np.ndarray | None = None,
 ) -> TransitionGraph:
     """Transition probabilities of every cell towards its embedding neighbours (colΔCor).
 
     Parameters
     ----------
     expression : (N, G) array
-        Base expression X (the layer the perturbation started from).
-    delta : (N, G) array
+        Base expression X (the layer the perturbation started from) over the genes of the correlation;
+        float32 is used as is (differences are taken in float64), anything else as float64.
+    delta : (N, G) array, or (N, C) with ``delta_genes``
         Simulated change Δ.
     embedding : (N, 2) array
         E (UMAP).
+    delta_genes : (C,) int array, optional
+        The columns of ``expression`` that ``delta``'s columns belong to; every other gene has Δ = 0
+        (so a change confined to a few genes needs no (N, G) Δ).
     n_neighbors : int
         k (capped at N−1, or N with ``reference_compat``).
     temperature : float
@@ -235,7 +256,7 @@ def transition_probabilities(
     TransitionGraph
     """
     t0 = time.perf_counter()
-    X, D, E = _checked_inputs(expression, delta, embedding, temperature, n_threads)
+    X, D, E, dpos = _checked_inputs(expression, delta, embedding, temperature, n_threads, delta_genes)
     n = X.shape[0]
     t_prep = time.perf_counter()
     if neighbors is None:
@@ -256,7 +277,7 @@ def transition_probabilities(
     order = _morton_order(E) if n > 1 else np.arange(n)
     with thread_limit(n_threads):
         # Δ is scaled and rounded inside the kernel (no N × G copy)
-        _kernels.delta_correlation(X, D, float(delta_rescale), f, mode, nb, order, nan_value, corr, bad)
+        _kernels.delta_correlation(X, D, float(delta_rescale), f, mode, nb, order, nan_value, corr, bad, dpos)
         if bad.any():
             raise ValueError(f"delta must be finite (row {int(np.flatnonzero(bad)[0])} is not, after rescaling)")
         t_corr = time.perf_counter()
@@ -372,6 +393,7 @@ def transition_field(
     key_added: str | None = DEFAULT_KEY,
     copy: bool = False,
     n_threads: int | None = None,
+    delta_genes: np.ndarray | None = None,
 ) -> TransitionField | ad.AnnData | None:
     """The whole field from a perturbation's Δ; stores it the scverse way when given an AnnData.
 
@@ -412,7 +434,8 @@ def transition_field(
             raise ValueError("embedding is required when data is an array")
     g = transition_probabilities(X, delta, embedding, n_neighbors=n_neighbors, temperature=temperature,
                                  remove_null=remove_null, reference_compat=reference_compat,
-                                 delta_rescale=delta_rescale, round_decimals=round_decimals, n_threads=n_threads)
+                                 delta_rescale=delta_rescale, round_decimals=round_decimals, n_threads=n_threads,
+                                 delta_genes=delta_genes)
     V = cell_vectors(g, embedding, unit_directions=unit_directions, n_threads=n_threads)
     grid = grid_field(embedding, V, nx=nx, min_cells=min_cells, vector_scale=vector_scale,
                       magnitude_threshold=magnitude_threshold)

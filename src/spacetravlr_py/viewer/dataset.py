@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from ..perturbation.session import RunSession
 
 log = logging.getLogger("spacetravlr_py.viewer")
+
+COLUMN_CACHE_BYTES = 256 << 20
+"""Columns read from the layer on demand (genes not loaded) are kept up to this many bytes (LRU)."""
 
 
 @dataclass
@@ -93,6 +97,27 @@ class Dataset:
     _tree: Any = None
     _knn: tuple[tuple[int, bool], np.ndarray] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _columns: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict)
+
+    def expression_of(self, gene: str) -> np.ndarray:
+        """(N,) expression of any gene of the panel in the layer's dtype (float32 for a float32 layer, else
+        float64): a loaded column (a view), else read from the layer (a scan of the layer for a CSR
+        file) and kept in a small LRU cache."""
+        t = self.tissue
+        j = t.gene_index.get(gene)
+        if j is not None:
+            return t.expression[:, j]
+        with self._lock:
+            hit = self._columns.get(gene)
+            if hit is not None:
+                self._columns.move_to_end(gene)
+                return hit
+        col = t.column(gene, t.layer_dtype)
+        with self._lock:
+            self._columns[gene] = col
+            while len(self._columns) > 1 and sum(c.nbytes for c in self._columns.values()) > COLUMN_CACHE_BYTES:
+                self._columns.popitem(last=False)
+        return col
 
     @classmethod
     def from_tissue(cls, tissue: Tissue, adata_path: Path, *, run_toml: Path | None = None,
@@ -153,14 +178,14 @@ class Dataset:
 
         try:
             cfg = self.session.cfg if self.session is not None else None
-            species = (cfg.data.species if cfg is not None else None) or guess_species(self.tissue.var_names)
+            species = (cfg.data.species if cfg is not None else None) or guess_species(self.tissue.all_genes)
             if species is None:
                 raise SpaceTravLRError("cannot tell the species from var_names; the cell inspector shows "
                                        "betadata modulators only")
             configured = self.network_dir or (cfg.grn.network_data_dir if cfg is not None else None)
             net = load_network(resolve_network_dir(configured, species), species)
             cutoff = (cfg or SpaceshipConfig()).grn.tf_ligand_cutoff
-            self.selector = ModulatorSelector(network=net, var_names=self.tissue.var_names, tf_ligand_cutoff=cutoff)
+            self.selector = ModulatorSelector(network=net, var_names=self.tissue.all_genes, tf_ligand_cutoff=cutoff)
             self.network_species = species
             self.network_error = None
         except (SpaceTravLRError, OSError, ValueError) as e:

@@ -4,7 +4,7 @@ neighbouring cells that exchange ligands with it. Pure functions of arrays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,10 @@ class ModulatorSet:
             else:
                 tfs.append(m)
         return cls(source, tuple(tfs), tuple(lr), tuple(tfl))
+
+    def genes(self) -> list[str]:
+        """Every gene named: TFs, ligands, receptors and the TFs of ligand–TF pairs."""
+        return list(dict.fromkeys([*self.tfs, *(g for p in (*self.lr_pairs, *self.tfl_pairs) for g in p)]))
 
     def to_json(self) -> dict[str, Any]:
         ligs = list(dict.fromkeys([l for l, _ in self.lr_pairs] + [l for l, _ in self.tfl_pairs]))
@@ -120,7 +124,8 @@ def _edges(mods: ModulatorSet, sender: np.ndarray, receiver: np.ndarray, gi: dic
     return edges[:max_edges]
 
 
-def cell_context(*, cell: int, focus_gene: str, X: np.ndarray, gi: dict[str, int], obs_names: np.ndarray,
+def cell_context(*, cell: int, focus_gene: str, X: Mapping[int, np.ndarray] | np.ndarray, gi: dict[str, int],
+                 obs_names: np.ndarray,
                  coords: np.ndarray, clusters: np.ndarray, cluster_labels: Sequence[str], cell_type: str | None,
                  neighbors: list[tuple[int, float]], mods: ModulatorSet, betas: CellBetas | None,
                  direction: str = "incoming", threshold: float = 1e-6, max_edges: int = 48,

@@ -168,14 +168,11 @@ def perturb_summary(result: PerturbResult, top_n: int = 50) -> dict[str, Any]:
     """The ``perturb/summary`` payload: the perturbed gene's Δ, top affected genes, per-cluster impact."""
     t = result.tissue
     gene = result.targets[0]
-    d = result.delta
-    col = d[:, t.gene_index[gene]]
-    n = d.shape[0]
-    mean_d = d.mean(axis=0)
-    mean_abs = np.abs(d).mean(axis=0)
-    max_abs = np.abs(d).max(axis=0)
+    col = result.delta_of(gene)
+    n = t.n_cells
+    names, mean_d, mean_abs, max_abs = result.gene_stats()  # the held genes; every other gene has Δ = 0
     targets = set(result.targets)
-    order = [j for j in np.argsort(-mean_abs, kind="stable") if mean_abs[j] > 0 and t.var_names[j] not in targets]
+    order = [j for j in np.argsort(-mean_abs, kind="stable") if mean_abs[j] > 0 and names[j] not in targets]
     impact = result.cluster_impact()
     sizes = t.cluster_sizes()
     return {
@@ -184,7 +181,7 @@ def perturb_summary(result: PerturbResult, top_n: int = 50) -> dict[str, Any]:
         "mean_delta": float(col.mean()), "max_abs_delta": float(np.abs(col).max()),
         "n_positive": int((col > ZERO_DELTA).sum()), "n_negative": int((col < -ZERO_DELTA).sum()),
         "n_zero": int((np.abs(col) <= ZERO_DELTA).sum()),
-        "top_affected_genes": [{"gene": t.var_names[j], "mean_delta": float(mean_d[j]),
+        "top_affected_genes": [{"gene": names[j], "mean_delta": float(mean_d[j]),
                                 "mean_abs_delta": float(mean_abs[j]), "max_abs_delta": float(max_abs[j])}
                                for j in order[:top_n]],
         "cluster_mean_abs_delta": [{"cluster_id": k, "label": lab, "n_cells": int(sizes[k]),

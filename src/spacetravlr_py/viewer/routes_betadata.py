@@ -22,7 +22,7 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
 
     def model(gene: str) -> Any:
         ds, s = state.require_run()
-        state.gene_column(ds, gene)
+        state.require_gene(ds, gene)
         if gene not in s.betabase:
             raise ApiError(404, f"{gene} has no betadata in {s.run_dir} (see GET /api/betadata/genes)")
         gm = s.betabase[gene]
@@ -77,7 +77,7 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
         t = ds.tissue
         if body.cell_index >= t.n_cells:
             raise ApiError(400, f"cell_index {body.cell_index} out of range (the dataset has {t.n_cells} cells)")
-        state.gene_column(ds, body.focus_gene, "focus_gene")
+        state.require_gene(ds, body.focus_gene, "focus_gene")
         radius = body.radius if body.neighbor_mode == "radius" else None
         if body.neighbor_mode == "radius" and radius is None:
             raise ApiError(400, "neighbor_mode 'radius' needs radius (> 0, coordinate units)")
@@ -85,8 +85,13 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
         mods, betas = ds.modulators_of(body.focus_gene)
         ct = ds.cell_types
         code = int(ct.codes[body.cell_index]) if ct.codes is not None else pl.NO_CELL_TYPE
+        # only the cells and genes the inspector reads (any gene of the panel, loaded or not)
+        rows = [body.cell_index, *(j for j, _ in nbs)]
+        genes = [g for g in dict.fromkeys([body.focus_gene, *mods.genes()]) if t.has_gene(g)]
+        vals = t.values_at(rows, genes)
+        X = {r: vals[k] for k, r in enumerate(rows)}
         return cell_context(
-            cell=body.cell_index, focus_gene=body.focus_gene, X=t.expression, gi=t.gene_index,
+            cell=body.cell_index, focus_gene=body.focus_gene, X=X, gi={g: k for k, g in enumerate(genes)},
             obs_names=t.obs_names, coords=t.coords, clusters=t.clusters, cluster_labels=t.cluster_labels,
             cell_type=ct.categories[code] if code < len(ct.categories) else None, neighbors=nbs, mods=mods,
             betas=betas, direction=body.direction, threshold=body.expr_threshold, max_edges=body.max_edges,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
@@ -77,21 +78,21 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
     @r.get("/genes", summary="gene names starting with a prefix")
     def genes(prefix: str = Query("", max_length=100), limit: int = Query(500, ge=1, le=10_000)) -> list[str]:
         ds = state.require_dataset()
-        return pl.genes_with_prefix(ds.tissue.var_names, prefix, limit)
+        return pl.genes_with_prefix(ds.tissue.all_genes, prefix, limit)
 
     @r.get("/genes/full", summary="every gene name")
     def genes_full() -> list[str]:
         ds = state.require_dataset()
-        if ds.tissue.n_genes > MAX_FULL_GENE_LIST:
-            raise ApiError(400, f"{ds.tissue.n_genes} genes (more than {MAX_FULL_GENE_LIST}); "
+        if ds.tissue.n_panel_genes > MAX_FULL_GENE_LIST:
+            raise ApiError(400, f"{ds.tissue.n_panel_genes} genes (more than {MAX_FULL_GENE_LIST}); "
                                 "use /api/genes?prefix=...")
-        return list(ds.tissue.var_names)
+        return list(ds.tissue.all_genes)
 
     @r.get("/gene/expression", response_class=Response, responses=binary_doc("float32[N] expression"))
     def gene_expression(gene: str = Query(..., min_length=1, max_length=200)) -> Response:
         ds = state.require_dataset()
-        j = state.gene_column(ds, gene)
-        return binary(pl.to_bytes(ds.tissue.expression[:, j], pl.F32))
+        state.require_gene(ds, gene)
+        return binary(pl.to_bytes(ds.expression_of(gene), pl.F32))
 
     _cluster_routes(r, state)
     return r
@@ -104,8 +105,11 @@ def _cluster_routes(r: APIRouter, state: ViewerState) -> None:
     def cluster_mean_expression(body: ClusterMeanRequest) -> dict[str, Any]:
         ds = state.require_dataset()
         t = ds.tissue
-        cols = [state.gene_column(ds, g) for g in body.genes]
-        means, counts = pl.cluster_means(t.expression[:, cols], t.clusters, t.n_clusters)
+        for g in body.genes:
+            state.require_gene(ds, g)
+        cols = (np.column_stack([np.asarray(ds.expression_of(g), dtype=np.float64) for g in body.genes])
+                if body.genes else np.zeros((t.n_cells, 0)))
+        means, counts = pl.cluster_means(cols, t.clusters, t.n_clusters)
         return {"cluster_ids": list(range(t.n_clusters)), "cluster_labels": [str(x) for x in t.cluster_labels],
                 "n_cells_per_cluster": counts.astype(int).tolist(),
                 "genes": {g: means[i].tolist() for i, g in enumerate(body.genes)}}

@@ -36,11 +36,12 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
             responses=binary_doc("float32[N] Δ of return_gene (default: the perturbed gene)"))
     async def preview(body: PreviewRequest) -> Response:
         ds, _ = state.require_run()
-        rj = state.gene_column(ds, body.return_gene or body.gene, "return_gene")
+        rgene = body.return_gene or body.gene
+        state.require_gene(ds, rgene, "return_gene")
         last, cached, _, _ = await result_for("preview", body)
-        headers = {pl.H_JOB: str(last.job_id), pl.H_DELTA_GENE: ds.tissue.var_names[rj],
+        headers = {pl.H_JOB: str(last.job_id), pl.H_DELTA_GENE: rgene,
                    pl.H_SECONDS: f"{0.0 if cached else last.seconds:.6f}", pl.H_CACHED: "1" if cached else "0"}
-        return binary(pl.to_bytes(last.result.delta[:, rj], pl.F32), headers)
+        return binary(pl.to_bytes(last.result.delta_of(rgene), pl.F32), headers)
 
     @r.post("/perturb/summary", summary="summary of a perturbation (reuses the last result)")
     async def summary(body: SummaryRequest) -> dict[str, Any]:
@@ -61,7 +62,7 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
             out, job = await run_job(state, "umap-field", quick, gene=gene)
             return {"job_id": job.id, "cached": False, **out}
         last, cached, out, _ = await result_for(
-            "umap-field", body, lambda job, last: work.field(ds, s, job, body, last.result.delta))
+            "umap-field", body, lambda job, last: work.field(ds, s, job, body, last.result))
         return {"job_id": last.job_id, "cached": cached, **out}
 
     @r.post("/perturb/export", summary="write the last result into the run folder")
@@ -86,11 +87,11 @@ def _control_routes(r: APIRouter, state: ViewerState) -> None:
            responses=binary_doc("float32[N] Δ of a gene in the last perturbation"))
     def delta(gene: str = Query(..., min_length=1, max_length=200)) -> Response:
         ds, _ = state.require_run()
-        j = state.gene_column(ds, gene)
+        state.require_gene(ds, gene)
         last = state.last
         if last is None:
             raise ApiError(404, "no perturbation yet; POST /api/perturb/preview first")
-        return binary(pl.to_bytes(last.result.delta[:, j], pl.F32), {pl.H_JOB: str(last.job_id)})
+        return binary(pl.to_bytes(last.result.delta_of(gene), pl.F32), {pl.H_JOB: str(last.job_id)})
 
     @r.get("/perturb/progress", summary="the running and the last job, and the load")
     def progress() -> dict[str, Any]:

@@ -149,8 +149,11 @@ class ViewerState:
         from ..perturbation.session import RunSession
 
         try:
+            # the panel; every column only when that is small (wide panels: columns are read on demand)
             tissue = load_tissue(inputs.adata_path, layer=inputs.layer, cluster_annot=inputs.cluster_annot,
-                                 require_clusters=inputs.run_toml is not None)
+                                 require_clusters=inputs.run_toml is not None, genes=[], keep_float32=True)
+            if tissue.n_cells * tissue.n_panel_genes * tissue.layer_dtype.itemsize <= EAGER_LOAD_BYTES:
+                tissue = tissue.with_genes(tissue.all_genes)
             ds = Dataset.from_tissue(tissue, inputs.adata_path, run_toml=inputs.run_toml,
                                      network_dir=inputs.network_dir)
             with self._lock:
@@ -211,6 +214,15 @@ class ViewerState:
             raise ApiError(409, f"the run failed to load: {st.error}")
         raise ApiError(409, "the run load was cancelled; configure it again")
 
+    def require_gene(self, ds: Dataset, gene: str, what: str = "gene") -> None:
+        """ApiError 400 with close matches unless ``gene`` is a gene of the dataset's panel (loaded or not)."""
+        from ..errors import near_matches
+
+        if not ds.tissue.has_gene(gene):
+            shown = gene if len(gene) <= 80 else gene[:80] + "…"
+            raise ApiError(400, f"{what} '{shown}' is not a gene of the dataset"
+                                f"{near_matches(gene, ds.tissue.all_genes) if len(gene) <= 80 else ''}")
+
     def gene_column(self, ds: Dataset, gene: str, what: str = "gene") -> int:
         """Column of ``gene`` in the expression matrix, or ApiError 400 with close matches."""
         from ..errors import near_matches
@@ -232,6 +244,11 @@ class ViewerState:
         self.jobs.shutdown()
         with self._lock:
             self.generation += 1
+
+
+EAGER_LOAD_BYTES = 512 << 20
+"""A dataset whose whole layer fits in this many bytes is loaded whole; a wider one loads the panel's
+gene list only and reads columns on demand (:meth:`Dataset.expression_of`)."""
 
 
 def env_flag(name: str) -> bool:

@@ -17,6 +17,7 @@ from ._errors import ApiError
 from .state import LastResult
 
 if TYPE_CHECKING:
+    from ..perturbation.result import PerturbResult
     from ..perturbation.session import RunSession
     from .dataset import Dataset
     from .jobs import Job
@@ -72,10 +73,12 @@ def _nonempty(mask: np.ndarray, label: str) -> tuple[np.ndarray, str]:
 def prepared(state: ViewerState, ds: Dataset, session: RunSession, req: PerturbRequest
              ) -> tuple[str, float, np.ndarray, str, int, tuple[Any, ...]]:
     """Validate a perturbation request: (gene, desired value, mask, scope label, n_propagation, cache key)."""
-    j = state.gene_column(ds, req.gene)
+    state.require_gene(ds, req.gene)
     desired = float(req.desired_expr)
     if req.desired_of_max is not None:
-        desired = float(req.desired_of_max) * float(session.perturber.hi[j])
+        j = session.tissue.gene_index.get(req.gene)
+        top = session.perturber.hi[j] if j is not None else ds.expression_of(req.gene).max()
+        desired = float(req.desired_of_max) * float(top)
     mask, label = scope_mask(ds, req.scope.model_dump())
     n_prop = int(req.n_propagation or session.perturber.s.n_propagation)
     key = (state.generation, req.gene, desired, pl.mask_digest(mask), n_prop)
@@ -98,12 +101,14 @@ def perturbation(state: ViewerState, session: RunSession, job: Job, gene: str, d
     return out, False
 
 
-def field(ds: Dataset, session: RunSession, job: Job, req: FieldRequest, delta: np.ndarray) -> dict[str, Any]:
-    """Transition field of ``delta`` on the UMAP (the numbers of ``transitions.transition_field``)."""
+def field(ds: Dataset, session: RunSession, job: Job, req: FieldRequest, result: PerturbResult) -> dict[str, Any]:
+    """Transition field of ``result`` on the UMAP (the numbers of ``transitions.transition_field`` over
+    :meth:`PerturbResult.field_genes`)."""
     from ..transitions import cell_vectors, grid_field, transition_probabilities
 
     t = ds.tissue
     assert t.umap is not None
+    X, delta, cols = result.field_inputs()
     if req.limit_clusters:
         if not req.highlight_cell_types:
             raise ApiError(400, "limit_clusters needs highlight_cell_types (cell-type labels to keep)")
@@ -115,9 +120,10 @@ def field(ds: Dataset, session: RunSession, job: Job, req: FieldRequest, delta: 
     job.tick(1, 3, "neighbours on the UMAP")
     nb = ds.umap_knn(req.n_neighbors, compat)
     job.tick(2, 3, "transition probabilities")
-    graph = transition_probabilities(t.expression, delta, t.umap, n_neighbors=req.n_neighbors,
+    graph = transition_probabilities(X, delta, t.umap, n_neighbors=req.n_neighbors,
                                      temperature=req.temperature, remove_null=req.remove_null,
-                                     reference_compat=compat, delta_rescale=req.delta_rescale, neighbors=nb)
+                                     reference_compat=compat, delta_rescale=req.delta_rescale, neighbors=nb,
+                                     delta_genes=cols)
     job.tick(3, 3, "vectors and grid")
     V = cell_vectors(graph, t.umap, unit_directions=req.unit_directions)
     grid = grid_field(t.umap, V, nx=req.nx, min_cells=req.min_cells, vector_scale=req.vector_scale,
@@ -128,13 +134,15 @@ def field(ds: Dataset, session: RunSession, job: Job, req: FieldRequest, delta: 
     return pl.field_payload(grid, V if req.include_cell_vectors else None, params)
 
 
-def quick_delta(session: RunSession, gene: str, desired: float, mask: np.ndarray) -> np.ndarray:
-    """Δ of setting ``gene`` to ``desired`` in ``mask`` without propagation (other genes 0)."""
-    x0 = session.perturber.x0
-    j = session.tissue.gene_index[gene]
-    d = np.zeros_like(x0)
-    d[mask, j] = desired - x0[mask, j]
-    return d
+def quick_delta(session: RunSession, gene: str, desired: float, mask: np.ndarray) -> PerturbResult:
+    """``gene`` set to ``desired`` in ``mask`` without propagation (every other gene unchanged)."""
+    from ..perturbation.result import HeldColumns, PerturbResult
+
+    base = session.tissue.columns([gene])
+    values = base.copy()
+    values[mask, 0] = desired
+    return PerturbResult(session.tissue, targets=[gene], desired=[desired], scope=mask,
+                         held=[HeldColumns([gene], values, x0=base)])
 
 
 def export(session: RunSession, last: LastResult, name: str | None, overwrite: bool) -> dict[str, str]:
