@@ -52,6 +52,8 @@ class BetaFrame:
         ``coefs[r, m]`` is the coefficient of ``modulators[m]`` in row ``r``.
     groups : (M,) int
         Modulator family (0 TF/extra, 1 LR, 2 TF–ligand; 3 extra when known from training).
+    disk_float32 : bool
+        Written as float32 (full mode's per-cell betas: half the size; they are float32 network outputs).
     """
 
     gene: str
@@ -61,6 +63,7 @@ class BetaFrame:
     modulators: list[str]
     coefs: np.ndarray
     groups: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    disk_float32: bool = False
 
     def __post_init__(self) -> None:
         self.intercept = np.asarray(self.intercept, dtype=np.float64)
@@ -94,11 +97,14 @@ def betadata_path(out_dir: str | os.PathLike[str], gene: str) -> Path:
 
 
 def write_betadata(path: str | os.PathLike[str], frame: BetaFrame) -> Path:
-    """Atomically write ``frame`` as Arrow IPC (LZ4), float64 coefficients."""
+    """Atomically write ``frame`` as Arrow IPC (LZ4): float64 coefficients, float32 when
+    ``frame.disk_float32``."""
     import pyarrow as pa
     import pyarrow.feather as feather
 
     df = frame.to_dataframe()
+    if frame.disk_float32:
+        df = df.astype({c: np.float32 for c in df.columns[1:]})
     table = pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({b"spacetravlr.gene": frame.gene.encode()})
     return atomic_write(path, lambda p: feather.write_feather(table, p, compression="lz4"))
