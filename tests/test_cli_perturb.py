@@ -36,7 +36,7 @@ def run(tmp_path_factory) -> dict:
     cfg = SpaceshipConfig().with_overrides({"data.adata_path": str(paths["h5ad"]),
                                             "grn.network_data_dir": str(paths["network"].parent),
                                             "execution.output_dir": str(out)})
-    train(cfg, plain=True, quiet=True)
+    train(cfg)
     toml = out / _keys.REPRO_TOML
     session = RunSession.open(toml)
     return {"toml": str(toml), "dir": out, "base": base, "session": session, "syn": syn}

@@ -20,7 +20,7 @@ from spacetravlr_py.cli.main import _split_lr, build_parser, main, overrides_fro
 from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import synthetic_tissue
 from spacetravlr_py.io.betadata import betadata_path, read_betadata
-from spacetravlr_py.training import locks
+from spacetravlr_py.rundir import locks
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -197,15 +197,18 @@ def test_progress_counts_already_finished_genes(small: Data, tmp_path: Path, cap
 def test_progress_bar_rate_and_eta_midway():
     import io
 
-    from spacetravlr_py.training.gene import GeneOutcome
-    from spacetravlr_py.training.progress import Progress
+    from spacetravlr_py.training import ConsoleReporter, GeneOutcome
+    from spacetravlr_py.training.reporters import RunStart
 
     s = io.StringIO()
-    with Progress(10, plain=True, stream=s, bar_every=0.0) as p:
-        p.t0 -= 4.0  # 4 s elapsed
-        p.update(GeneOutcome("A", "done", seconds=1.5, mean_r2=0.5, n_modulators=3, n_clusters_kept=2))
-        p.update(GeneOutcome("B", "orphan", reason="no modulators in the network"))
-    lines = s.getvalue().splitlines()
+    p = ConsoleReporter(s, plain=True, bar_every=0.0)
+    p.run_started(RunStart(config={}, output_dir="out", dataset="d", n_cells=1, n_genes=1, n_clusters=1,
+                           cluster_annot="c", layer="", network=None, species="", mode="seed", n_queued=10,
+                           n_workers=1))
+    p.tally.t0 -= 4.0  # 4 s elapsed
+    p.gene_finished(GeneOutcome("A", "done", seconds=1.5, mean_r2=0.5, n_modulators=3, n_clusters_kept=2))
+    p.gene_finished(GeneOutcome("B", "orphan", reason="no modulators in the network"))
+    lines = s.getvalue().splitlines()[2:]  # after the dataset and output lines
     assert re.match(r"^A\s+done\s+mean R² 0\.500\s+\(2 clusters, 3 modulators\)\s+1\.50s$", lines[0])
     m = BAR.match(lines[-1])
     assert m and m.group(1) == "2" and m.group(3) == "1" and m.group(4) == "1"
@@ -399,7 +402,7 @@ def test_folder_of_another_dataset_is_refused(small: Data, tmp_path: Path, capsy
     Data(tmp_path / "regen", n_cells=400, seed=5)
     assert main(same_path.args(tmp_path / "run2", "--genes", "Foxo1")) == 2
     line = error_line(capsys)
-    assert _keys.MANIFEST_JSON in line and "different dataset" in line
+    assert _keys.MANIFEST_JSON in line and "another dataset" in line
     assert not betadata_path(tmp_path / "run2", "Foxo1").exists()
 
 
@@ -414,7 +417,7 @@ def test_killed_first_run_still_records_its_dataset(small: Data, tmp_path: Path,
     other = Data(tmp_path / "other", n_cells=300, seed=9)
     capsys.readouterr()
     assert main(other.args(out, "--genes", "Cd19")) == 2
-    assert "different dataset" in error_line(capsys)
+    assert "another dataset" in error_line(capsys)
 
 
 def test_full_training_mode_is_not_available_yet(small: Data, tmp_path: Path, capsys):
@@ -584,17 +587,17 @@ def test_real_visium_end_to_end(tmp_path: Path, capsys, record_property):
 
 
 def test_failed_gene_is_reported_and_exit_code_is_1(small: Data, tmp_path: Path, capsys, monkeypatch):
-    import spacetravlr_py.training.gene as gene_mod
+    from spacetravlr_py.training import SeedTrainer
 
-    real = gene_mod.fit_gene
+    real = SeedTrainer.fit
     targets = small.syn.roles["targets"]
 
-    def flaky(ctx, gene):
+    def flaky(self, ctx, gene):
         if gene == targets[0]:
             raise FloatingPointError("solver blew up")
-        return real(ctx, gene)
+        return real(self, ctx, gene)
 
-    monkeypatch.setattr(gene_mod, "fit_gene", flaky)
+    monkeypatch.setattr(SeedTrainer, "fit", flaky)
     out = tmp_path / "run"
     rc = main(small.args(out, "--genes", f"{targets[0]},{targets[1]}"))
     cap = capsys.readouterr()
@@ -606,7 +609,7 @@ def test_failed_gene_is_reported_and_exit_code_is_1(small: Data, tmp_path: Path,
     assert man["counts"]["failed"] == 1 and "solver blew up" in man["genes"]["failed"][targets[0]]
     assert not (out / f"{targets[0]}.lock").exists() and not betadata_path(out, targets[0]).exists()
     # a failed gene is retried by the next run
-    monkeypatch.setattr(gene_mod, "fit_gene", real)
+    monkeypatch.setattr(SeedTrainer, "fit", real)
     assert main(small.args(out, "--genes", targets[0], "--quiet")) == 0
     assert betadata_path(out, targets[0]).exists()
 
@@ -615,7 +618,7 @@ def test_terminal_progress_bar(small: Data, tmp_path: Path):
     """On a terminal the live bar is drawn (Rich) and the per-gene lines still appear."""
     import io
 
-    from spacetravlr_py.training import train
+    from spacetravlr_py.training import ConsoleReporter, train
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -626,7 +629,7 @@ def test_terminal_progress_bar(small: Data, tmp_path: Path):
                                             "grn.network_data_dir": str(small.net_dir),
                                             "execution.output_dir": str(tmp_path / "run"),
                                             "training.genes": ["Cd19", "Foxo1"]})
-    res = train(cfg, plain=False, stream=s)
+    res = train(cfg, reporter=ConsoleReporter(s, plain=False))
     assert res.counts["done"] == 2
     text = s.getvalue()
     assert "training" in text and "Cd19" in text and "2/2" in text

@@ -71,7 +71,7 @@ def run_dir(syn, tmp_path_factory) -> Path:
     cfg = SpaceshipConfig().with_overrides({"data.adata_path": str(paths["h5ad"]),
                                             "grn.network_data_dir": str(paths["network"].parent),
                                             "execution.output_dir": str(out)})
-    res = train(cfg, plain=True, quiet=True)
+    res = train(cfg)
     assert res.counts["done"] > 0 and res.counts["failed"] == 0
     return out
 

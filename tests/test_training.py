@@ -22,7 +22,8 @@ from spacetravlr_py import _keys
 from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import SyntheticTissue, synthetic_tissue
 from spacetravlr_py.io.betadata import betadata_path, read_betadata
-from spacetravlr_py.training import locks, train
+from spacetravlr_py.rundir import locks
+from spacetravlr_py.training import ConsoleReporter, train
 from spacetravlr_py.training.run import RunResult
 
 CLI = [sys.executable, "-c", "from spacetravlr_py.cli.main import run; run()"]
@@ -57,7 +58,7 @@ def make_cfg(data: Data, out: Path, **over) -> SpaceshipConfig:
 
 
 def run_quiet(cfg: SpaceshipConfig, **kw) -> RunResult:
-    return train(cfg, quiet=True, stream=io.StringIO(), **kw)
+    return train(cfg, **kw)
 
 
 def cli_args(data: Data, out: Path, *extra: str) -> list[str]:
@@ -472,7 +473,8 @@ def test_run_skips_genes_locked_by_a_live_process(small: Data, tmp_path: Path):
         p = write_lock(out, "Cd19", locks.HOST, sleeper.pid)
         content = p.read_bytes()
         stream = io.StringIO()
-        res = train(make_cfg(small, out, training__genes=["Cd19", "Foxo1", "Pax5"]), stream=stream)
+        res = train(make_cfg(small, out, training__genes=["Cd19", "Foxo1", "Pax5"]),
+                    reporter=ConsoleReporter(stream, plain=True))
         assert res.counts == {"done": 2, "orphan": 0, "failed": 0, "unfinished": 1}
         assert res.manifest["status"] == "partial" and res.manifest["genes"]["unfinished"] == ["Cd19"]
         assert p.read_bytes() == content  # untouched

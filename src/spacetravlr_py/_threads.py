@@ -1,4 +1,13 @@
-"""Thread-count control for numba kernels and BLAS (scanpy ``_utils/_numba.py`` style)."""
+"""Thread-count control for numba kernels and BLAS (scanpy ``_utils/_numba.py`` style).
+
+Two scopes, one home:
+
+* :func:`numba_threads` — numba's thread count for the calling thread only (numba's setting is
+  thread-local), leaving the process-wide BLAS limit alone: safe inside concurrent jobs (batch
+  parallelism, a server, several perturbations at once).
+* :func:`thread_limit` — numba *and* BLAS threads (process-wide for BLAS): for a whole stage run by one
+  thread (training, received ligands, transitions).
+"""
 
 from __future__ import annotations
 
@@ -28,19 +37,28 @@ def default_threads() -> int:
 
 
 @contextlib.contextmanager
-def thread_limit(n_threads: int | None) -> Iterator[int]:
-    """Limit numba and BLAS threads to ``n_threads`` inside the block (None = default)."""
+def numba_threads(n_threads: int | None) -> Iterator[int]:
+    """numba threads of the calling thread inside the block.
+
+    ``None`` keeps the caller's setting (e.g. a batch worker's share), capped by
+    ``$SPACETRAVLR_NUM_THREADS``; a number is clipped to ``1..NUMBA_NUM_THREADS``.
+    """
     import numba
 
-    n = default_threads() if n_threads is None else max(1, min(int(n_threads), _max_threads()))
     old = numba.get_num_threads()
+    n = min(old, default_threads()) if n_threads is None else max(1, min(int(n_threads), _max_threads()))
     numba.set_num_threads(n)
     try:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=n):
-            yield n
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
         yield n
     finally:
         numba.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def thread_limit(n_threads: int | None) -> Iterator[int]:
+    """numba and BLAS threads limited to ``n_threads`` inside the block (None = :func:`default_threads`)."""
+    from threadpoolctl import threadpool_limits
+
+    n = default_threads() if n_threads is None else max(1, min(int(n_threads), _max_threads()))
+    with numba_threads(n), threadpool_limits(limits=n):
+        yield n

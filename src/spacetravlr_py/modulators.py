@@ -211,12 +211,6 @@ class ModulatorSelector:
             ligs |= {l for l, _ in self._extra_lr}
         return sorted(ligs)
 
-    def ligand_radius(self, ligand: str, radius: float, contact_distance: float, per_ligand: bool) -> float:
-        """``radius``, or ``contact_distance`` for non-secreted ligands under ``per_ligand_radius``."""
-        if per_ligand and self.signaling.get(ligand, _keys.SECRETED) != _keys.SECRETED:
-            return contact_distance
-        return radius
-
     def select(self, target: str) -> Modulators:
         """The modulators of ``target`` (SPEC §4)."""
         tfs = [t for t in self._tfs.get(target, []) if t != target]

@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ..config import SpaceshipConfig
     from ..datasets import synthetic_tissue
-    from ..training import train
+    from ..training import ConsoleReporter, train
 
     out = Path(a.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "execution.output_dir": str(run_dir),
         "execution.n_parallel": a.parallel,
     }, source="demo")
-    run = train(cfg, plain=True, quiet=True)
+    run = train(cfg, reporter=ConsoleReporter(plain=True, quiet=True))
     print(f"      {run.counts['done']} genes trained, {run.counts['orphan']} orphans, "
           f"{run.counts['failed']} failed → {run_dir}")
 

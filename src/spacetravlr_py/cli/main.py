@@ -130,9 +130,9 @@ def _train_main(argv: Sequence[str] | None) -> int:
 
         print(f"{PROG} {__version__}")
         return EXIT_OK
-    from ..training.run import train_from_cli
+    from .train import train_main
 
-    return train_from_cli(a, overrides_from_args(a))
+    return train_main(a, overrides_from_args(a))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

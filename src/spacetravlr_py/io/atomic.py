@@ -7,11 +7,38 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TMP_SUFFIX = ".tmp"
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]+" + re.escape(TMP_SUFFIX) + "$")
+
+
+def temp_path(dest: str | os.PathLike[str], *, tag: str = "") -> Path:
+    """The temporary name of ``dest`` (not created): ``.{name}.{tag}{random}.tmp`` beside it.
+
+    Every temporary file of the package is named this way (atomic writes, lock creation), so that
+    :func:`temp_target` can tell which file a leftover belonged to. ``tag`` may hold ``[A-Za-z0-9_]``.
+    """
+    d = Path(dest)
+    return d.parent / f".{d.name}.{tag}{secrets.token_hex(4)}{TMP_SUFFIX}"
+
+
+def temp_target(tmp: str | os.PathLike[str]) -> Path | None:
+    """The file a temporary file named by :func:`temp_path` was meant to become (None if not one)."""
+    t = Path(tmp)
+    m = _TMP_NAME.match(t.name)
+    return t.parent / m.group("name") if m else None
+
+
+def temporaries_of(dest: str | os.PathLike[str]) -> list[Path]:
+    """Existing temporary files of ``dest`` (left by a killed writer)."""
+    import glob
+
+    d = Path(dest)
+    return [p for p in d.parent.glob(f".{glob.escape(d.name)}.*{TMP_SUFFIX}") if temp_target(p) == d]
 
 
 @contextlib.contextmanager
@@ -28,7 +55,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         while True:
             # the name is known before the file exists, so an interrupt at any point can clean it up
-            tmp_path = dest.parent / f".{dest.name}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+            tmp_path = temp_path(dest)
             try:
                 os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
                 break

@@ -26,10 +26,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,9 @@ import pandas as pd
 from .. import _keys
 from ..errors import InputError, short_list
 from .atomic import atomic_write
+
+if TYPE_CHECKING:
+    from ..config import SpaceshipConfig
 
 log = logging.getLogger("spacetravlr_py.io")
 
@@ -981,3 +984,12 @@ def write_network(df: pd.DataFrame, out_dir: str | os.PathLike[str], species: st
     atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
     log.info("network: wrote %s (%d edges)", path, len(out))
     return path
+
+
+def network_for(cfg: SpaceshipConfig, var_names: Sequence[str]) -> tuple[pd.DataFrame, str, Path]:
+    """The network of a run: ``{species}_network.parquet`` found by the SPEC §2.2 resolution order
+    (species from ``[data].species`` or inferred from ``var_names``). Returns (table, species, path)."""
+    species = cfg.data.species or infer_species(var_names)
+    directory = resolve_network_dir(cfg.grn.network_data_dir, species)
+    path = directory / _keys.NETWORK_FILE.format(species=species)
+    return load_network(path), species, path

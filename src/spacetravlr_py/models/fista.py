@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._threads import default_threads
+from .._threads import default_threads, numba_threads
 from . import _kernels
 from .penalties import SparseGroupL1L2
 
@@ -184,12 +184,8 @@ def _dispatch(XS: np.ndarray, XL: np.ndarray, kind: np.ndarray, col: np.ndarray,
     if threads == 1:
         _kernels.fit_blocks_serial(*args, _gram_workspace(1, p), coef, stats, counts)
     else:
-        old = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
+        with numba_threads(threads):
             _kernels.fit_blocks_parallel(*args, _gram_workspace(threads, p), coef, stats, counts)
-        finally:
-            numba.set_num_threads(old)
     return coef, stats, counts
 
 
@@ -412,8 +408,6 @@ class SharedColumns:
     def build(cls, XL: np.ndarray, clusters: np.ndarray, n_clusters: int, *,
               max_bytes: float = 1.5 * 2**30, n_threads: int | None = None) -> SharedColumns:
         """Compute the per-cluster means and (when ``K·P²·8 ≤ max_bytes``) Gram blocks of ``XL``."""
-        import numba
-
         XL = np.ascontiguousarray(XL, dtype=np.float64)
         order, starts, _ = cluster_blocks(clusters, n_clusters)
         P = XL.shape[1]
@@ -422,13 +416,8 @@ class SharedColumns:
         grams = np.zeros((n_clusters, P, P) if has else (1, 1, 1))
         if has:
             ok = np.zeros(n_clusters, dtype=np.bool_)
-            threads = default_threads() if n_threads is None else int(n_threads)
-            old = numba.get_num_threads()
-            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
-            try:
+            with numba_threads(default_threads() if n_threads is None else int(n_threads)):
                 _kernels.shared_grams(XL, order, starts, means, grams, ok)
-            finally:
-                numba.set_num_threads(old)
             if not ok.all():
                 raise ValueError("shared feature columns contain non-finite values")
         return cls(XL=XL, means=means, grams=grams, has_grams=has)

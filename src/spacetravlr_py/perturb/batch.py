@@ -224,7 +224,7 @@ def run_batch(session: RunSession, jobs: Sequence[BatchJob], *, parallelism: int
     threads_each = max(1, default_threads() // max(1, parallelism))
 
     def one(job: BatchJob) -> tuple[BatchJob, PerturbResult, dict[str, Path]]:
-        from .propagate import numba_threads
+        from .._threads import numba_threads
 
         with numba_threads(threads_each if parallelism > 1 else None):
             res, paths = run_job(session, job)

@@ -21,48 +21,26 @@ strategies as training.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
 
 from .. import _keys
+from .._threads import numba_threads
 from ..betadata.betabase import Betabase
 from ..config import SpaceshipConfig
 from ..errors import InputError, near_matches, short_list
 from ..io.anndata import Tissue
-from ..spatial.received import ReceivedOperator
+from ..spatial.radius import ligand_radius
+from ..spatial.received import ReceivedOperators
 from . import _kernels
-from .splash import LigandTable, filtered
+from .splash import filtered
 
 log = logging.getLogger("spacetravlr_py.perturb")
-
-
-@contextlib.contextmanager
-def numba_threads(n_threads: int | None) -> Iterator[int]:
-    """Limit numba threads of the calling thread only (numba's setting is thread-local; None keeps it).
-
-    Unlike :func:`spacetravlr_py._threads.thread_limit` this leaves the process-wide BLAS limit alone, so
-    concurrent perturbations (batch parallelism, a server) cannot change each other's BLAS thread count.
-    """
-    import numba
-
-    from .._threads import default_threads
-
-    old = numba.get_num_threads()
-    # None: the caller's setting (e.g. a batch worker's share), capped by $SPACETRAVLR_NUM_THREADS
-    top = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
-    n = min(old, default_threads()) if n_threads is None else max(1, min(int(n_threads), top))
-    numba.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        numba.set_num_threads(old)
 
 
 @dataclass
@@ -231,7 +209,8 @@ class Perturber:
     """
 
     def __init__(self, tissue: Tissue, betabase: Betabase, settings: PerturbSettings | None = None, *,
-                 ligand_signaling: dict[str, str] | None = None, n_threads: int | None = None) -> None:
+                 ligand_signaling: Mapping[str, str | None] | None = None, n_threads: int | None = None,
+                 operators: ReceivedOperators | None = None) -> None:
         self.tissue = tissue
         self.bb = betabase
         self.s = settings or PerturbSettings()
@@ -240,29 +219,11 @@ class Perturber:
         self.x0 = np.ascontiguousarray(tissue.expression, dtype=np.float64)
         self.flat = betabase.flat()
         self.lig_genes = betabase.ligands()
-        sig = ligand_signaling or {}
-        radii = []
-        no_rl = []
-        for k, g in enumerate(self.lig_genes):
-            name = tissue.var_names[g]
-            nonsecreted = sig.get(name, _keys.SECRETED) != _keys.SECRETED
-            radii.append(self.s.contact_distance if (self.s.per_ligand_radius and nonsecreted) else self.s.radius)
-            if self.s.reference_compat and ligand_signaling is not None and name not in sig:
-                no_rl.append(k)
-        self.lig_radius = np.array(radii, dtype=np.float64)
-        # python-reference: a ligand without an LR row among the genes has no radius there, and its
-        # received amount is 0 (the reference's received_ligands() fills 0), so it never propagates
-        self._no_received = np.array(no_rl, dtype=np.int64)
-        # received-ligand sums set the process-wide BLAS thread limit: one at a time, so that concurrent
-        # runs sharing this Perturber give bit-identical results (GEMM bits depend on its thread count)
-        self._received_lock = threading.Lock()
-        self.ops: dict[float, tuple[ReceivedOperator, np.ndarray]] = {}
-        for r in np.unique(self.lig_radius):
-            cols = np.flatnonzero(self.lig_radius == r)
-            op = ReceivedOperator(tissue.coords, float(r), kernel=self.s.kernel, scale=self.s.scale,
-                                  method=self.s.received_method, approx_above_cells=self.s.approx_above_cells,
-                                  grid_factor=self.s.ligand_grid_factor, n_threads=n_threads)
-            self.ops[float(r)] = (op, cols)
+        self.lig_radius, self._no_received = self._ligand_radii(ligand_signaling)
+        s = self.s
+        self.operators = operators or ReceivedOperators(
+            tissue.coords, kernel=s.kernel, scale=s.scale, method=s.received_method,
+            approx_above_cells=s.approx_above_cells, grid_factor=s.ligand_grid_factor, n_threads=n_threads)
         self.lig_col = np.full(tissue.n_genes, -1, dtype=np.int64)
         self.lig_col[self.lig_genes] = np.arange(len(self.lig_genes))
         self.L0 = filtered(self.x0[:, self.lig_genes]) if len(self.lig_genes) else np.zeros((tissue.n_cells, 0))
@@ -271,25 +232,40 @@ class Perturber:
         self.lo = self.x0.min(axis=0) if self.s.clip == "observed_range" else np.zeros(tissue.n_genes)
         self.max_mods = int(np.diff(self.flat["mod_ptr"]).max()) if len(betabase) else 0
         self.prepare_seconds = time.perf_counter() - t0
-        self.received_info = [op.info.describe() for op, _ in self.ops.values()]
+        self.received_info = [i.describe() for i in self.operators.infos()]
+
+    def _ligand_radii(self, signaling: Mapping[str, str | None] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Each ligand's radius (the rule of :mod:`spacetravlr_py.spatial.radius`), and the ligands whose
+        received amount is 0 under python-reference semantics.
+
+        ``signaling`` maps a ligand to the CellChat class of its first ``lr`` row among the genes, None
+        (or absent) when it has none; without it every ligand uses ``radius``.
+        """
+        s = self.s
+        sig = signaling or {}
+        radii, no_rl = [], []
+        for k, g in enumerate(self.lig_genes):
+            name = self.tissue.var_names[g]
+            radii.append(ligand_radius(sig.get(name), radius=s.radius, contact_distance=s.contact_distance,
+                                       per_ligand_radius=s.per_ligand_radius and signaling is not None))
+            # python-reference: a ligand without an LR row among the genes has no radius there, and its
+            # received amount is 0 (the reference's received_ligands() fills 0), so it never propagates
+            if s.reference_compat and s.per_ligand_radius and signaling is not None and sig.get(name) is None:
+                no_rl.append(k)
+        return np.array(radii, dtype=np.float64), np.array(no_rl, dtype=np.int64)
 
     @classmethod
     def from_config(cls, tissue: Tissue, betabase: Betabase, cfg: SpaceshipConfig, *,
-                    ligand_signaling: dict[str, str] | None = None, n_threads: int | None = None) -> Perturber:
+                    ligand_signaling: Mapping[str, str | None] | None = None,
+                    n_threads: int | None = None) -> Perturber:
         return cls(tissue, betabase, PerturbSettings.from_config(cfg), ligand_signaling=ligand_signaling,
                    n_threads=n_threads)
 
     def _received(self, L: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(L)
-        with self._received_lock:
-            for op, cols in self.ops.values():
-                out[:, cols] = op.apply(L[:, cols], estimate_error=False)
+        out = self.operators.apply(L, self.lig_radius, estimate_error=False)
         if self._no_received.size:
             out[:, self._no_received] = 0.0
         return out
-
-    def ligand_table(self, values: np.ndarray) -> LigandTable:
-        return LigandTable(values, self.lig_col)
 
     # -- validation ----------------------------------------------------------------------------
 
@@ -408,7 +384,7 @@ def perturb(tissue: Tissue, betabase: Betabase, genes: str | Sequence[str], desi
             *, cells: Sequence[Any] | np.ndarray | None = None, cell_types: Sequence[str] | None = None,
             clusters: Sequence[int] | None = None, n_propagation: int | None = None,
             settings: PerturbSettings | None = None, config: SpaceshipConfig | None = None,
-            ligand_signaling: dict[str, str] | None = None) -> PerturbResult:
+            ligand_signaling: Mapping[str, str | None] | None = None) -> PerturbResult:
     """Simulate a knockout (``desired=0``), overexpression or any level of ``genes`` (SPEC §7).
 
     Parameters

@@ -22,6 +22,7 @@ from ..betadata.betabase import Betabase
 from ..config import SpaceshipConfig
 from ..errors import InputError
 from ..io.anndata import Tissue, load_tissue
+from ..rundir import TrainedRun, open_run
 from .propagate import Perturber, PerturbResult, PerturbSettings, resolve_scope
 
 log = logging.getLogger("spacetravlr_py.perturb")
@@ -77,28 +78,20 @@ class RunSession:
     @classmethod
     def open(cls, run_toml: str | os.PathLike[str], *, n_threads: int | None = None,
              overrides: dict[str, Any] | None = None) -> RunSession:
-        """Open the run described by ``spacetravlr_run_repro.toml`` (its folder holds the betadata)."""
+        """Open the run described by a repro TOML (or a run folder): tissue, betadata, perturbation engine.
+
+        The betadata are read from the TOML's ``[execution].output_dir`` (SPEC §2.3); each ligand's
+        radius comes from what training recorded in the manifest (older runs: from the network).
+        """
         t0 = time.perf_counter()
-        p = Path(run_toml).expanduser()
-        if p.is_dir():
-            p = p / _keys.REPRO_TOML
-        if not p.is_file():
-            raise InputError(f"run TOML {p} not found; pass the {_keys.REPRO_TOML} written by the training run")
-        cfg = SpaceshipConfig.from_toml(p)
-        if overrides:
-            cfg = cfg.with_overrides(overrides, source="command line")
-        if not cfg.data.adata_path:
-            raise InputError(f"{p}: [data].adata_path is empty; this is not a training run's repro TOML")
+        run = open_run(run_toml, overrides=overrides)
+        cfg = run.cfg
         tissue = load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)
-        run_dir = p.parent.resolve()
-        _check_dataset(run_dir, tissue)
-        bb = Betabase.from_dir(run_dir, tissue)
-        signaling = None
-        if cfg.spatial.per_ligand_radius:
-            signaling = _ligand_signaling(cfg, tissue)
-        perturber = Perturber(tissue, bb, PerturbSettings.from_config(cfg), ligand_signaling=signaling,
-                              n_threads=n_threads)
-        return cls(cfg=cfg, run_dir=run_dir, tissue=tissue, betabase=bb, perturber=perturber,
+        run.check_dataset(tissue)
+        bb = Betabase.from_dir(run.dir.root, tissue)
+        perturber = Perturber(tissue, bb, PerturbSettings.from_config(cfg),
+                              ligand_signaling=ligand_signaling(run, tissue), n_threads=n_threads)
+        return cls(cfg=cfg, run_dir=run.dir.root, tissue=tissue, betabase=bb, perturber=perturber,
                    load_seconds=time.perf_counter() - t0)
 
     def scope(self, *, cells_csv: str | None = None, cells_csv_column: str | None = None,
@@ -126,36 +119,22 @@ class RunSession:
         return self.perturber.run(genes, desired, scope=scope, scope_label=scope_label, n_propagation=n_propagation)
 
 
-def _check_dataset(run_dir: Path, tissue: Tissue) -> None:
-    from ..training.run import dataset_fingerprint
+def ligand_signaling(run: TrainedRun, tissue: Tissue) -> dict[str, str | None] | None:
+    """Each ligand's CellChat class as training resolved it (the manifest), for ``per_ligand_radius``.
 
-    man = run_dir / _keys.MANIFEST_JSON
-    if not man.is_file():
-        return
-    try:
-        fp = json.loads(man.read_text(encoding="utf-8")).get("dataset", {})
-    except (OSError, ValueError):
-        return
-    now = dataset_fingerprint(tissue)
-    # names always; the data hash too when both the manifest and this version record one
-    for key, what in (("names_sha1", "cell or gene names"), ("data_sha1", "expression or coordinates")):
-        if fp.get(key) and now.get(key) and fp[key] != now[key]:
-            same_shape = (fp.get("n_obs"), fp.get("n_vars")) == (now["n_obs"], now["n_vars"])
-            detail = f"same shape, different {what}" if same_shape else f"{now['n_obs']} × {now['n_vars']}"
-            raise InputError(f"{man}: the betadata in {run_dir} were trained on another dataset "
-                             f"({fp.get('n_obs')} cells × {fp.get('n_vars')} genes; {tissue.path} has "
-                             f"{detail}); use the matching .h5ad or run TOML")
+    Runs whose manifest predates this record (or other tools' runs) fall back to the network, which is
+    then loaded once; None when no ligand needs a class.
+    """
+    if run.manifest is not None and run.manifest.has_ligands:
+        return run.manifest.ligand_signaling()
+    if not run.cfg.spatial.per_ligand_radius:
+        return None
+    from ..io.network import Network, network_for
 
-
-def _ligand_signaling(cfg: SpaceshipConfig, tissue: Tissue) -> dict[str, str]:
-    """CellChat signaling per ligand among the genes present (for ``per_ligand_radius``)."""
-    from ..io.network import Network, infer_species, resolve_network_dir
-
-    species = cfg.data.species or infer_species(tissue.var_names)
-    directory = resolve_network_dir(cfg.grn.network_data_dir, species)
-    net = Network.load(directory, species)
-    sig = net.ligand_signaling_among(tissue.var_names)
-    return {k: (v or _keys.SECRETED) for k, v in sig.items()}
+    table, _, path = network_for(run.cfg, tissue.var_names)
+    log.info("ligand classes from the network %s (the run's manifest does not record them)", path)
+    sig = Network.from_frame(table, validate=False).ligand_signaling_among(tissue.var_names)
+    return {k: (v or _keys.SECRETED) for k, v in sig.items()}  # a row without a class counts as secreted
 
 
 def write_result(result: PerturbResult, out: str | os.PathLike[str], *, summary: bool = True) -> dict[str, Path]:

@@ -90,11 +90,16 @@ class ReceivedInfo:
     grid_spacing: float | None = None
     cutoff: float | None = None
     n_pairs: int | None = None
-    error_estimate: float = 0.0
-    """max over ligands of (max abs error at sampled cells) / max|RL| (0 for exact strategies)."""
+    error_estimate: float | None = None
+    """max over ligands of (max abs error at sampled cells) / max|RL|; 0 for exact strategies, None for an
+    approximate one until an application measured it."""
     error_bound: float | None = None
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.exact and self.error_estimate is None:
+            self.error_estimate = 0.0
 
     def describe(self) -> str:
         s = f"received ligands: {self.strategy} ({'exact' if self.exact else 'approximate'}), " \
@@ -104,7 +109,8 @@ class ReceivedInfo:
         if self.n_pairs is not None:
             s += f", {self.n_pairs} pairs within {self.cutoff:.4g}"
         if not self.exact:
-            s += f", sampled max rel. error {self.error_estimate:.2e}"
+            s += (", error not measured yet" if self.error_estimate is None
+                  else f", sampled max rel. error {self.error_estimate:.2e}")
         return s + f", {self.seconds:.3f}s"
 
 
@@ -469,6 +475,56 @@ def received_ligands(
     return (out, infos) if return_info else out
 
 
+class ReceivedOperators:
+    """Prepared :class:`ReceivedOperator` per radius for one tissue, shared by every caller.
+
+    Training (through :class:`ReceivedLigandCache`) and perturbation both get their operators here, so a
+    radius is prepared once. Applications are serialised: they set the process-wide BLAS thread limit,
+    and GEMM results depend in the last bit on its thread count, so concurrent callers sharing these
+    operators still get bit-identical results.
+
+    Parameters
+    ----------
+    coords : (N, 2) array
+    kernel, scale, method, approx_above_cells, grid_factor, n_threads
+        As in :func:`received_ligands`.
+    """
+
+    def __init__(self, coords: np.ndarray, *, kernel: str = "gaussian", scale: float = 1.0, method: str = "auto",
+                 approx_above_cells: int = 15000, grid_factor: float | None = None,
+                 n_threads: int | None = None) -> None:
+        import threading
+
+        self.coords = np.asarray(coords, dtype=np.float64)
+        self._opts = dict(kernel=kernel, scale=scale, method=method, approx_above_cells=approx_above_cells,
+                          grid_factor=grid_factor, n_threads=n_threads)
+        self._ops: dict[float, ReceivedOperator] = {}
+        self._lock = threading.Lock()
+
+    def operator(self, radius: float) -> ReceivedOperator:
+        """The prepared operator for ``radius`` (built on first use)."""
+        r = float(radius)
+        if r not in self._ops:
+            self._ops[r] = ReceivedOperator(self.coords, r, **self._opts)  # type: ignore[arg-type]
+        return self._ops[r]
+
+    def apply(self, ligands: np.ndarray, radii: np.ndarray, *, estimate_error: bool = True) -> np.ndarray:
+        """Received amounts of the columns of ``ligands`` (N, M), column ``k`` at ``radii[k]``.
+
+        Columns sharing a radius are computed together, in their order.
+        """
+        radii = np.asarray(radii, dtype=np.float64)
+        out = np.zeros((self.coords.shape[0], ligands.shape[1]))
+        with self._lock:
+            for r in np.unique(radii):
+                cols = np.flatnonzero(radii == r)
+                out[:, cols] = self.operator(float(r)).apply(ligands[:, cols], estimate_error=estimate_error)
+        return out
+
+    def infos(self) -> list[ReceivedInfo]:
+        return [op.info for op in self._ops.values()]
+
+
 class ReceivedLigandCache:
     """Received ligands computed once per (radius, ligand) and shared by every target gene.
 
@@ -487,18 +543,15 @@ class ReceivedLigandCache:
                  n_threads: int | None = None) -> None:
         self.coords = np.asarray(coords, dtype=np.float64)
         self._expr = expression
-        self._opts = dict(kernel=kernel, scale=scale, method=method, approx_above_cells=approx_above_cells,
-                          grid_factor=grid_factor, n_threads=n_threads)
-        self._ops: dict[float, ReceivedOperator] = {}
+        self.operators = ReceivedOperators(coords, kernel=kernel, scale=scale, method=method,
+                                           approx_above_cells=approx_above_cells, grid_factor=grid_factor,
+                                           n_threads=n_threads)
         self._cols: dict[tuple[float, str], np.ndarray] = {}
         self.n_computed = 0
 
     def operator(self, radius: float) -> ReceivedOperator:
         """The prepared operator for ``radius`` (built on first use)."""
-        r = float(radius)
-        if r not in self._ops:
-            self._ops[r] = ReceivedOperator(self.coords, r, **self._opts)  # type: ignore[arg-type]
-        return self._ops[r]
+        return self.operators.operator(radius)
 
     def prefetch(self, names: Sequence[str], radii: Sequence[float]) -> None:
         """Compute every missing (radius, ligand) column in one batch per radius."""
@@ -523,4 +576,4 @@ class ReceivedLigandCache:
         return np.column_stack([self._cols[(float(r), g)] for g, r in zip(names, radii)])
 
     def infos(self) -> list[ReceivedInfo]:
-        return [op.info for op in self._ops.values()]
+        return self.operators.infos()

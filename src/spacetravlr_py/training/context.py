@@ -26,6 +26,8 @@ from ..modulators import Modulators, ModulatorSelector
 log = logging.getLogger("spacetravlr_py.training")
 
 _ARRAYS = ("expression", "clusters", "received", "lr_features", "lr_means", "lr_grams")
+_META = ("cluster_labels", "var_names", "selector", "ligand_radius", "received_names", "fit", "received_info",
+         "lr_pairs", "lr_has_grams", "coords", "random_seed")
 
 
 @dataclass
@@ -72,14 +74,15 @@ class TrainingContext:
     received: np.ndarray
     received_names: list[str]
     fit: FitSettings
-    out_dir: Path
-    stale_lock_secs: float = 0.0
     received_info: list[str] = field(default_factory=list)
     lr_pairs: list[tuple[str, str]] = field(default_factory=list)
     lr_features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     lr_means: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     lr_grams: np.ndarray = field(default_factory=lambda: np.zeros((1, 1, 1)))
     lr_has_grams: bool = False
+    coords: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    random_seed: int = 42
+    run_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     _gi: dict[str, int] = field(default_factory=dict, repr=False)
     _ri: dict[str, int] = field(default_factory=dict, repr=False)
     _li: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
@@ -116,9 +119,10 @@ class TrainingContext:
         folder.mkdir(parents=True, exist_ok=True)
         for name in _ARRAYS:
             np.save(folder / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
-        meta = {k: getattr(self, k) for k in ("cluster_labels", "var_names", "selector", "ligand_radius",
-                                              "received_names", "fit", "out_dir", "stale_lock_secs",
-                                              "received_info", "lr_pairs", "lr_has_grams")}
+        for name, arr in self.run_arrays.items():
+            np.save(folder / f"run_{name}.npy", np.ascontiguousarray(arr))
+        meta = {k: getattr(self, k) for k in _META}
+        meta["run_array_names"] = list(self.run_arrays)
         with open(folder / "context.pkl", "wb") as fh:
             pickle.dump(meta, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -127,23 +131,46 @@ class TrainingContext:
         with open(folder / "context.pkl", "rb") as fh:
             meta: dict[str, Any] = pickle.load(fh)
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
-        return cls(**arrays, **meta)
+        run_arrays = {name: np.load(folder / f"run_{name}.npy", mmap_mode="r")
+                      for name in meta.pop("run_array_names", [])}
+        return cls(**arrays, **meta, run_arrays=run_arrays)
 
 
-def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: list[str], out_dir: Path,
-                  *, n_threads: int | None = None) -> TrainingContext:
+@dataclass
+class ExtraModulators:
+    """``[grn].extra_lr`` / ``extra_modulators`` with their files merged in, read and parsed once."""
+
+    extra_lr: list[str]
+    lr_items: list[tuple[str, str]]
+    extra_modulators: list[str]
+
+    @classmethod
+    def from_config(cls, cfg: SpaceshipConfig) -> ExtraModulators:
+        """Read the ``extra_*`` files and parse every extra LR pair (one clear line on a bad entry)."""
+        from ..modulators import parse_lr, read_list_file
+
+        g = cfg.grn
+        extra_lr = list(g.extra_lr)
+        items = parse_lr(extra_lr, source="[grn].extra_lr (--extra-lr)")
+        if g.extra_lr_file:
+            from_file = read_list_file(g.extra_lr_file, what="extra_lr")
+            items += parse_lr(from_file, source=f"[grn].extra_lr_file {g.extra_lr_file}")
+            extra_lr += from_file
+        mods = list(g.extra_modulators)
+        if g.extra_modulators_file:
+            mods += read_list_file(g.extra_modulators_file, what="extra_modulators")
+        return cls(extra_lr=extra_lr, lr_items=items, extra_modulators=mods)
+
+
+def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: list[str], *,
+                  extras: ExtraModulators | None = None, n_threads: int | None = None) -> TrainingContext:
     """Index the network, pick every target's modulators and compute the shared received ligands."""
-    from ..modulators import parse_lr, read_list_file
+    from ..spatial.radius import ligand_radius
     from ..spatial.received import ReceivedLigandCache
 
     g = cfg.grn
-    extra_lr = list(g.extra_lr)
-    if g.extra_lr_file:
-        extra_lr += read_list_file(g.extra_lr_file, what="extra_lr")
-    lr_items = parse_lr(extra_lr, source="[grn].extra_lr")  # validate early, one clear line
-    extra_mods = list(g.extra_modulators)
-    if g.extra_modulators_file:
-        extra_mods += read_list_file(g.extra_modulators_file, what="extra_modulators")
+    extras = extras or ExtraModulators.from_config(cfg)
+    extra_lr, lr_items, extra_mods = extras.extra_lr, extras.lr_items, extras.extra_modulators
     gi = tissue.gene_index
     absent = [m for m in dict.fromkeys(extra_mods) if m not in gi]
     if absent:
@@ -166,8 +193,8 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
     # so computing exactly the pending targets' ligands would make a restarted, joined or --genes run
     # differ from an uninterrupted one. (In practice every target uses nearly every ligand anyway.)
     names = selector.all_ligands if targets else []
-    radius = {l: selector.ligand_radius(l, sp.radius, sp.contact_distance, sp.per_ligand_radius)
-              for l in names}
+    radius = {l: ligand_radius(selector.signaling.get(l), radius=sp.radius, contact_distance=sp.contact_distance,
+                               per_ligand_radius=sp.per_ligand_radius) for l in names}
     t0 = time.perf_counter()
     cache = ReceivedLigandCache(
         tissue.coords, lambda gs: tissue.expression[:, [tissue.gene_index[x] for x in gs]],
@@ -190,7 +217,7 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
     return TrainingContext(expression=tissue.expression, clusters=tissue.clusters,
                            cluster_labels=list(tissue.cluster_labels), var_names=list(tissue.var_names),
                            selector=selector, ligand_radius=radius, received=received, received_names=names,
-                           fit=FitSettings.from_config(cfg), out_dir=out_dir,
-                           stale_lock_secs=cfg.execution.stale_lock_secs, received_info=infos,
+                           fit=FitSettings.from_config(cfg), received_info=infos,
                            lr_pairs=pairs, lr_features=shared.XL, lr_means=shared.means, lr_grams=shared.grams,
-                           lr_has_grams=shared.has_grams)
+                           lr_has_grams=shared.has_grams, coords=tissue.coords,
+                           random_seed=cfg.execution.random_seed)

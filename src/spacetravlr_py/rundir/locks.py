@@ -18,12 +18,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import socket
 import time
 from pathlib import Path
 
 from .. import _keys
+from ..io.atomic import temp_path
 
 HOST = socket.gethostname()
 UNREADABLE_GRACE_SECS = 60.0
@@ -140,7 +140,7 @@ def _create_complete(p: Path) -> bool:
     interrupt, half-written. The private file's name is chosen before it exists, so an interrupt at any
     point removes it.
     """
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = temp_path(p, tag=f"{os.getpid()}_")
     try:
         with open(tmp, "x", encoding="utf-8") as fh:
             json.dump({"host": HOST, "pid": os.getpid(), "started": time.time()}, fh)
