@@ -11,8 +11,8 @@ from spacetravlr_py.spatial.niche import distance_maps, niche_features
 
 pytest.importorskip("torch")
 
-from spacetravlr_py.models.cnn_fit import CnnSettings, fit_gene_cells  # noqa: E402
-from spacetravlr_py.models.fista import fit_clusters  # noqa: E402
+from spacetravlr_py.models.cnn_fit import CnnSettings, fit_gene_cells
+from spacetravlr_py.models.fista import fit_clusters
 
 LASSO = dict(l1_reg=1e-5, group_reg=1e-5, group_reg_scaling="sqrt_group_size", n_iter=500, tol=1e-4)
 

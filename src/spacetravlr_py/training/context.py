@@ -27,7 +27,7 @@ log = logging.getLogger("spacetravlr_py.training")
 
 _ARRAYS = ("expression", "clusters", "received", "lr_features", "lr_means", "lr_grams")
 _META = ("cluster_labels", "var_names", "selector", "ligand_radius", "received_names", "fit", "received_info",
-         "lr_pairs", "lr_has_grams", "coords", "random_seed")
+         "lr_pairs", "lr_has_grams", "coords", "random_seed", "obs_names")
 
 
 @dataclass
@@ -82,6 +82,7 @@ class TrainingContext:
     lr_has_grams: bool = False
     coords: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     random_seed: int = 42
+    obs_names: list[str] = field(default_factory=list)
     run_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     _gi: dict[str, int] = field(default_factory=dict, repr=False)
     _ri: dict[str, int] = field(default_factory=dict, repr=False)
@@ -220,4 +221,5 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
                            fit=FitSettings.from_config(cfg), received_info=infos,
                            lr_pairs=pairs, lr_features=shared.XL, lr_means=shared.means, lr_grams=shared.grams,
                            lr_has_grams=shared.has_grams, coords=tissue.coords,
+                           obs_names=[str(o) for o in tissue.obs_names],
                            random_seed=cfg.execution.random_seed)

@@ -276,6 +276,8 @@ def train(cfg: SpaceshipConfig, *, trainer: Trainer | None = None, executor: Exe
             if pending:
                 ctx = build_context(cfg, t, inp.network, pending, extras=inp.extras)
                 trainer.prepare(ctx)
+                for note in getattr(trainer, "notes", []):  # e.g. full mode: clusters too small to hold out
+                    reporter.warning(note)
                 for line in ctx.received_info:
                     reporter.message(line)
             t_ctx = time.perf_counter()
