@@ -19,7 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import bench_cli, bench_perturb, bench_received, bench_scaling, bench_splash, bench_train, bench_transition
+from . import (
+    bench_cli,
+    bench_full,
+    bench_perturb,
+    bench_received,
+    bench_scaling,
+    bench_splash,
+    bench_train,
+    bench_transition,
+)
 from .common import Ctx
 from .timing import machine_info, now_iso
 
@@ -34,6 +43,9 @@ CASES: dict[str, tuple[Callable[[Ctx], Any], str]] = {
     "perturb_approx": (bench_perturb.run_approx, "perturbation, 100k cells, approximate kernel"),
     "train": (bench_train.run_vs_reference, "seed training, 200 genes × 2,000 cells (vs the reference)"),
     "train_large": (bench_train.run_large, "seed training, 3,000 genes × 10,000 cells, real network"),
+    "full": (bench_full.run_vs_reference, "full mode per gene, 2,000 cells, 10 epochs (vs the reference's CNN fit)"),
+    "full_ceiling": (bench_full.run_ceiling, "full mode vs a bare PyTorch loop over the same cell-passes"),
+    "full_200": (bench_full.run_200, "full mode, 200 genes × 2,000 cells × 10 epochs, end to end"),
     "transition": (bench_transition.run_vs_reference, "transition probabilities, 10k × 2,000 (vs the reference)"),
     "transition_numpy": (bench_transition.run_vs_numpy, "transition probabilities, 10k × 2,000 (vs NumPy)"),
     "transition_100k": (bench_transition.run_100k, "transition field, 100k × 2,000, k = 150"),
@@ -315,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
 _ROW_ORDER = ["received_exact_gaussian_vs_numpy", "received_exact_truncated_vs_numpy",
               "received_exact_truncated_vs_reference", "received_approx_vs_numpy", "splash_vs_reference",
               "perturb_exact_vs_reference", "perturb_approx", "train_vs_reference", "train_large",
+              "full_vs_reference", "full_ceiling", "full_200",
               "transition_vs_reference", "transition_vs_numpy", "transition_field", "cli_help_spacetravlr",
               "cli_help_spacetravlr_perturb"]
 
