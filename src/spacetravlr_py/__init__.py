@@ -2,18 +2,26 @@
 
 The public API is imported lazily, so ``import spacetravlr_py`` is cheap and programs start fast.
 
+>>> import spacetravlr_py as st
+>>> syn = st.datasets.synthetic_tissue(n_cells=2000)            # doctest: +SKIP
+>>> run = st.train(cfg)                                         # doctest: +SKIP
+>>> session = st.RunSession.open(run.out_dir)                   # doctest: +SKIP
+>>> result = session.run("Foxo1", 0.0)                          # doctest: +SKIP
+>>> st.pl.spatial_delta(result, "Cd19")                         # doctest: +SKIP
+
 Pipeline (one subpackage per stage)::
 
     io/          load & validate: AnnData (Tissue), network tables, betadata files, config
-    spatial/     received ligands (exact and approximate kernels)
+    spatial/     received ligands (exact and approximate kernels), the per-ligand radius rule
     modulators   per target gene: TF, L$R, L#TF and extra columns
     models/      sparse group lasso (FISTA, numba)
-    training/    the training run: queue, locks, workers, progress, outputs
+    training/    the training run: trainers, executors, reporters, train()
+    rundir/      the run folder: paths, locks, fingerprint, manifest, open_run()
     betadata/    Betabase: betadata of a run mapped onto cells
-    perturb/     splash derivatives and perturbation propagation
+    perturb/     splash derivatives and perturbation propagation, RunSession
     transitions/ transition probabilities and vector fields on the embedding
-    plotting     matplotlib figures
-    datasets     synthetic tissue with planted ground truth
+    plotting     matplotlib figures (``st.pl``)
+    datasets     synthetic tissue with planted ground truth (``st.datasets``)
 """
 
 from __future__ import annotations
@@ -23,28 +31,51 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-#: public name -> module that defines it
+#: public name -> module that defines it (the verbs of the pipeline, scverse style)
 _LAZY: dict[str, str] = {
+    # configuration and inputs
     "SpaceshipConfig": "spacetravlr_py.config",
     "load_tissue": "spacetravlr_py.io.anndata",
     "Tissue": "spacetravlr_py.io.anndata",
     "load_network": "spacetravlr_py.io.network",
     "build_network": "spacetravlr_py.io.network",
     "infer_species": "spacetravlr_py.io.network",
+    # received ligands
+    "received_ligands": "spacetravlr_py.spatial.received",
+    # training and run folders
+    "train": "spacetravlr_py.training",
+    "open_run": "spacetravlr_py.rundir",
+    "RunDir": "spacetravlr_py.rundir",
+    "Manifest": "spacetravlr_py.rundir",
+    # betadata
     "read_betadata": "spacetravlr_py.io.betadata",
     "write_betadata": "spacetravlr_py.io.betadata",
     "BetaFrame": "spacetravlr_py.io.betadata",
-    "received_ligands": "spacetravlr_py.spatial.received",
+    "Betabase": "spacetravlr_py.betadata",
+    # splash and perturbation
+    "splash": "spacetravlr_py.perturb",
+    "perturb": "spacetravlr_py.perturb",
+    "Perturber": "spacetravlr_py.perturb",
+    "RunSession": "spacetravlr_py.perturb.session",
+    # transitions
+    "transition_field": "spacetravlr_py.transitions",
+    # synthetic data
     "synthetic_tissue": "spacetravlr_py.datasets",
 }
+#: public submodules: ``st.pl`` (plots), ``st.datasets``
+_SUBMODULES: dict[str, str] = {"pl": "spacetravlr_py.plotting", "datasets": "spacetravlr_py.datasets"}
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY, *_SUBMODULES]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        module: Any = importlib.import_module(_SUBMODULES[name])
+        globals()[name] = module
+        return module
     mod = _LAZY.get(name)
     if mod is None:
-        raise AttributeError(f"module 'spacetravlr' has no attribute {name!r}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(mod), name)
     globals()[name] = value
     return value
