@@ -7,6 +7,8 @@ functions, so that ``spacetravlr --help`` and seed mode never load it.
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,13 +45,16 @@ def resolve_device(name: str, *, source: str = "[execution].device") -> str:
         raise ConfigError(f"{source} = \"{name}\": expected one of " + ", ".join(f'"{d}"' for d in DEVICES))
     torch = require_torch()
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{source} = \"cuda\" but PyTorch sees no CUDA device on this machine "
                           f"(torch {torch.__version__}); use --device cpu or auto")
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"{source} = \"mps\" but Apple's Metal backend is not available here; "
                           "use --device cpu or auto")
+    if name == "cuda":
+        # cuBLAS is deterministic only with a fixed workspace, which must be set before CUDA starts
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return name
 
 
@@ -64,7 +69,9 @@ def torch_runtime(threads: int = TORCH_THREADS) -> Iterator[Any]:
     # warn_only: CUDA has ops without a deterministic kernel (adaptive pooling backward); CPU has none
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        yield torch
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")
+            yield torch
     finally:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
