@@ -117,7 +117,7 @@ def cell_passes(out: Path) -> list[tuple[int, int, int, int]]:
         for x in lines:
             f = x.split("\t")
             if f[0] == "cnn" and f[1].isdigit():
-                res.append((int(f[3]), int(f[5]), n_mod, K))
+                res.append((int(f[3]), int(f[6]), n_mod, K))
     return res
 
 

@@ -166,15 +166,19 @@ def _seed_fit(X, y, cl, K=1):
 
 
 def test_holdout_split_is_deterministic_and_skips_small_clusters():
-    tr, ho = holdout_split(200, 0.1, 42, 3)
-    assert ho.size == 20 and tr.size == 180 and np.union1d(tr, ho).size == 200
-    _, ho2 = holdout_split(200, 0.1, 42, 3)
-    np.testing.assert_array_equal(ho, ho2)
-    assert not np.array_equal(ho, holdout_split(200, 0.1, 42, 4)[1])  # another cluster, other cells
-    n_small = int(MIN_HOLDOUT_CELLS / 0.1) - 6
-    tr, ho = holdout_split(n_small, 0.1, 42, 0)
-    assert ho.size == 0 and tr.size == n_small
-    assert holdout_split(500, 0.0, 42, 0)[1].size == 0
+    sp = holdout_split(200, 0.1, 42, 3)
+    assert sp.val.size == 10 and sp.test.size == 10 and sp.train.size == 180
+    assert np.union1d(np.union1d(sp.train, sp.val), sp.test).size == 200  # a partition
+    np.testing.assert_array_equal(sp.held, np.sort(np.r_[sp.val, sp.test]))
+    again = holdout_split(200, 0.1, 42, 3)
+    np.testing.assert_array_equal(sp.test, again.test)
+    np.testing.assert_array_equal(sp.val, again.val)
+    assert not np.array_equal(sp.held, holdout_split(200, 0.1, 42, 4).held)  # another cluster, other cells
+    n_small = 2 * MIN_HOLDOUT_CELLS * 10 - 10  # 9 held-out cells: a half would have 4
+    small = holdout_split(n_small, 0.1, 42, 0)
+    assert not small.has_heldout and small.train.size == n_small and small.val.size == 0
+    assert holdout_split(2 * MIN_HOLDOUT_CELLS * 10, 0.1, 42, 0).has_heldout
+    assert not holdout_split(500, 0.0, 42, 0).has_heldout
 
 
 def test_loss_decreases_and_cnn_beats_lasso_on_spatial_betas():
@@ -183,11 +187,11 @@ def test_loss_decreases_and_cnn_beats_lasso_on_spatial_betas():
     s = CnnSettings(epochs=12, batch_size=32, learning_rate=3e-3, patience=0)
     g = fit_gene_cells("G", maps, feats, X, y, cl, seed.intercept, seed.coef, ~seed.gated, [0, 0], LASSO, s)
     c = g.clusters[0]
-    assert c is not None and c.n_holdout == 24 and c.n_train == 216
+    assert c is not None and (c.n_val, c.n_test, c.n_train) == (12, 12, 216)
     assert c.train_loss[-1] < 0.5 * c.train_loss[0]
-    assert min(c.holdout_loss[1:]) < c.holdout_loss[0]  # held-out loss of epoch 0 = the lasso's
+    assert min(c.val_loss[1:]) < c.val_loss[0]  # validation loss of epoch 0 = the lasso's
     assert c.r2["cnn_heldout"] > c.r2["lasso_heldout"] and c.choice == "cnn"
-    assert c.holdout_loss[c.best_epoch] == min(c.holdout_loss)
+    assert c.val_loss[c.best_epoch] == min(c.val_loss)
     np.testing.assert_array_equal(g.betas, c.betas.astype(np.float64))
 
 
@@ -228,8 +232,8 @@ def test_eval_betas_do_not_depend_on_batch_composition():
     _, maps, feats, X, y, cl = _planted(n=120)
     seed = _seed_fit(X, y, cl)
     anchors = np.r_[seed.intercept[0], seed.coef[0]]
-    tr, ho = holdout_split(120, 0.1, 42, 0)
-    res = fit_cluster_cnn(maps, feats, X, y, anchors, tr, ho, CnnSettings(epochs=2, batch_size=16))
+    res = fit_cluster_cnn(maps, feats, X, y, anchors, holdout_split(120, 0.1, 42, 0),
+                          CnnSettings(epochs=2, batch_size=16))
     net = CellularNicheNetwork(2, 1)  # the trained network, BatchNorm running statistics included
     net.load_state_dict({k: torch.from_numpy(v) for k, v in res.state.items()})
     m = torch.from_numpy(maps).unsqueeze(1)
@@ -250,8 +254,8 @@ def test_nan_loss_fails_with_a_reason():
     X = X * 1e30  # float32 products overflow: the loss is inf at the first step
     anchors = np.array([0.5, 1e10, 1.0])
     with pytest.raises(CnnDiverged, match=r"gene G, cluster 'a' epoch 1: CNN loss became inf"):
-        fit_cluster_cnn(maps, feats, X, y, anchors, np.arange(60), np.zeros(0, dtype=np.int64),
-                        CnnSettings(epochs=1), gene="G", where="gene G, cluster 'a'")
+        fit_cluster_cnn(maps, feats, X, y, anchors, holdout_split(60, 0.0, 42, 0), CnnSettings(epochs=1), gene="G",
+                        where="gene G, cluster 'a'")
 
 
 def test_bad_settings_one_line():

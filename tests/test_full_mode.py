@@ -37,7 +37,8 @@ class Runs:
 def cfg_for(h5ad: Path, net_dir: Path, out: Path, **over: object) -> SpaceshipConfig:
     o: dict[str, object] = {"data.adata_path": str(h5ad), "grn.network_data_dir": str(net_dir),
                             "execution.output_dir": str(out), "training.mode": "full", "training.epochs": 3,
-                            "training.genes": GENES, "spatial.spatial_dim": 16, "model_export.save_cnn_weights": True}
+                            "training.genes": GENES, "spatial.spatial_dim": 16, "model_export.save_cnn_weights": True,
+                            "cnn.holdout_fraction": 0.2}  # clusters of ≥ 48 cells are judged on held-out cells
     o.update(over)
     return SpaceshipConfig().with_overrides(o)
 
@@ -72,7 +73,7 @@ def test_full_run_outputs(runs: Runs):
         assert full.row_ids == runs.obs_names  # AnnData order
         log = runs.full / _keys.LOG_DIR / _keys.GENE_LOG.format(gene=g)
         cnn = {int(r[0]): r for r in _log_rows(log, "cnn")}
-        assert len(cnn) == 5 and {r[10] for r in cnn.values()} <= {"cnn", "lasso"}
+        assert len(cnn) == 5 and {r[11] for r in cnn.values()} <= {"cnn", "lasso"}
         losses = _log_rows(log, "loss")
         assert all(len(r) == 5 for r in losses) and {int(r[2]) for r in losses} == {0, 1, 2, 3}
         w = load_cnn_weights(runs.full / "CNN_weights" / f"{g}_cnn_weights.npz", gene=g, spatial_dim=16)
@@ -81,7 +82,7 @@ def test_full_run_outputs(runs: Runs):
         for k, choice in cnn.items():
             rows = runs.clusters == k
             got = np.column_stack([full.intercept, _cols(full, w.modulators)])[rows]
-            if choice[10] == "cnn":  # the written betas are the exported network's, bit for bit in float32
+            if choice[11] == "cnn":  # the written betas are the exported network's, bit for bit in float32
                 want = w.betas(k, maps[rows], feats[rows])
                 np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-30)
                 assert np.ptp(got, axis=0).max() > 0  # per-cell betas vary within the cluster
@@ -131,7 +132,7 @@ def test_full_run_perturbs_like_the_same_betas_per_cluster(runs: Runs, tmp_path:
     base = full.tissue.expression
     for g in ("Mki67", "Ptprc"):  # the knockout moves its targets, differently from the cluster betas
         assert np.abs(full_ko[:, vi[g]] - base[:, vi[g]]).max() > 1e-3
-        assert not np.allclose(full_ko[:, vi[g]], seed_ko[:, vi[g]])
+        assert not np.array_equal(full_ko[:, vi[g]], seed_ko[:, vi[g]])
 
 
 def test_bad_full_mode_input_one_line(runs: Runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -147,3 +148,15 @@ def test_bad_full_mode_input_one_line(runs: Runs, tmp_path: Path, monkeypatch: p
         assert "no CUDA device" in err(**{"execution.device": "cuda"})
     monkeypatch.setitem(sys.modules, "torch", None)  # as when the full extra is not installed
     assert "pip install 'spacetravlr-py[full]'" in err()
+
+
+def test_heldout_summary_reads_the_logs(runs: Runs):
+    from spacetravlr_py.training.cnn_report import heldout_summary, read_cnn_rows
+
+    s = heldout_summary(runs.full)
+    rows = [r for g in GENES for r in read_cnn_rows(runs.full / _keys.LOG_DIR / _keys.GENE_LOG.format(gene=g))]
+    held = [r for r in rows if r["n_test"]]
+    assert s["genes"] == len(GENES) and s["fits"] == len(rows) and s["fits_heldout"] == len(held)
+    assert s["cnn_chosen"] == sum(r["choice"] == "cnn" for r in held)
+    assert s["min_gain_full_minus_lasso"] >= 0  # the keep-lasso rule, per cluster
+    assert read_cnn_rows(runs.seed / _keys.LOG_DIR / _keys.GENE_LOG.format(gene=GENES[0])) == []

@@ -6,16 +6,21 @@ that train (``pip install 'spacetravlr-py[full]'``), so this module itself impor
 Per cluster with ``n`` cells:
 
 1. **Held-out split** (:func:`holdout_split`): ``round(holdout_fraction · n)`` cells, drawn by a
-   generator seeded with ``(random_seed, cluster index)`` (the same cells for every gene). Fewer than
-   :data:`MIN_HOLDOUT_CELLS` → no held-out cells: the cluster is trained and judged in-sample (warned).
+   generator seeded with ``(random_seed, cluster index)`` (the same cells for every gene), in two
+   halves: *validation* cells choose the epoch (early stopping), *test* cells judge lasso against CNN
+   and give the reported held-out R². (Judging on the cells that chose the epoch favours the CNN: on
+   tissues without any spatial signal it then "beat" the lasso in every cluster, by noise.) Fewer than
+   :data:`MIN_HOLDOUT_CELLS` cells in a half → no held-out cells: the cluster is trained on every cell,
+   without early stopping, and judged in-sample (warned).
 2. **Anchors**: the sparse group lasso of the cluster refitted on its training cells only, so that the
    lasso and the CNN are judged on cells neither has seen.
 3. **CNN**: :class:`~spacetravlr_py.models.cnn.CellularNicheNetwork` started at the anchors, Adam with
    every ``[cnn]`` setting, ``epochs`` passes in shuffled mini-batches of the training cells. After each
-   epoch the held-out MSE is measured in eval mode; the best epoch's weights are kept (epoch 0 = the
+   epoch the validation MSE is measured in eval mode; the best epoch's weights are kept (epoch 0 = the
    untrained network = the lasso) and training stops after ``patience`` epochs without improvement.
-4. **Choice** (keep-lasso rule): the CNN's betas are used only when its held-out R² beats the lasso's;
-   otherwise the cluster keeps the seed lasso betas. Clusters the seed R² gate zeroes stay zero.
+4. **Choice** (keep-lasso rule): the CNN's betas are used only when it improved on the lasso on the
+   validation cells *and* its R² on the test cells beats the lasso's; otherwise the cluster keeps the
+   seed lasso betas. Clusters the seed R² gate zeroes stay zero.
 """
 
 from __future__ import annotations
@@ -32,8 +37,8 @@ import numpy as np
 from ..errors import ConfigError
 
 MIN_HOLDOUT_CELLS = 5
-"""A cluster needs at least this many held-out cells (and as many training cells) to be judged on
-held-out cells; smaller clusters are trained and judged in-sample."""
+"""A cluster is judged on held-out cells only when each half of them (validation, test) and its training
+set have at least this many cells; smaller clusters are trained and judged in-sample."""
 INFER_CHUNK = 1024
 """Cells per forward pass when computing betas (fixed, so results never depend on the machine)."""
 CHOICE_CNN, CHOICE_LASSO = "cnn", "lasso"
@@ -65,7 +70,7 @@ class CnnSettings:
     holdout_fraction : float
         Fraction of each cluster's cells held out (0 = none: every cluster in-sample).
     patience : int
-        Stop after this many epochs without a better held-out loss (0 = run every epoch).
+        Stop after this many epochs without a better validation loss (0 = run every epoch).
     device : str
         A resolved torch device (``cpu``, ``cuda``, ``mps``).
     random_seed : int
@@ -106,18 +111,39 @@ class CnnSettings:
                    patience=c.patience, device=device, random_seed=cfg.execution.random_seed)
 
 
-def holdout_split(n: int, fraction: float, random_seed: int, cluster: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training and held-out positions ``(train, held)`` among a cluster's ``n`` cells, each sorted.
+@dataclass(frozen=True)
+class Split:
+    """Positions (sorted) of a cluster's cells: ``train``, ``val`` (early stopping), ``test`` (judging)."""
 
-    ``held`` has ``round(fraction · n)`` cells drawn by ``default_rng(SeedSequence([random_seed,
-    cluster]))``; it is empty (and ``train`` is every cell) when that is under :data:`MIN_HOLDOUT_CELLS`
-    or would leave fewer training cells than that.
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    @property
+    def held(self) -> np.ndarray:
+        """Validation and test cells together (sorted)."""
+        return np.sort(np.concatenate([self.val, self.test]))
+
+    @property
+    def has_heldout(self) -> bool:
+        return self.test.size > 0
+
+
+def holdout_split(n: int, fraction: float, random_seed: int, cluster: int) -> Split:
+    """Training, validation and test positions among a cluster's ``n`` cells.
+
+    ``round(fraction · n)`` cells are drawn by ``default_rng(SeedSequence([random_seed, cluster]))``; the
+    first half of the draw validates, the rest tests. No held-out cells (every cell trains) when a half or
+    the training set would have fewer than :data:`MIN_HOLDOUT_CELLS` cells.
     """
     n_hold = int(round(fraction * n))
-    if n_hold < MIN_HOLDOUT_CELLS or n - n_hold < MIN_HOLDOUT_CELLS:
-        return np.arange(n, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    n_val = n_hold // 2
+    empty = np.zeros(0, dtype=np.int64)
+    if n_val < MIN_HOLDOUT_CELLS or n - n_hold < MIN_HOLDOUT_CELLS:
+        return Split(np.arange(n, dtype=np.int64), empty, empty.copy())
     perm = np.random.default_rng(np.random.SeedSequence([int(random_seed), int(cluster)])).permutation(n)
-    return np.sort(perm[n_hold:]).astype(np.int64), np.sort(perm[:n_hold]).astype(np.int64)
+    return Split(np.sort(perm[n_hold:]).astype(np.int64), np.sort(perm[:n_val]).astype(np.int64),
+                 np.sort(perm[n_val:n_hold]).astype(np.int64))
 
 
 def fit_seeds(random_seed: int, gene: str, cluster: int) -> tuple[int, int]:
@@ -155,17 +181,18 @@ class ClusterCnn:
     ----------
     cluster : int
         Cluster index.
-    n_train, n_holdout : int
-        Cells used for training and held out (0 = judged in-sample).
+    n_train, n_val, n_test : int
+        Cells used for training, validation (early stopping) and test (judging); ``n_test == 0``: the
+        cluster was judged in-sample.
     epochs_run, best_epoch : int
         Epochs trained and the epoch whose weights were kept (0 = the untrained network = the lasso).
     train_loss : list of float
         Mean training MSE per epoch (train mode, as optimised).
-    holdout_loss : list of float
-        Held-out MSE (eval mode) for epochs 0..epochs_run; empty without held-out cells.
+    val_loss : list of float
+        Validation MSE (eval mode) for epochs 0..epochs_run; empty without held-out cells.
     r2 : dict
-        ``{"lasso_in", "cnn_in", "lasso_heldout", "cnn_heldout"}`` (held-out entries nan without held-out
-        cells); in-sample = the training cells.
+        ``{"lasso_in", "cnn_in", "lasso_heldout", "cnn_heldout"}``: in-sample = the training cells,
+        held-out = the test cells (nan without held-out cells).
     choice : str
         ``"cnn"`` or ``"lasso"`` (keep-lasso rule).
     betas : (n, M + 1) float32
@@ -179,11 +206,12 @@ class ClusterCnn:
 
     cluster: int
     n_train: int
-    n_holdout: int
+    n_val: int
+    n_test: int
     epochs_run: int
     best_epoch: int
     train_loss: list[float]
-    holdout_loss: list[float]
+    val_loss: list[float]
     r2: dict[str, float]
     choice: str
     betas: np.ndarray
@@ -250,8 +278,8 @@ def _epoch(torch: Any, net: Any, opt: Any, t: _Tensors, order: np.ndarray, s: Cn
 
 
 def fit_cluster_cnn(maps: np.ndarray, feats: np.ndarray, X: np.ndarray, y: np.ndarray, anchors: np.ndarray,
-                    train: np.ndarray, held: np.ndarray, settings: CnnSettings, *, gene: str = "",
-                    cluster: int = 0, where: str = "") -> ClusterCnn:
+                    split: Split, settings: CnnSettings, *, gene: str = "", cluster: int = 0,
+                    where: str = "") -> ClusterCnn:
     """Train one cluster's CNN and apply the keep-lasso rule.
 
     Parameters
@@ -263,9 +291,9 @@ def fit_cluster_cnn(maps: np.ndarray, feats: np.ndarray, X: np.ndarray, y: np.nd
     X : (n, M) and y : (n,)
         Modulator values and target expression.
     anchors : (M + 1,)
-        ``[beta0, w]`` of the lasso fitted on ``train``.
-    train, held : int arrays
-        Positions (into the n cells) used for training and held out (``held`` may be empty).
+        ``[beta0, w]`` of the lasso fitted on ``split.train``.
+    split : Split
+        Positions (into the n cells) that train, validate and test (``val``/``test`` may be empty).
     settings : CnnSettings
     gene, cluster
         Seed the weights and the batch order (:func:`fit_seeds`).
@@ -290,52 +318,54 @@ def fit_cluster_cnn(maps: np.ndarray, feats: np.ndarray, X: np.ndarray, y: np.nd
         opt = torch.optim.Adam(net.parameters(), lr=s.learning_rate, betas=(s.adam_beta_1, s.adam_beta_2),
                                eps=s.adam_epsilon, weight_decay=s.weight_decay or 0.0)
         t = _tensors(torch, maps, feats, X, y, s.device)
-        held_t = torch.from_numpy(held).to(s.device)
+        val = torch.from_numpy(split.val).to(s.device)
         rng = np.random.default_rng(seed_order)
         train_loss: list[float] = []
-        held_loss: list[float] = [_heldout_mse(net, t, held_t)] if held.size else []
+        val_loss: list[float] = [_heldout_mse(net, t, val)] if split.val.size else []
         best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        best_epoch, best, wait = 0, held_loss[0] if held_loss else math.inf, 0
+        best_epoch, best, wait = 0, val_loss[0] if val_loss else math.inf, 0
         for epoch in range(1, s.epochs + 1):
-            train_loss.append(_epoch(torch, net, opt, t, rng.permutation(train), s,
+            train_loss.append(_epoch(torch, net, opt, t, rng.permutation(split.train), s,
                                      f"{where} epoch {epoch}" if where else f"epoch {epoch}"))
-            if not held.size:
+            if not split.val.size:
                 best_epoch = epoch
                 continue
-            held_loss.append(_heldout_mse(net, t, held_t))
-            if held_loss[-1] < best:
-                best, best_epoch, wait = held_loss[-1], epoch, 0
+            val_loss.append(_heldout_mse(net, t, val))
+            if val_loss[-1] < best:
+                best, best_epoch, wait = val_loss[-1], epoch, 0
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             else:
                 wait += 1
                 if s.patience and wait >= s.patience:
                     break
-        if held.size:
+        if split.val.size:
             net.load_state_dict(best_state)
         betas = infer_betas(net, t.maps, t.feats).cpu().numpy()
         state = {k: v.detach().cpu().numpy().copy() for k, v in net.state_dict().items()}
-    r2, choice = _judge(X, y, anchors, betas, train, held, best_epoch)
-    return ClusterCnn(cluster=cluster, n_train=int(train.size), n_holdout=int(held.size),
-                      epochs_run=len(train_loss), best_epoch=best_epoch, train_loss=train_loss,
-                      holdout_loss=held_loss, r2=r2, choice=choice, betas=betas,
+    r2, choice = _judge(X, y, anchors, betas, split, best_epoch)
+    return ClusterCnn(cluster=cluster, n_train=int(split.train.size), n_val=int(split.val.size),
+                      n_test=int(split.test.size), epochs_run=len(train_loss), best_epoch=best_epoch,
+                      train_loss=train_loss, val_loss=val_loss, r2=r2, choice=choice, betas=betas,
                       anchors=np.asarray(anchors, dtype=np.float64), state=state, seconds=time.perf_counter() - t0)
 
 
-def _judge(X: np.ndarray, y: np.ndarray, anchors: np.ndarray, betas: np.ndarray, train: np.ndarray,
-           held: np.ndarray, best_epoch: int) -> tuple[dict[str, float], str]:
-    """R² of lasso and CNN in-sample (training cells) and held out; the keep-lasso rule."""
+def _judge(X: np.ndarray, y: np.ndarray, anchors: np.ndarray, betas: np.ndarray, split: Split,
+           best_epoch: int) -> tuple[dict[str, float], str]:
+    """R² of lasso and CNN on the training cells and on the test cells; the keep-lasso rule."""
     a = np.asarray(anchors, dtype=np.float64)
     lasso = a[0] + np.asarray(X, dtype=np.float64) @ a[1:]
     cnn = predict_rows(X, betas)
-    r2 = {"lasso_in": r2_score(y[train], lasso[train]), "cnn_in": r2_score(y[train], cnn[train]),
+    tr, te = split.train, split.test
+    r2 = {"lasso_in": r2_score(y[tr], lasso[tr]), "cnn_in": r2_score(y[tr], cnn[tr]),
           "lasso_heldout": math.nan, "cnn_heldout": math.nan}
-    if held.size:
-        r2["lasso_heldout"] = r2_score(y[held], lasso[held])
-        r2["cnn_heldout"] = r2_score(y[held], cnn[held])
+    if te.size:
+        r2["lasso_heldout"] = r2_score(y[te], lasso[te])
+        r2["cnn_heldout"] = r2_score(y[te], cnn[te])
         key = "heldout"
     else:
         key = "in"
-    wins = best_epoch > 0 and r2[f"cnn_{key}"] > r2[f"lasso_{key}"]  # nan compares False: lasso kept
+    # best_epoch 0: no epoch improved on the lasso (on validation cells); nan compares False: lasso kept
+    wins = best_epoch > 0 and r2[f"cnn_{key}"] > r2[f"lasso_{key}"]
     return r2, CHOICE_CNN if wins else CHOICE_LASSO
 
 
@@ -400,8 +430,8 @@ def fit_gene_cells(gene: str, maps: np.ndarray, feats: np.ndarray, X: np.ndarray
     splits = [holdout_split(m.size, settings.holdout_fraction, settings.random_seed, k)
               for k, m in enumerate(members)]
     train_mask = np.ones(cl.size, dtype=bool)
-    for m, (_, held) in zip(members, splits):
-        train_mask[m[held]] = False
+    for m, sp in zip(members, splits):
+        train_mask[m[sp.held]] = False
     refit = fit_clusters(X[train_mask], y[train_mask], cl[train_mask], np.asarray(groups), score_threshold=-np.inf,
                          n_clusters=K, n_threads=1, **lasso)
     anchors = np.column_stack([refit.intercept, refit.coef])
@@ -411,8 +441,8 @@ def fit_gene_cells(gene: str, maps: np.ndarray, feats: np.ndarray, X: np.ndarray
         if not seed_kept[k] or m.size == 0:
             continue
         lab = labels[k] if labels is not None else str(k)
-        res = fit_cluster_cnn(maps[m], feats[m], X[m], y[m], anchors[k], splits[k][0], splits[k][1], settings,
-                              gene=gene, cluster=k, where=f"gene {gene}, cluster '{lab}'")
+        res = fit_cluster_cnn(maps[m], feats[m], X[m], y[m], anchors[k], splits[k], settings, gene=gene,
+                              cluster=k, where=f"gene {gene}, cluster '{lab}'")
         out[k] = res
         if res.choice == CHOICE_CNN:
             betas[m] = res.betas

@@ -70,14 +70,15 @@ class CnnTrainer:
         s = self.settings
         n = np.bincount(np.asarray(ctx.clusters, dtype=np.int64), minlength=K)
         small = [f"'{lab}' ({n[k]} cells)" for k, lab in enumerate(ctx.cluster_labels)
-                 if n[k] >= 2 and holdout_split(int(n[k]), s.holdout_fraction, s.random_seed, k)[1].size == 0]
+                 if n[k] >= 2 and not holdout_split(int(n[k]), s.holdout_fraction, s.random_seed, k).has_heldout]
         if small and s.holdout_fraction > 0:
             from ..errors import short_list
+            from ..models.cnn_fit import MIN_HOLDOUT_CELLS as m
 
-            self.notes.append(f"warning: {len(small)} clusters are too small to hold out "
-                              f"{s.holdout_fraction:.0%} of their cells (≥ 5 held-out and 5 training cells needed): "
-                              f"{short_list(small, 6)}; their CNN is trained on every cell and compared with the "
-                              "lasso in-sample (no early stopping)")
+            self.notes.append(f"warning: {len(small)} clusters are too small to hold out {s.holdout_fraction:.0%} "
+                              f"of their cells ({m} validation + {m} test cells needed): {short_list(small, 6)}; "
+                              "their CNN trains on every cell without early stopping and is compared with the "
+                              "lasso in-sample")
 
     def fit(self, ctx: Any, gene: str) -> GeneFit:
         """Seed fit, then the per-cluster CNNs; raises CnnDiverged on a NaN loss (the gene fails)."""
@@ -124,7 +125,7 @@ class CnnTrainer:
                 out.append(s)
                 continue
             m = clusters == k
-            held = {"lasso": c.r2["lasso_heldout"], "cnn": c.r2["cnn_heldout"]} if c.n_holdout else {}
+            held = {"lasso": c.r2["lasso_heldout"], "cnn": c.r2["cnn_heldout"]} if c.n_test else {}
             out.append(ClusterFit(label=s.label, n_cells=s.n_cells, n_modulators=s.n_modulators,
                                   r2=r2_score(y[m], pred[m]), mse=float(np.mean((y[m] - pred[m]) ** 2)),
                                   iterations=s.iterations, converged=s.converged, kept=s.kept, heldout_r2=held,
@@ -136,20 +137,20 @@ class CnnTrainer:
         s = self.settings
         lines = [f"full_mode\tepochs {s.epochs}\tbatch_size {s.batch_size}\tlearning_rate {s.learning_rate:g}\t"
                  f"activation {s.output_activation}\tholdout_fraction {s.holdout_fraction:g}\tdevice {s.device}",
-                 "cnn\tcluster\tlabel\tn_train\tn_heldout\tepochs_run\tbest_epoch\tr2_lasso_in\tr2_cnn_in\t"
+                 "cnn\tcluster\tlabel\tn_train\tn_val\tn_test\tepochs_run\tbest_epoch\tr2_lasso_in\tr2_cnn_in\t"
                  "r2_lasso_heldout\tr2_cnn_heldout\tchoice\tseconds"]
-        rows = ["loss\tcluster\tlabel\tepoch\ttrain_mse\theldout_mse"]
+        rows = ["loss\tcluster\tlabel\tepoch\ttrain_mse\tval_mse"]
         for k, c in enumerate(cells.clusters):
             if c is None:
                 continue
             lab = ctx.cluster_labels[k]
             r = c.r2
-            lines.append(f"cnn\t{k}\t{lab}\t{c.n_train}\t{c.n_holdout}\t{c.epochs_run}\t{c.best_epoch}\t"
+            lines.append(f"cnn\t{k}\t{lab}\t{c.n_train}\t{c.n_val}\t{c.n_test}\t{c.epochs_run}\t{c.best_epoch}\t"
                          f"{r['lasso_in']:.6g}\t{r['cnn_in']:.6g}\t{r['lasso_heldout']:.6g}\t"
                          f"{r['cnn_heldout']:.6g}\t{c.choice}\t{c.seconds:.3f}")
             for e in range(c.epochs_run + 1):
                 tr = f"{c.train_loss[e - 1]:.6g}" if e >= 1 else ""
-                ho = f"{c.holdout_loss[e]:.6g}" if e < len(c.holdout_loss) else ""
+                ho = f"{c.val_loss[e]:.6g}" if e < len(c.val_loss) else ""
                 rows.append(f"loss\t{k}\t{lab}\t{e}\t{tr}\t{ho}")
         return lines + rows
 
