@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +26,8 @@ from typing import Any
 
 from . import _keys
 from .errors import ConfigError, near_matches
+
+log = logging.getLogger("spacetravlr_py.config")
 
 # ----------------------------------------------------------------------------------------------
 # Field descriptors
@@ -109,6 +113,8 @@ def _coerce(value: Any, meta: Mapping[str, Any], where: str) -> Any:
     if kind in ("str", "path"):
         if not isinstance(value, str):
             raise bad()
+        if kind == "path" and "\x00" in value:
+            raise ConfigError(f"{where} = {given!r}: a path cannot contain a NUL character (\\0); fix the path")
         if meta["choices"] and value not in meta["choices"]:
             raise ConfigError(f"{where} = {_fmt_value(given)}: expected {_expected(meta)}"
                               + near_matches(value, meta["choices"]))
@@ -178,7 +184,7 @@ class GrnSection:
 
     network_data_dir: str | None = _opt(None, "path", optional=True)
     tf_ligand_cutoff: float = _opt(0.2, "float", ge=0)
-    max_ligands: int | None = _opt(None, "int", optional=True, ge=1, aliases=("max_lr_pairs",))
+    max_ligands: int | None = _opt(None, "int", optional=True, ge=1, aliases=("max_lr_pairs", "max_lr"))
     use_tf_modulators: bool = _opt(True, "bool")
     use_lr_modulators: bool = _opt(True, "bool")
     use_tfl_modulators: bool = _opt(True, "bool")
@@ -306,6 +312,9 @@ def _field_name(section_cls: type, key: str) -> str | None:
     return next((n for n, f in flds.items() if key in f.metadata.get("aliases", ())), None)
 
 
+field_name = _field_name
+
+
 def config_keys() -> list[str]:
     """Every ``section.key`` of the schema, in schema order."""
     return [f"{s}.{k}" for s, cls in SECTIONS.items() for k in _fields(cls)]
@@ -323,6 +332,9 @@ class SpaceshipConfig:
     explicit:
         ``section.key`` names set explicitly (in the file or by an override). The compat switch does
         not change explicitly set keys.
+    notes:
+        One line per key of the Rust seed that was read but is not implemented, saying what happens
+        instead (see :mod:`spacetravlr_py.seedkeys`); each is also logged once as a warning.
     """
 
     data: DataSection = field(default_factory=DataSection)
@@ -337,6 +349,7 @@ class SpaceshipConfig:
     compat: CompatSection = field(default_factory=CompatSection)
     source: Path | None = field(default=None, compare=False, repr=False)
     explicit: set[str] = field(default_factory=set, compare=False, repr=False)
+    notes: list[str] = field(default_factory=list, compare=False, repr=False)
 
     # -- construction ------------------------------------------------------------------------
 
@@ -347,6 +360,11 @@ class SpaceshipConfig:
         cfg = cls(source=Path(source).resolve() if source is not None else None)
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{label}: expected a table of sections")
+        from .seedkeys import absorb_seed_keys
+
+        raw, cfg.notes = absorb_seed_keys(raw, label)  # the Rust seed's keys: one warning line each
+        for note in cfg.notes:
+            log.warning("%s", note)
         for sec_name, sec_raw in raw.items():
             if sec_name not in SECTIONS and not isinstance(sec_raw, Mapping):
                 # a key written above every [section] header
@@ -383,7 +401,7 @@ class SpaceshipConfig:
             raise ConfigError(f"{p}: config file not found; check the path given to -c/--config") from None
         except IsADirectoryError:
             raise ConfigError(f"{p}: is a directory, expected a .toml file") from None
-        except (OSError, UnicodeDecodeError) as e:
+        except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: NUL in the path
             raise ConfigError(f"{p}: cannot read config file ({e.__class__.__name__}: {e})") from None
         try:
             raw = tomllib.loads(text)
@@ -417,9 +435,9 @@ class SpaceshipConfig:
             s, k = dotted.split(".")
             v = getattr(getattr(self, s), k)
             if v:
-                setattr(getattr(self, s), k, str((base / Path(v).expanduser()).resolve()))
+                setattr(getattr(self, s), k, str((base / os.path.expanduser(v)).resolve()))
         od = self.execution.output_dir
-        self.execution.output_dir = str((base / Path(od).expanduser()).resolve()) if od else str(base)
+        self.execution.output_dir = str((base / os.path.expanduser(od)).resolve()) if od else str(base)
 
     def with_overrides(self, overrides: Mapping[str, Any], *, source: str = "command line") -> SpaceshipConfig:
         """Return a copy with ``{"section.key": value}`` applied (``None`` values are skipped).
@@ -440,7 +458,7 @@ class SpaceshipConfig:
             name = _field_name(SECTIONS[s], k)
             assert name is not None  # _set validated it
             if _fields(SECTIONS[s])[name].metadata["kind"] == "path" and value:
-                setattr(getattr(new, s), name, str(Path(value).expanduser().resolve()))
+                setattr(getattr(new, s), name, str(Path(os.path.expanduser(value)).resolve()))
         new._apply_compat()
         return new
 

@@ -13,6 +13,10 @@ from collections.abc import Iterable
 class SpaceTravLRError(Exception):
     """Base class of user-facing errors: the message is one line naming the culprit and the fix."""
 
+    def __str__(self) -> str:
+        # one line whatever the user's values hold (a TOML key or a cell id may contain a line break)
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
+
 
 class ConfigError(SpaceTravLRError, ValueError):
     """A configuration key, value or file is invalid."""

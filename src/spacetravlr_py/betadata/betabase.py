@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -152,13 +153,11 @@ class Betabase:
             if by_cluster:
                 rows = {r: i for i, r in enumerate(ids)}
                 lut = np.array([rows[lab] for lab in labels], dtype=np.int64)
-                mapping = lut[t.clusters]
             else:
-                present = set(ids)
-                missing = [lab for lab in labels if lab not in present]
-                raise InputError(f"betadata of {f.gene}: no row for cluster(s) {short_list(missing, 5)} of "
-                                 f"obs['{t.cluster_annot}'] (rows: {short_list(ids, 5)}); the betadata "
-                                 "come from another dataset or cluster column")
+                lut = _integer_cluster_rows(f, labels, t.cluster_annot)
+            mapping = lut[t.clusters]
+            if (lut < 0).any():
+                self.unmatched_cells[f.gene] = int((mapping < 0).sum())
         else:
             obs = np.asarray(t.obs_names, dtype=object)
             if len(ids) == t.n_cells and np.array_equal(np.asarray(ids, dtype=object), obs):
@@ -270,6 +269,44 @@ class Betabase:
             "slot_a": cat(slot_a, np.int64), "slot_b": cat(slot_b, np.int64), "term_ptr": term_ptr,
             "mods": cat([gm.modulator_genes for gm in self.models], np.int64), "mod_ptr": mod_ptr,
         }
+
+
+_INT_TEXT = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
+def _integer_cluster_rows(f: BetaFrame, labels: list[str], cluster_annot: str) -> np.ndarray:
+    """Row of each cluster id for ``Cluster`` rows that are integers (the seed writes cluster ids).
+
+    When the labels of the cluster column are themselves integers, a row names the cluster of that
+    label (the seed casts an integer column such as ``cell_type_int`` to its values); otherwise a row
+    ``k`` is cluster id ``k``, the k-th label in sorted order (SPEC §2.1). Clusters without a row (the
+    seed writes only the clusters it fitted) get zero betas, with a warning. Returns ``lut`` with
+    ``lut[cluster_id]`` = row, −1 for none.
+    """
+    ids = f.row_ids
+    present = set(ids)
+    if not all(_INT_TEXT.fullmatch(r) for r in ids):
+        missing = [lab for lab in labels if lab not in present]
+        raise InputError(f"betadata of {f.gene}: no row for cluster(s) {short_list(missing, 5)} of "
+                         f"obs['{cluster_annot}'] (rows: {short_list(ids, 5)}); the betadata "
+                         "come from another dataset or cluster column")
+    if all(_INT_TEXT.fullmatch(lab) for lab in labels):
+        pos = {lab: k for k, lab in enumerate(labels)}
+        what = f"integer labels of obs['{cluster_annot}']"
+    else:
+        pos = {str(k): k for k in range(len(labels))}
+        what = f"cluster ids 0..{len(labels) - 1} (sorted labels of obs['{cluster_annot}'])"
+    stray = [r for r in ids if r not in pos]
+    if stray:
+        raise InputError(f"betadata of {f.gene}: Cluster row '{stray[0]}' is none of the {what}; the "
+                         "betadata come from another dataset or cluster column")
+    lut = np.full(len(labels), -1, dtype=np.int64)
+    for i, r in enumerate(ids):
+        lut[pos[r]] = i
+    if (lut < 0).any():
+        log.warning("betadata of %s: no row for cluster(s) %s (rows are %s); their cells get zero betas",
+                    f.gene, short_list([labels[k] for k in np.flatnonzero(lut < 0)], 5), what)
+    return lut
 
 
 def load_betabase(directory: str | os.PathLike[str] | Path, tissue: Tissue, **kw: object) -> Betabase:

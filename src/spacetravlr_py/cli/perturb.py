@@ -24,6 +24,15 @@ examples:
       --cells-csv cells.csv --cells-csv-column tumour --n-propagation 3 --out tgfb1_oe.feather --verbose
   spacetravlr-perturb --run-toml run/spacetravlr_run_repro.toml --batch-toml jobs.toml --batch-parallelism 2
   spacetravlr-perturb screen --run-toml run/spacetravlr_run_repro.toml --out-dir screen/
+  spacetravlr-perturb --config perturb.toml --gene Foxo1 --out foxo1_ko.feather
+  spacetravlr-perturb perturb.toml                # a perturbation TOML holding jobs runs them as a batch
+  spacetravlr-perturb --run-toml run/spacetravlr_run_repro.toml --make-cells-csv cells.csv
+
+perturbation TOML (--config / --perturb-toml / first argument): run_toml = "run/spacetravlr_run_repro.toml",
+[data] / [perturbation] / [spatial] sections merged key by key onto the run's repro TOML, top-level
+beta_scale_factor / beta_cap read as [perturbation] keys, any other top-level key a batch-job field.
+batch files: parallelism = 2, and radius / ligand_grid_factor / contact_distance to perturb with
+another received-ligand kernel (recomputed once for the jobs that use it).
 
 outputs: <out>.feather (CellID + every gene, simulated expression) and <out>.json (top affected genes,
 per-cluster mean |Δ|, timings).
@@ -39,7 +48,10 @@ def _floats(s: str) -> list[float]:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-toml", metavar="TOML", help="spacetravlr_run_repro.toml of a training run (its folder "
-                   "holds the betadata)")
+                   "holds the betadata); wins over run_toml of --config")
+    p.add_argument("--config", "--perturb-toml", dest="config", metavar="TOML",
+                   help="perturbation TOML: run_toml, [data]/[perturbation]/[spatial] overlays onto the run's "
+                   "repro TOML, batch-job fields (e.g. --config perturb.toml)")
     p.add_argument("--n-propagation", type=int, metavar="N", help="propagation steps (default from the TOML)")
     p.add_argument("--beta-scale-factor", type=float, help="[perturbation].beta_scale_factor")
     p.add_argument("--beta-cap", type=float, help="[perturbation].beta_cap")
@@ -67,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--field-neighbors", type=int, default=150, metavar="K", help="kNN of the field (default 150)")
     p.add_argument("--field-kind", choices=["quiver", "stream"], default="quiver", help="arrows or streamlines")
     p.add_argument("--batch-toml", metavar="TOML", help="run the jobs of a batch file")
-    p.add_argument("--batch-parallelism", type=int, default=1, metavar="N", help="batch jobs run at once")
+    p.add_argument("--batch-parallelism", type=int, metavar="N",
+                   help="batch jobs run at once (default: the batch file's parallelism, else 1)")
+    p.add_argument("--make-cells-csv", metavar="OUT", help="write a cells CSV with one column per cell type "
+                   "(cluster label) listing its cells, to start a scope from, and exit "
+                   "(e.g. --make-cells-csv cells.csv, then --cells-csv cells.csv --cells-csv-column ct1)")
+    p.add_argument("config_file", nargs="?", metavar="PERTURB_TOML", help="same as --config")
     return p
 
 
@@ -94,18 +111,31 @@ def _open(a: argparse.Namespace) -> Any:
     from ..errors import InputError
     from ..perturb.session import RunSession
 
-    if not a.run_toml:
-        raise InputError("--run-toml is required (the spacetravlr_run_repro.toml written by the training run)")
+    ptoml = _perturb_toml(a)
+    run_toml = a.run_toml or (ptoml.run_toml if ptoml else None)
+    if not run_toml:
+        raise InputError("--run-toml is required (the spacetravlr_run_repro.toml written by the training run), "
+                         "or run_toml = \"...\" in the --config file")
     if a.n_propagation is not None and a.n_propagation < 1:
         raise InputError(f"--n-propagation must be >= 1, got {a.n_propagation}")
     t0 = time.perf_counter()
-    s = RunSession.open(a.run_toml, n_threads=a.threads, overrides=_overrides(a))
+    s = RunSession.open(run_toml, n_threads=a.threads, overrides=_overrides(a),
+                        overlay=ptoml.apply if ptoml else None)
     print(f"loaded {s.tissue.n_cells} cells × {s.tissue.n_genes} genes, {len(s.betabase)} trained genes "
           f"from {s.run_dir} in {time.perf_counter() - t0:.2f}s", file=sys.stderr)
     if a.verbose:
         for line in s.perturber.received_info:
             print(f"  {line}", file=sys.stderr)
     return s
+
+
+def _perturb_toml(a: argparse.Namespace) -> Any:
+    """The perturbation TOML of --config / --perturb-toml / the first argument, read once (or None)."""
+    if not hasattr(a, "_ptoml"):
+        from ..perturb.overlay import perturb_toml_arg
+
+        a._ptoml = perturb_toml_arg(a.config, getattr(a, "config_file", None))
+    return a._ptoml
 
 
 def _print_result(res: Any, paths: dict[str, Any] | None, verbose: bool, n_top: int = 10) -> None:
@@ -133,21 +163,36 @@ def _main(argv: Sequence[str] | None) -> int:
     a = build_parser().parse_args(args)
     from ..errors import InputError
 
-    if a.batch_toml and a.gene:
-        raise InputError("give either --gene (single export) or --batch-toml, not both")
-    if a.batch_parallelism < 1:
+    ptoml = _perturb_toml(a)
+    jobs_in_config = bool(ptoml and ptoml.batch)
+    if (a.batch_toml or jobs_in_config) and a.gene:
+        raise InputError("give either --gene (single export) or batch jobs (--batch-toml or job fields in "
+                         "--config), not both")
+    if a.batch_toml and jobs_in_config:
+        raise InputError(f"--batch-toml and job fields in {ptoml.path} both give batch jobs; keep one")
+    if a.batch_parallelism is not None and a.batch_parallelism < 1:
         raise InputError(f"--batch-parallelism must be >= 1, got {a.batch_parallelism}")
+    if a.make_cells_csv:
+        from ..perturb.cells_csv import write_run_cells_csv
+
+        out, labels = write_run_cells_csv(a.run_toml or (ptoml.run_toml if ptoml else None), a.make_cells_csv,
+                                          overlay=ptoml.apply if ptoml else None)
+        print(f"wrote {out}: {len(labels)} columns, one per cell type ({', '.join(labels[:8])}"
+              f"{', …' if len(labels) > 8 else ''})")
+        return EXIT_OK
     if a.clusters:
         _cluster_ids(a.clusters)  # fail before loading the run
     if getattr(a, "field", False) and a.gene and not a.out:
         raise InputError("--field needs --out (the figures are written next to it)")
     s = _open(a)
-    if a.batch_toml:
-        from ..perturb.batch import parse_batch, run_batch
+    if a.batch_toml or jobs_in_config:
+        from ..perturb.batch import batch_from_table, read_batch, run_batch
 
-        jobs = parse_batch(a.batch_toml, a.n_propagation or s.perturber.s.n_propagation)
-        print(f"{len(jobs)} jobs from {a.batch_toml}", file=sys.stderr)
-        run_batch(s, jobs, parallelism=a.batch_parallelism,
+        default_n = a.n_propagation or s.perturber.s.n_propagation
+        spec = (read_batch(a.batch_toml, default_n) if a.batch_toml
+                else batch_from_table(ptoml.batch, str(ptoml.path), ptoml.path.parent, default_n))
+        print(f"{len(spec.jobs)} jobs from {a.batch_toml or ptoml.path}", file=sys.stderr)
+        run_batch(s, spec.jobs, parallelism=a.batch_parallelism or spec.parallelism or 1,
                   on_done=lambda job, res, paths: _print_result(res, paths, a.verbose, 5))
         return EXIT_OK
     if not a.gene:

@@ -146,6 +146,28 @@ def _read_table(p: Path) -> pd.DataFrame:
     raise InputError(f"{p}: unsupported betadata format '{ext}' (use .feather, .parquet or .csv)")
 
 
+def _row_ids(col: pd.Series, source: str) -> list[str]:
+    """Row ids as text; integer-valued numbers (the seed's cluster ids, also as floats) without ``.0``."""
+    if col.isna().any():
+        raise InputError(f"{source}: {int(col.isna().sum())} rows have no id in column '{col.name or 'index'}'; "
+                         "every row needs a cluster or cell id")
+    if pd.api.types.is_float_dtype(col) and np.all(np.isfinite(col)) and np.all(col == np.round(col)):
+        return [str(int(v)) for v in col.tolist()]
+    return [str(v) for v in col.tolist()]
+
+
+def _check_rows(row_ids: list[str], what: str, source: str) -> None:
+    """One row per cluster or cell: no empty table, no repeated id."""
+    if not row_ids:
+        raise InputError(f"{source}: no rows; a betadata file holds one row per cluster or per cell "
+                         "(delete it, or write <gene>.orphan for a gene without a model)")
+    repeated = pd.Index(row_ids).duplicated()
+    if repeated.any():
+        dup = row_ids[int(np.argmax(repeated))]
+        raise InputError(f"{source}: {what} '{dup}' has {row_ids.count(dup)} rows; each cluster or cell "
+                         "needs exactly one row")
+
+
 def frame_from_table(df: pd.DataFrame, gene: str, *, source: str = "<table>") -> BetaFrame:
     """Interpret a betadata table in any of the accepted layouts."""
     cols = [str(c) for c in df.columns]
@@ -156,15 +178,16 @@ def frame_from_table(df: pd.DataFrame, gene: str, *, source: str = "<table>") ->
         cols = [str(c) for c in df.columns]
     if cols and cols[0] in (_keys.CLUSTER_COL, _keys.CELLID_COL):
         row_kind = cols[0]
-        row_ids = [str(v) for v in df.iloc[:, 0].tolist()]
+        row_ids = _row_ids(df.iloc[:, 0], source)
         body = df.iloc[:, 1:]
     elif cols and cols[0] in _ID_COLUMNS:
         # a CSV written with its index: the first column holds the ids
-        row_ids = [str(v) for v in df.iloc[:, 0].tolist()]
+        row_ids = _row_ids(df.iloc[:, 0], source)
         body = df.iloc[:, 1:]
     else:
-        row_ids = [str(v) for v in df.index.tolist()]
+        row_ids = _row_ids(pd.Series(df.index), source)
         body = df
+    _check_rows(row_ids, row_kind if cols and cols[0] == row_kind else "row id", source)
     names = [str(c) for c in body.columns]
     intercept_col = next((c for c in names if c in _keys.INTERCEPT_ALIASES), None)
     has_prefix = any(c.startswith(_keys.BETA_PREFIX) and c not in _keys.INTERCEPT_ALIASES for c in names)

@@ -219,6 +219,7 @@ class Perturber:
         self.x0 = np.ascontiguousarray(tissue.expression, dtype=np.float64)
         self.flat = betabase.flat()
         self.lig_genes = betabase.ligands()
+        self.ligand_signaling = ligand_signaling  # kept: a perturber with other radii is built from it
         self.lig_radius, self._no_received = self._ligand_radii(ligand_signaling)
         s = self.s
         self.operators = operators or ReceivedOperators(

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,14 +77,17 @@ class RunSession:
 
     @classmethod
     def open(cls, run_toml: str | os.PathLike[str], *, n_threads: int | None = None,
-             overrides: dict[str, Any] | None = None) -> RunSession:
+             overrides: dict[str, Any] | None = None,
+             overlay: Callable[[SpaceshipConfig], SpaceshipConfig] | None = None) -> RunSession:
         """Open the run described by a repro TOML (or a run folder): tissue, betadata, perturbation engine.
 
         The betadata are read from the TOML's ``[execution].output_dir`` (SPEC §2.3); each ligand's
         radius comes from what training recorded in the manifest (older runs: from the network).
+        ``overlay`` (e.g. :meth:`~spacetravlr_py.perturb.overlay.PerturbToml.apply`) changes the run's
+        configuration before ``overrides`` (command-line values).
         """
         t0 = time.perf_counter()
-        run = open_run(run_toml, overrides=overrides)
+        run = open_run(run_toml, overrides=overrides, overlay=overlay)
         cfg = run.cfg
         tissue = load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)
         run.check_dataset(tissue)

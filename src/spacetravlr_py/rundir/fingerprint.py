@@ -38,7 +38,7 @@ def check_same_dataset(recorded: dict[str, Any], tissue: Tissue, *, where: Path,
 
     ``where`` is the manifest file, ``what`` completes "…were trained on another dataset; ``what``".
     """
-    if not recorded:
+    if not recorded or not isinstance(recorded, dict):  # none, or another program's manifest (the seed's)
         return
     now = dataset_fingerprint(tissue)
     for key, kind in (("names_sha1", "cell or gene names"), ("data_sha1", "expression or coordinates")):

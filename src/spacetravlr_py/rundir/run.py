@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,8 @@ class TrainedRun:
                                what="use the matching .h5ad or run TOML")
 
 
-def open_run(path: str | os.PathLike[str], *, overrides: dict[str, Any] | None = None) -> TrainedRun:
+def open_run(path: str | os.PathLike[str], *, overrides: dict[str, Any] | None = None,
+             overlay: Callable[[SpaceshipConfig], SpaceshipConfig] | None = None) -> TrainedRun:
     """Open a run from its repro TOML (or a folder holding one).
 
     Parameters
@@ -60,13 +62,17 @@ def open_run(path: str | os.PathLike[str], *, overrides: dict[str, Any] | None =
         kept beside the data), or a run folder.
     overrides : dict, optional
         ``{"section.key": value}`` applied on top (e.g. command-line flags).
+    overlay : callable, optional
+        Applied to the configuration before ``overrides`` (a perturbation TOML's overlay sections).
     """
-    p = Path(path).expanduser()
+    p = Path(os.path.expanduser(path))  # not Path.expanduser: it raises for ~unknown_user
     if p.is_dir():
         p = p / _keys.REPRO_TOML
     if not p.is_file():
         raise InputError(f"run TOML {p} not found; pass the {_keys.REPRO_TOML} written by the training run")
     cfg = SpaceshipConfig.from_toml(p)
+    if overlay is not None:
+        cfg = overlay(cfg)
     if overrides:
         cfg = cfg.with_overrides(overrides, source="command line")
     if not cfg.data.adata_path:
