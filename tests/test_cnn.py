@@ -77,6 +77,21 @@ def test_niche_counts_match_bruteforce_including_boundary():
     assert np.all(f[:, :4].min(0) == 0) and np.all(f[:, :4].max(0) == 1)
 
 
+def test_per_cell_recovery_by_hand():
+    from spacetravlr_py.io.betadata import BetaFrame
+    from spacetravlr_py.training.cnn_report import per_cell_recovery
+
+    obs, labels = ["c0", "c1", "c2", "c3"], ["A", "A", "B", "B"]
+    truth = {"G": BetaFrame("G", "CellID", obs, np.zeros(4), ["x"], np.array([[1.0], [3.0], [2.0], [2.0]]))}
+    seed = {"G": BetaFrame("G", "Cluster", ["A", "B"], np.zeros(2), ["x", "y"], np.array([[2.0, 5.0], [2.0, 5.0]]))}
+    full = {"G": BetaFrame("G", "CellID", obs, np.zeros(4), ["x"], np.array([[1.5], [2.5], [2.0], [2.0]]))}
+    r = per_cell_recovery(truth, seed, obs, labels)
+    # within A: truth 1, 3 around 2 (squared deviations 2); B is constant (no correlation term, no variance)
+    assert r == {"within_cluster_corr": 0.0, "relative_mse": 1.0, "n_terms": 1}
+    r = per_cell_recovery(truth, full, obs, labels)
+    assert r["within_cluster_corr"] == pytest.approx(1.0) and r["relative_mse"] == pytest.approx(0.5 / 2)
+
+
 # ---------------------------------------------------------------------------------------------
 # network (torch)
 # ---------------------------------------------------------------------------------------------
