@@ -267,3 +267,93 @@ def run_200(ctx: Ctx) -> list[dict[str, Any]]:
             "cell_passes": int(sum(p[0] * p[1] for p in passes)), "cnn_fits": len(passes)}
     return [row("full_200", f"full mode, {ng} genes × {nc:,} cells × {epochs} epochs, end to end", ours=o,
                 baseline=None, size=size, notes="no baseline: the reference would take hours (see full_vs_reference)")]
+
+
+# --------------------------------------------------------------------------------------------------
+# held-out quality on a real tissue
+# --------------------------------------------------------------------------------------------------
+
+HELDOUT_GENES = 60
+HELDOUT_FRACTION = 0.2
+
+
+def starmap_inputs() -> Path:
+    """STARmap visual cortex after ``spacetravlr prep`` (labelled cells, cell types from ``cluster_name``)
+    and the real mouse network (CellChat + base GRN), cached under ``.bench/``."""
+    real = ref.SHARED / "data" / "real" / "starmap_visual_cortex_1020.h5ad"
+
+    def build(d: Path) -> None:
+        from spacetravlr_py.cli.main import main
+
+        data = ref.SHARED / "data"
+        rc = main(["network", "build", "--grn", str(data / "grn" / "mouse_base_grn.parquet"), "--lr",
+                   str(data / "lr" / "cellchat_mouse.csv"), "-o", str(d)])
+        rc = rc or main(["prep", str(real), "-o", str(d / "starmap.h5ad"), "--cluster-key", "cluster_name",
+                         "--drop-unlabeled", "--network", str(d), "--quiet"])
+        if rc:
+            raise RuntimeError(f"preparing STARmap failed (exit {rc})")
+
+    return wl.cached("starmap_prepped", build)
+
+
+def heldout_stats(out: Path) -> dict[str, Any]:
+    """:func:`heldout_summary` plus the CNN-vs-lasso comparison on test cells, fit by fit."""
+    from spacetravlr_py.training.cnn_report import heldout_summary, read_cnn_rows
+
+    s = heldout_summary(out)
+    per_gene = s.pop("per_gene")
+    rows = [r for f in sorted((out / "log").glob("*.log")) for r in read_cnn_rows(f)]
+    held = [r for r in rows if r["n_test"]]
+    d = np.array([r["r2_cnn_heldout"] - r["r2_lasso_heldout"] for r in held])
+    s["cnn_beats_lasso_fraction"] = float((d > 0).mean()) if d.size else None
+    s["median_cnn_minus_lasso"] = float(np.median(d)) if d.size else None
+    s["no_epoch_improved_on_validation"] = int(sum(r["best_epoch"] == 0 for r in held))
+    s["fits_insample"] = len(rows) - len(held)
+    gl = np.array([v["lasso"] for v in per_gene.values()])
+    gf = np.array([v["full"] for v in per_gene.values()])
+    s["genes_full_ge_lasso"] = int((gf >= gl).sum())
+    return s
+
+
+def run_heldout(ctx: Ctx) -> list[dict[str, Any]]:
+    ng = 6 if ctx.quick else HELDOUT_GENES
+    epochs = 2 if ctx.quick else EPOCHS
+    d = starmap_inputs()
+    seed_out = d / "seed_all"
+    if not (seed_out / "spacetravlr_manifest.json").exists():
+        run_cli(_starmap_config(d, seed_out, None, mode="seed", n_parallel=2), seed_out)
+    man = json.loads((seed_out / "spacetravlr_manifest.json").read_text())
+    done = sorted(man["genes"]["done"])
+    genes = sorted(str(g) for g in np.random.default_rng(0).choice(done, size=min(ng, len(done)), replace=False))
+    out = d / f"full_{ng}"
+    ctx.log(f"full-mode held-out R² on STARmap: {len(genes)} genes, holdout_fraction {HELDOUT_FRACTION}")
+    r = run_cli(_starmap_config(d, out, genes, mode="full", n_parallel=2, epochs=epochs), out)
+    s = heldout_stats(out)
+    o = {"label": "ours: spacetravlr --training-mode full --parallel 2 (defaults, holdout_fraction 0.2)",
+         "median_s": r["wall_s"], "n": 1, "peak_rss_mib": round(r["tree_rss_peak_mib"], 1),
+         "memory_method": "sampled sum of RSS over the CLI process and its workers",
+         "timing": "wall time of the whole CLI process"}
+    nan = float("nan")
+    notes = (f"{s['fits_heldout']} (gene, cluster) CNNs judged on test cells ({s['fits_insample']} more in clusters "
+             f"too small to hold out cells); CNN vs lasso (refitted on the training cells) on the test cells: mean "
+             f"R² {s.get('mean_r2_cnn_heldout', nan):.4f} vs {s.get('mean_r2_lasso_heldout', nan):.4f}, the CNN "
+             f"better in {100 * (s['cnn_beats_lasso_fraction'] or 0):.0f} % of fits; after the keep-lasso rule "
+             f"{s.get('mean_r2_full_heldout', nan):.4f} (never below the lasso: min gain "
+             f"{s.get('min_gain_full_minus_lasso', nan):.3g}; the choice is made on these test cells)")
+    return [row("full_heldout_starmap", f"full mode held-out R², STARmap (1,207 cells, 16 types), {len(genes)} genes",
+                ours=o, baseline=None, size={"genes": len(genes), "epochs": epochs,
+                                             "holdout_fraction": HELDOUT_FRACTION},
+                agreement={"heldout": s}, notes=notes)]
+
+
+def _starmap_config(d: Path, out: Path, genes: list[str] | None, *, mode: str, n_parallel: int,
+                    epochs: int = EPOCHS) -> Path:
+    lines = ["[data]", f'adata_path = "{d / "starmap.h5ad"}"', "", "[grn]", f'network_data_dir = "{d}"', "",
+             "[training]", f'mode = "{mode}"', f"epochs = {epochs}"]
+    if genes:
+        lines.append("genes = [" + ", ".join(json.dumps(g) for g in genes) + "]")
+    lines += ["", "[cnn]", f"holdout_fraction = {HELDOUT_FRACTION}", "", "[execution]",
+              f"n_parallel = {n_parallel}", f'output_dir = "{out}"', 'device = "cpu"', ""]
+    p = out.parent / f"{out.name}.toml"
+    p.write_text("\n".join(lines))
+    return p
