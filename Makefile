@@ -12,7 +12,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,all]"
 	@touch $(STAMP)
 
-setup: $(STAMP)
+# the viewer's front end: npm ci from the lock file, then Vite into the package (rebuilt when web/ changes)
+WEB_BUNDLE := src/spacetravlr_py/viewer/static/index.html
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+$(WEB_BUNDLE): web/node_modules/.package-lock.json web/index.html web/package.json web/vite.config.ts web/tsconfig.json $(wildcard web/src/*)
+	cd web && npm run build
+
+# the browser tests drive Debian's Chromium
+/usr/bin/chromium:
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y chromium; \
+	else sudo apt-get update -qq && sudo apt-get install -y chromium; fi
+
+setup: $(STAMP) $(WEB_BUNDLE) /usr/bin/chromium
 
 ## make demo: synthetic tissue -> received ligands -> training -> knockout -> transition field
 demo: setup
@@ -36,4 +48,4 @@ bench: setup
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache web/node_modules src/spacetravlr_py/viewer/static

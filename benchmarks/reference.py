@@ -233,7 +233,8 @@ def cellchat_network(species: str = "mouse") -> Any:
     Used for the reference's per-ligand radius rule (first CellChat row per ligand among the genes).
     """
     from spacetravlr_py import _keys
-    from spacetravlr_py.io.network import Network, read_lr_table
+    from spacetravlr_py.io.network import Network
+    from spacetravlr_py.io.network_build import read_lr_table
 
     lr = read_lr_table(cellchat_csv(species))
     df = pd.DataFrame({"source": lr["ligand"], "target": lr["receptor"], "edge_type": _keys.EDGE_LR,

@@ -28,6 +28,8 @@ from . import (
     bench_splash,
     bench_train,
     bench_transition,
+    bench_viewer,
+    bench_viewer_paint,
 )
 from .common import Ctx
 from .timing import machine_info, now_iso
@@ -50,6 +52,8 @@ CASES: dict[str, tuple[Callable[[Ctx], Any], str]] = {
     "transition": (bench_transition.run_vs_reference, "transition probabilities, 10k × 2,000 (vs the reference)"),
     "transition_numpy": (bench_transition.run_vs_numpy, "transition probabilities, 10k × 2,000 (vs NumPy)"),
     "transition_100k": (bench_transition.run_100k, "transition field, 100k × 2,000, k = 150"),
+    "viewer": (bench_viewer.run, "spatial_viewer under load: preview, umap-field, expression at 100k cells"),
+    "viewer_first_paint": (bench_viewer_paint.run, "viewer first paint, 100k cells, headless Chromium"),
     "cli_help": (bench_cli.run, "`spacetravlr --help` start-up"),
     "scaling": (bench_scaling.run, "scaling sweep (cells 1k → 100k, targets 50 → 200) and its plot"),
 }
@@ -333,7 +337,8 @@ _ROW_ORDER = ["received_exact_gaussian_vs_numpy", "received_exact_truncated_vs_n
               "received_exact_truncated_vs_reference", "received_approx_vs_numpy", "splash_vs_reference",
               "perturb_exact_vs_reference", "perturb_approx", "train_vs_reference", "train_large",
               "full_vs_reference", "full_ceiling", "full_200", "full_heldout_starmap",
-              "transition_vs_reference", "transition_vs_numpy", "transition_field", "cli_help_spacetravlr",
+              "transition_vs_reference", "transition_vs_numpy", "transition_field", "viewer_preview",
+              "viewer_umap_field", "viewer_gene_expression", "cli_help_spacetravlr",
               "cli_help_spacetravlr_perturb"]
 
 

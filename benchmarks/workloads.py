@@ -226,7 +226,7 @@ def _base_grn_edges() -> pd.DataFrame:
     """The real mouse base GRN as (source, target) edges (cached as a parquet: the wide file is large)."""
 
     def build(d: Path) -> None:
-        from spacetravlr_py.io.network import read_base_grn
+        from spacetravlr_py.io.network_build import read_base_grn
 
         read_base_grn(ref.SHARED / "data" / "grn" / "mouse_base_grn.parquet").to_parquet(d / "edges.parquet")
 
@@ -241,7 +241,7 @@ def training_panel(n_genes: int, seed: int = 0, *, tf_frac: float = 0.3, lr_frac
     gene has at least one TF of the panel among its base-GRN regulators (so that the Python reference,
     which skips genes without TF regulators, trains all of them).
     """
-    from spacetravlr_py.io.network import read_lr_table
+    from spacetravlr_py.io.network_build import read_lr_table
 
     rng = np.random.default_rng(seed)
     edges = _base_grn_edges()
@@ -312,7 +312,7 @@ def training_inputs(n_genes: int, n_cells: int, seed: int = 0, *, n_clusters: in
 
     def build(d: Path) -> None:
         from spacetravlr_py import _keys
-        from spacetravlr_py.io.network import read_lr_table
+        from spacetravlr_py.io.network_build import read_lr_table
 
         rng = np.random.default_rng(seed)
         # small panels: the seed README's mix (many TFs and ligands/receptors); large panels: roughly the

@@ -23,3 +23,11 @@ def shared_path(*parts: str) -> Path:
 def shared_data() -> Path:
     """The ../shared/data folder (skips when absent)."""
     return shared_path()
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory):  # -> builders.TrainedRun
+    """A 300-cell synthetic tissue trained in seed mode, shared read-only by the tests that need a run."""
+    from builders import train_run
+
+    return train_run(tmp_path_factory.mktemp("small_run"), n_cells=300, seed=3)

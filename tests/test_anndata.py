@@ -12,30 +12,13 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from builders import small_adata
 from conftest import shared_path
 from spacetravlr_py.errors import InputError
 from spacetravlr_py.io.anndata import Tissue, cluster_ids, load_tissue
 
 N, G = 6, 4
-
-
-def make_adata(n: int = N, g: int = G, *, spatial_key: str | None = "spatial", coord_dim: int = 2,
-               clusters: object = None, X: object = None, obs_names: list[str] | None = None) -> ad.AnnData:
-    """A small AnnData: X = 1..n·g, coordinates (i, 10·i), two clusters 'b'/'a'."""
-    X = np.arange(1.0, n * g + 1).reshape(n, g) if X is None else X
-    labels = clusters if clusters is not None else ["b", "a"] * (n // 2) + ["b"] * (n % 2)
-    obs = pd.DataFrame({"cell_type": pd.Categorical(labels)},
-                       index=obs_names if obs_names is not None else [f"cell{i}" for i in range(n)])
-    var = pd.DataFrame(index=[f"G{j}" for j in range(g)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # duplicate obs names on purpose in one test
-        a = ad.AnnData(X=X, obs=obs, var=var)
-    if spatial_key:
-        xy = np.column_stack([np.arange(n, dtype=float), 10.0 * np.arange(n)])
-        if coord_dim == 3:
-            xy = np.column_stack([xy, np.full(n, 7.0)])
-        a.obsm[spatial_key] = xy
-    return a
+"""Cells and genes of :func:`builders.small_adata`'s default AnnData."""
 
 
 def write(a: ad.AnnData, tmp_path: Path, name: str = "tissue.h5ad") -> Path:
@@ -72,7 +55,7 @@ def source(request, tmp_path):
 
 
 def test_basic_tissue(source):
-    a = make_adata()
+    a = small_adata()
     t = load_tissue(source(a), layer="")
     assert isinstance(t, Tissue)
     assert t.n_cells == N and t.n_genes == G and t.n_clusters == 2
@@ -97,7 +80,7 @@ def test_basic_tissue(source):
     (("spatial_loc",), "spatial_loc"),
 ])
 def test_spatial_key_resolution_order(source, present, chosen):
-    a = make_adata(spatial_key=None)
+    a = small_adata(spatial_key=None)
     for k, key in enumerate(present):
         a.obsm[key] = np.full((N, 2), float(k))
     t = load_tissue(source(a), layer="")
@@ -106,21 +89,21 @@ def test_spatial_key_resolution_order(source, present, chosen):
 
 
 def test_explicit_spatial_key(source):
-    a = make_adata()
+    a = small_adata()
     a.obsm["my_xy"] = np.ones((N, 2))
     t = load_tissue(source(a), layer="", spatial_key="my_xy")
     assert t.spatial_key == "my_xy" and np.all(t.coords == 1.0)
 
 
 def test_three_dimensional_coordinates_use_two_columns(source):
-    t = load_tissue(source(make_adata(coord_dim=3)), layer="")
+    t = load_tissue(source(small_adata(coord_dim=3)), layer="")
     assert t.coords.shape == (N, 2) and t.coords.flags.c_contiguous
     np.testing.assert_array_equal(t.coords[:, 0], np.arange(N))
 
 
 @pytest.mark.parametrize("fmt", ["csr", "csc", "dense"])
 def test_layers_sparse_and_dense(source, fmt):
-    a = make_adata()
+    a = small_adata()
     M = np.zeros((N, G))
     M[1, 2] = 3.5
     M[4, 0] = 1.25
@@ -138,7 +121,7 @@ def test_layers_sparse_and_dense(source, fmt):
 def test_min_expression_sets_small_and_negative_values_to_zero(source, sparse):
     M = np.array([[1e-10, 1e-9, 2e-9, -0.5],
                   [5.0, -1e-12, 0.0, 1e-9 + 1e-12]])
-    a = make_adata(n=2, X=sp.csr_matrix(M) if sparse else M, clusters=["a", "b"])
+    a = small_adata(n=2, X=sp.csr_matrix(M) if sparse else M, clusters=["a", "b"])
     e = load_tissue(source(a), layer="").expression
     np.testing.assert_array_equal(e, [[0.0, 0.0, 2e-9, 0.0], [5.0, 0.0, 0.0, 1e-9 + 1e-12]])
     assert not np.signbit(e).any()  # no -0.0 either
@@ -147,7 +130,7 @@ def test_min_expression_sets_small_and_negative_values_to_zero(source, sparse):
 
 
 def test_integer_expression_is_float64(source):
-    a = make_adata(X=np.arange(N * G, dtype=np.int32).reshape(N, G))
+    a = small_adata(X=np.arange(N * G, dtype=np.int32).reshape(N, G))
     e = load_tissue(source(a), layer="").expression
     assert e.dtype == np.float64
     np.testing.assert_array_equal(e, np.arange(N * G).reshape(N, G))
@@ -162,7 +145,7 @@ def test_integer_expression_is_float64(source):
     (pd.Categorical([10, 2, 2, 1, 10, 1]), ["1", "2", "10"], [2, 1, 1, 0, 2, 0]),
 ])
 def test_cluster_labels(source, labels, expected_labels, expected_ids):
-    a = make_adata()
+    a = small_adata()
     a.obs["cell_type"] = labels
     t = load_tissue(source(a), layer="")
     assert t.cluster_labels == expected_labels
@@ -173,7 +156,7 @@ def test_cluster_labels(source, labels, expected_labels, expected_ids):
 
 
 def test_other_cluster_column_and_missing_column_allowed(source):
-    a = make_adata()
+    a = small_adata()
     a.obs["leiden"] = pd.Categorical(["0", "1", "2", "0", "1", "2"])
     t = load_tissue(source(a), layer="", cluster_annot="leiden")
     assert t.cluster_labels == ["0", "1", "2"] and t.cluster_annot == "leiden"
@@ -188,7 +171,7 @@ def test_cluster_ids_missing_labels():
 
 @pytest.mark.parametrize(("keys", "chosen"), [(("X_umap", "umap"), "X_umap"), (("umap",), "umap")])
 def test_umap_keys(source, keys, chosen):
-    a = make_adata()
+    a = small_adata()
     for k, key in enumerate(keys):
         a.obsm[key] = np.full((N, 3), float(k))
     t = load_tissue(source(a), layer="")
@@ -197,7 +180,7 @@ def test_umap_keys(source, keys, chosen):
 
 
 def test_unneeded_obsm_entries_are_not_loaded(tmp_path):
-    a = make_adata()
+    a = small_adata()
     a.obsm["X_pca"] = np.ones((N, 50))
     t = load_tissue(write(a, tmp_path), layer="")
     assert t.spatial_key == "spatial"
@@ -242,7 +225,7 @@ def test_hdf5_with_foreign_obs_and_var(tmp_path):
 
 @pytest.mark.parametrize("kind", ["file", "memory"])
 def test_missing_layer_lists_available_layers(tmp_path, kind):
-    a = make_adata()
+    a = small_adata()
     a.layers["counts"] = a.X.copy()
     a.layers["normalized_count"] = a.X.copy()
     msg = load_error(write(a, tmp_path) if kind == "file" else a)
@@ -250,7 +233,7 @@ def test_missing_layer_lists_available_layers(tmp_path, kind):
 
 
 def test_missing_layer_when_no_layers(tmp_path):
-    msg = load_error(write(make_adata(), tmp_path))
+    msg = load_error(write(small_adata(), tmp_path))
     assert "available layers: none" in msg
 
 
@@ -263,7 +246,7 @@ def test_no_x_matrix(tmp_path):
 
 
 def test_missing_spatial_lists_obsm_keys(source):
-    a = make_adata(spatial_key=None)
+    a = small_adata(spatial_key=None)
     a.obsm["X_umap"] = np.zeros((N, 2))
     a.obsm["coords"] = np.zeros((N, 2))
     msg = load_error(source(a), layer="")
@@ -272,19 +255,19 @@ def test_missing_spatial_lists_obsm_keys(source):
 
 
 def test_missing_spatial_with_empty_obsm(source):
-    msg = load_error(source(make_adata(spatial_key=None)), layer="")
+    msg = load_error(source(small_adata(spatial_key=None)), layer="")
     assert "obsm has: none" in msg
 
 
 def test_one_column_coordinates(source):
-    a = make_adata(spatial_key=None)
+    a = small_adata(spatial_key=None)
     a.obsm["spatial"] = np.zeros((N, 1))
     assert f"obsm['spatial'] has shape ({N}, 1), expected ({N}, 2) or ({N}, 3)" in load_error(
         source(a), layer="")
 
 
 def test_nonfinite_coordinates_say_how_many_and_where(source):
-    a = make_adata()
+    a = small_adata()
     a.obsm["spatial"][2, 0] = np.nan
     a.obsm["spatial"][4, 1] = np.inf
     msg = load_error(source(a), layer="")
@@ -297,7 +280,7 @@ def test_nonfinite_coordinates_say_how_many_and_where(source):
 def test_nonfinite_expression_says_how_many_and_where(source, fmt, bad):
     X = np.ones((N, G))
     X[3, 2] = bad
-    a = make_adata(X=sp.csr_matrix(X) if fmt == "csr" else X)
+    a = small_adata(X=sp.csr_matrix(X) if fmt == "csr" else X)
     msg = load_error(source(a), layer="")
     n_nan = int(np.isnan(bad))
     assert (f"X: 1 non-finite values ({n_nan} NaN, {1 - n_nan} inf) in 1 cells; "
@@ -305,7 +288,7 @@ def test_nonfinite_expression_says_how_many_and_where(source, fmt, bad):
 
 
 def test_nonfinite_in_a_named_layer(source):
-    a = make_adata()
+    a = small_adata()
     a.layers["imputed_count"] = np.where(np.eye(N, G) > 0, np.nan, 1.0)
     msg = load_error(source(a))
     assert "layer 'imputed_count': 4 non-finite values (4 NaN, 0 inf) in 4 cells; first at cell 'cell0'" in msg
@@ -313,12 +296,12 @@ def test_nonfinite_in_a_named_layer(source):
 
 def test_duplicate_obs_names(source):
     names = ["c0", "c1", "c1", "c3", "c0", "c5"]
-    msg = load_error(source(make_adata(obs_names=names)), layer="")
+    msg = load_error(source(small_adata(obs_names=names)), layer="")
     assert "2 duplicate obs_names (e.g. c1, c0); make them unique with adata.obs_names_make_unique()" in msg
 
 
 def test_missing_cluster_column_lists_obs_columns(source):
-    a = make_adata()
+    a = small_adata()
     a.obs["leiden"] = "0"
     msg = load_error(source(a), layer="", cluster_annot="cell_typ")
     assert "obs has no cluster column 'cell_typ' (obs columns: cell_type, leiden)" in msg
@@ -326,13 +309,13 @@ def test_missing_cluster_column_lists_obs_columns(source):
 
 
 def test_single_cell(source):
-    a = make_adata(n=1, clusters=["a"])
+    a = small_adata(n=1, clusters=["a"])
     msg = load_error(source(a), layer="")
     assert "has 1 cell(s); at least 2 cells are needed" in msg
 
 
 def test_error_names_the_file(tmp_path):
-    p = write(make_adata(n=1, clusters=["a"]), tmp_path, "one_cell.h5ad")
+    p = write(small_adata(n=1, clusters=["a"]), tmp_path, "one_cell.h5ad")
     assert load_error(p, layer="").startswith(f"{p.resolve()}: ")
 
 
@@ -373,3 +356,47 @@ def test_visium_mouse_brain():
     np.testing.assert_array_equal(t.coords, np.asarray(a.obsm["spatial"], dtype=np.float64))
     assert [t.cluster_labels[k] for k in t.clusters] == [str(x) for x in a.obs["leiden"]]
     assert "obs has no cluster column 'cell_type' (obs columns: in_tissue, leiden)" in load_error(p, layer="")
+
+
+# ---------------------------------------------------------------------------------------------
+# the loading steps and the typed config entry
+# ---------------------------------------------------------------------------------------------
+
+
+def test_tissue_from_config_reads_the_data_section(tmp_path: Path) -> None:
+    from spacetravlr_py.config import SpaceshipConfig
+    from spacetravlr_py.io.anndata import tissue_from_config
+
+    a = small_adata(clusters=["x", "y"] * 3)
+    a.obs["leiden"] = a.obs["cell_type"]
+    p = write(a, tmp_path)
+    cfg = SpaceshipConfig().with_overrides({"data.adata_path": str(p), "data.layer": "",
+                                            "data.cluster_annot": "leiden"}, source="test")
+    t = tissue_from_config(cfg)
+    assert t.path == p.resolve() and t.layer == "" and t.cluster_annot == "leiden" and t.cluster_labels == ["x", "y"]
+    # an explicit path wins over [data].adata_path; none at all is one line naming the key
+    assert tissue_from_config(SpaceshipConfig().with_overrides({"data.layer": ""}, source="test"),
+                              adata_path=p).n_cells == N
+    with pytest.raises(InputError, match=r"\[data\].adata_path"):
+        tissue_from_config(SpaceshipConfig())
+
+
+def test_loading_steps_coords_and_umap() -> None:
+    from spacetravlr_py.io.anndata import _checked_coords, _checked_expression, _find_umap
+
+    names = np.array(["c0", "c1", "c2"])
+    xyz = np.array([[0.0, 1.0, 9.0], [2.0, 3.0, 9.0], [4.0, 5.0, 9.0]])
+    coords, key = _checked_coords({"X_spatial": xyz, "other": None}, None, names, "t")
+    assert key == "X_spatial" and coords.flags.c_contiguous and coords.tolist() == xyz[:, :2].tolist()
+    bad = xyz.copy()
+    bad[1, 0] = np.nan
+    with pytest.raises(InputError, match="cell 'c1'"):
+        _checked_coords({"spatial": bad}, None, names, "t")
+    # a 1-D or wrong-length embedding is skipped for the next UMAP key
+    assert _find_umap({"X_umap": np.zeros(3), "umap": np.ones((3, 4))}, 3).tolist() == [[1.0, 1.0]] * 3
+    assert _find_umap({"X_umap": np.zeros((2, 2))}, 3) is None
+    e = _checked_expression(sp.csr_matrix(np.array([[0.5, 2.0], [3.0, 0.0], [1.0, 1.0]])), "L", names,
+                            ["a", "b"], 1.0, "t")
+    assert e.tolist() == [[0.0, 2.0], [3.0, 0.0], [0.0, 0.0]]
+    with pytest.raises(InputError, match=r"layer 'L' has shape \(3, 2\), expected \(3, 3\)"):
+        _checked_expression(np.ones((3, 2)), "L", names, ["a", "b", "c"], 0.0, "t")

@@ -9,32 +9,19 @@ import pandas as pd
 import pyarrow.feather as feather
 import pytest
 
+from builders import RANDOM_FRAME_MODULATORS, beta_frame, random_beta_frame
 from conftest import shared_path
-from spacetravlr_py import _keys
+from spacetravlr_py import naming
 from spacetravlr_py.errors import InputError
 from spacetravlr_py.io.atomic import atomic_path, atomic_write, atomic_write_bytes, atomic_write_text
 from spacetravlr_py.io.betadata import (
-    BetaFrame,
     betadata_path,
     frame_from_table,
     gene_of_path,
     list_betadata,
-    modulator_group,
     read_betadata,
     write_betadata,
 )
-
-MODS = ["FOXO3", "CCL5$CCR5", "CXCL12#FOXO3", "EXTRA1", "ZERO$COL"]
-
-
-def make_frame(row_kind: str = "Cluster", n_rows: int = 3, seed: int = 0) -> BetaFrame:
-    rng = np.random.default_rng(seed)
-    coefs = rng.standard_normal((n_rows, len(MODS))) * 10.0 ** rng.integers(-12, 3, (n_rows, len(MODS)))
-    coefs[:, MODS.index("ZERO$COL")] = 0.0
-    ids = [f"cluster {k}" for k in range(n_rows)] if row_kind == "Cluster" else [
-        f"AAAC-{k}" for k in range(n_rows)]
-    return BetaFrame(gene="PAX5", row_kind=row_kind, row_ids=ids, intercept=rng.standard_normal(n_rows),
-                     modulators=list(MODS), coefs=coefs)
 
 
 def read_error(path: Path) -> str:
@@ -55,11 +42,8 @@ def no_temp_files(d: Path) -> bool:
 
 
 def test_modulator_groups():
-    assert modulator_group("FOXO3") == _keys.GROUP_TF
-    assert modulator_group("CCL5$CCR5") == _keys.GROUP_LR
-    assert modulator_group("CXCL12#FOXO3") == _keys.GROUP_TFL
-    f = make_frame()
-    np.testing.assert_array_equal(f.groups, [0, 1, 2, 0, 1])
+    f = random_beta_frame()  # groups from the names: TF, L$R, L#TF, TF, L$R
+    np.testing.assert_array_equal(f.groups, [naming.TF, naming.LR, naming.TFL, naming.TF, naming.LR])
 
 
 def test_paths_and_gene_names(tmp_path):
@@ -74,13 +58,13 @@ def test_paths_and_gene_names(tmp_path):
 
 
 def test_to_dataframe_layout():
-    f = make_frame()
+    f = random_beta_frame()
     df = f.to_dataframe()
     assert list(df.columns) == ["Cluster", "beta0", "beta_FOXO3", "beta_CCL5$CCR5", "beta_CXCL12#FOXO3",
                                 "beta_EXTRA1"]
     assert list(f.to_dataframe(drop_zero=False).columns)[-1] == "beta_ZERO$COL"
     assert not f.is_all_zero()
-    z = BetaFrame("G", "Cluster", ["a"], np.zeros(1), ["T"], np.zeros((1, 1)))
+    z = beta_frame("G", ["a"], ["T"], np.zeros((1, 1)))
     assert z.is_all_zero()
 
 
@@ -91,13 +75,13 @@ def test_to_dataframe_layout():
 
 @pytest.mark.parametrize("row_kind", ["Cluster", "CellID"])
 def test_write_read_round_trip_is_exact(tmp_path, row_kind):
-    f = make_frame(row_kind, n_rows=7)
+    f = random_beta_frame(row_kind, n_rows=7)
     p = write_betadata(betadata_path(tmp_path, f.gene), f)
     assert p == tmp_path / "PAX5_betadata.feather" and no_temp_files(tmp_path)
     g = read_betadata(p)
     assert g.gene == "PAX5" and g.row_kind == row_kind and g.row_ids == f.row_ids
-    keep = [m != "ZERO$COL" for m in MODS]
-    assert g.modulators == [m for m, k in zip(MODS, keep) if k]
+    keep = [m != "ZERO$COL" for m in RANDOM_FRAME_MODULATORS]
+    assert g.modulators == [m for m, k in zip(RANDOM_FRAME_MODULATORS, keep) if k]
     assert g.intercept.dtype == np.float64 and g.coefs.dtype == np.float64
     np.testing.assert_array_equal(g.intercept, f.intercept)  # bit-exact float64
     np.testing.assert_array_equal(g.coefs, f.coefs[:, keep])
@@ -110,21 +94,20 @@ def test_write_read_round_trip_is_exact(tmp_path, row_kind):
 
 
 def test_all_zero_modulators_dropped_but_intercept_kept(tmp_path):
-    f = BetaFrame("G", "Cluster", ["a", "b"], np.zeros(2), ["T1", "T2", "L$R"],
-                  np.array([[0.0, 1.5, 0.0], [0.0, -2.0, 0.0]]))
+    f = beta_frame("G", ["a", "b"], ["T1", "T2", "L$R"], np.array([[0.0, 1.5, 0.0], [0.0, -2.0, 0.0]]))
     g = read_betadata(write_betadata(tmp_path / "G_betadata.feather", f))
     assert g.modulators == ["T2"]
     np.testing.assert_array_equal(g.intercept, [0.0, 0.0])
     np.testing.assert_array_equal(g.coefs, [[1.5], [-2.0]])
-    only_intercept = BetaFrame("H", "Cluster", ["a"], np.array([0.25]), ["T1"], np.zeros((1, 1)))
+    only_intercept = beta_frame("H", ["a"], ["T1"], np.zeros((1, 1)), intercept=[0.25])
     h = read_betadata(write_betadata(tmp_path / "H_betadata.feather", only_intercept))
     assert h.modulators == [] and h.coefs.shape == (1, 0) and h.intercept.tolist() == [0.25]
 
 
 def test_overwrite_is_atomic_and_leaves_no_temp_files(tmp_path):
     p = tmp_path / "PAX5_betadata.feather"
-    write_betadata(p, make_frame(seed=1))
-    f2 = make_frame(seed=2)
+    write_betadata(p, random_beta_frame(seed=1))
+    f2 = random_beta_frame(seed=2)
     write_betadata(p, f2)
     np.testing.assert_array_equal(read_betadata(p).intercept, f2.intercept)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["PAX5_betadata.feather"]
@@ -132,7 +115,7 @@ def test_overwrite_is_atomic_and_leaves_no_temp_files(tmp_path):
 
 def test_failing_writer_leaves_old_file_intact(tmp_path, monkeypatch):
     p = tmp_path / "PAX5_betadata.feather"
-    old = make_frame(seed=1)
+    old = random_beta_frame(seed=1)
     write_betadata(p, old)
     before = p.read_bytes()
 
@@ -142,7 +125,7 @@ def test_failing_writer_leaves_old_file_intact(tmp_path, monkeypatch):
 
     monkeypatch.setattr(feather, "write_feather", broken_writer)
     with pytest.raises(OSError, match="disk full"):
-        write_betadata(p, make_frame(seed=2))
+        write_betadata(p, random_beta_frame(seed=2))
     assert p.read_bytes() == before
     assert sorted(x.name for x in tmp_path.iterdir()) == ["PAX5_betadata.feather"]
     np.testing.assert_array_equal(read_betadata(p).intercept, old.intercept)
@@ -182,7 +165,7 @@ def test_atomic_files_get_the_mode_open_would_give(tmp_path):
     dest = atomic_write_text(tmp_path / "a.txt", "x")
     assert stat.S_IMODE(dest.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~mask
     fb = tmp_path / "PAX5_betadata.feather"
-    write_betadata(fb, make_frame())
+    write_betadata(fb, random_beta_frame())
     assert stat.S_IMODE(fb.stat().st_mode) == 0o666 & ~mask
 
 
@@ -280,7 +263,7 @@ def test_missing_intercept_is_zero():
 
 def test_explicit_gene_name(tmp_path):
     p = tmp_path / "whatever_betadata.feather"
-    write_betadata(p, make_frame())
+    write_betadata(p, random_beta_frame())
     assert read_betadata(p, gene="OTHER").gene == "OTHER"
 
 
@@ -344,7 +327,7 @@ def test_missing_corrupt_and_unsupported_files(tmp_path):
 
 
 def test_list_betadata_prefers_feather(tmp_path):
-    f = make_frame()
+    f = random_beta_frame()
     write_betadata(tmp_path / "A_betadata.feather", f)
     f.to_dataframe().to_parquet(tmp_path / "A_betadata.parquet", index=False)
     f.to_dataframe().to_csv(tmp_path / "A_betadata.csv", index=False)

@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow.feather as feather
 import pytest
 
+from builders import train_run
 from spacetravlr_py import _keys
 from spacetravlr_py.cli.perturb import main
 from spacetravlr_py.perturb.session import RunSession
@@ -25,21 +26,10 @@ N_CELLS = 600
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> dict:
-    from spacetravlr_py.config import SpaceshipConfig
-    from spacetravlr_py.datasets import synthetic_tissue
-    from spacetravlr_py.training import train
-
     base = tmp_path_factory.mktemp("cli_perturb")
-    syn = synthetic_tissue(n_cells=N_CELLS, seed=2)
-    paths = syn.write(base / "data")
-    out = base / "run"
-    cfg = SpaceshipConfig().with_overrides({"data.adata_path": str(paths["h5ad"]),
-                                            "grn.network_data_dir": str(paths["network"].parent),
-                                            "execution.output_dir": str(out)})
-    train(cfg)
-    toml = out / _keys.REPRO_TOML
-    session = RunSession.open(toml)
-    return {"toml": str(toml), "dir": out, "base": base, "session": session, "syn": syn}
+    trained = train_run(base, n_cells=N_CELLS, seed=2)
+    session = RunSession.open(trained.toml)
+    return {"toml": str(trained.toml), "dir": trained.run_dir, "base": base, "session": session, "syn": trained.syn}
 
 
 def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:

@@ -14,42 +14,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from builders import WrittenTissue, write_tissue
 from conftest import shared_path
 from spacetravlr_py import _keys
 from spacetravlr_py.cli.main import _split_lr, build_parser, main, overrides_from_args
 from spacetravlr_py.config import SpaceshipConfig
-from spacetravlr_py.datasets import synthetic_tissue
 from spacetravlr_py.io.betadata import betadata_path, read_betadata
 from spacetravlr_py.rundir import locks
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
-class Data:
-    def __init__(self, folder: Path, **kw) -> None:
-        self.syn = synthetic_tissue(**kw)
-        paths = self.syn.write(folder)
-        self.h5ad: Path = paths["h5ad"]
-        self.net_dir: Path = paths["network"].parent
-        self.genes = list(self.syn.adata.var_names)
-
-    def args(self, out: Path, *extra: str) -> list[str]:
-        return ["--h5ad", str(self.h5ad), "--network-dir", str(self.net_dir), "--output-dir", str(out), "--plain",
-                *extra]
-
-    def variant(self, folder: Path, edit) -> Path:
-        """A copy of the tissue with ``edit(adata)`` applied; returns its h5ad path."""
-        a = self.syn.adata.copy()
-        edit(a)
-        folder.mkdir(parents=True, exist_ok=True)
-        p = folder / "tissue.h5ad"
-        a.write_h5ad(p)
-        return p
-
-
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> Data:
-    return Data(tmp_path_factory.mktemp("cli_small"), n_cells=400, seed=4)
+def small(tmp_path_factory) -> WrittenTissue:
+    return write_tissue(tmp_path_factory.mktemp("cli_small"), n_cells=400, seed=4)
 
 
 def error_line(capsys) -> str:
@@ -116,11 +94,11 @@ def test_flags_map_to_config_keys():
                  "execution.stale_lock_secs": 60.0}
 
 
-def test_modulator_flags_reach_the_fit(small: Data, tmp_path: Path, capsys):
+def test_modulator_flags_reach_the_fit(small: WrittenTissue, tmp_path: Path, capsys):
     out = tmp_path / "run"
     lig_means = small.syn.adata.to_df()[small.syn.roles["ligands"]].mean()
     top3 = sorted(lig_means.index, key=lambda g: (-lig_means[g], g))[:3]
-    rc = main(small.args(out, "--genes", "Cd19", "--max-ligands", "3", "--extra-lr", "Cd44,Fzd1",
+    rc = main(small.cli_args(out, "--genes", "Cd19", "--max-ligands", "3", "--extra-lr", "Cd44,Fzd1",
                          "--extra-modulators", "Mki67,Cd19", "--l1-reg", "1e-6", "--group-reg", "1e-6",
                          "--n-iter", "800", "--weighted-ligand-scale-factor", "2"))
     assert rc == 0, capsys.readouterr().err
@@ -138,7 +116,7 @@ def test_modulator_flags_reach_the_fit(small: Data, tmp_path: Path, capsys):
     assert all(m.split("#")[0] in top3 for m in fit.modulators if "#" in m)
 
 
-def test_config_file_and_flag_override(small: Data, tmp_path: Path, capsys):
+def test_config_file_and_flag_override(small: WrittenTissue, tmp_path: Path, capsys):
     toml = tmp_path / "spaceship_config.toml"
     toml.write_text(f'[data]\nadata_path = "{small.h5ad}"\n[grn]\nnetwork_data_dir = "{small.net_dir}"\n'
                     '[training]\ngenes = ["Cd19", "Foxo1"]\n[lasso]\nn_iter = 200\n[execution]\noutput_dir = "run"\n')
@@ -155,14 +133,14 @@ def test_config_file_and_flag_override(small: Data, tmp_path: Path, capsys):
 # -- progress --------------------------------------------------------------------------------
 
 
-def test_plain_progress_lines(small: Data, tmp_path: Path, capsys):
+def test_plain_progress_lines(small: WrittenTissue, tmp_path: Path, capsys):
     roles = small.syn.roles
     genes = [*roles["targets"][:2], *roles["ligands"][:2], roles["tfs"][-1]]
     # a root TF has no grn edge into it: an orphan once the LR and TF-ligand families are off
     root = roles["root_tfs"][0]
     toml = tmp_path / "c.toml"
     toml.write_text("[grn]\nuse_lr_modulators = false\nuse_tfl_modulators = false\n")
-    rc = main(["-c", str(toml), *small.args(tmp_path / "run", "--genes", ",".join([*genes, root]))])
+    rc = main(["-c", str(toml), *small.cli_args(tmp_path / "run", "--genes", ",".join([*genes, root]))])
     assert rc == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"dataset: {small.h5ad} (400 cells × {len(small.genes)} genes, 5 clusters from "
@@ -184,11 +162,11 @@ def test_plain_progress_lines(small: Data, tmp_path: Path, capsys):
     assert re.match(r"^6/6 genes finished \(done 5 · orphan 1 · failed 0\) in \d+:\d\d$", lines[-1])
 
 
-def test_progress_counts_already_finished_genes(small: Data, tmp_path: Path, capsys):
+def test_progress_counts_already_finished_genes(small: WrittenTissue, tmp_path: Path, capsys):
     out = tmp_path / "run"
-    assert main(small.args(out, "--genes", "Cd19,Foxo1", "--quiet")) == 0
+    assert main(small.cli_args(out, "--genes", "Cd19,Foxo1", "--quiet")) == 0
     capsys.readouterr()
-    assert main(small.args(out, "--genes", "Cd19,Foxo1,Pax5")) == 0
+    assert main(small.cli_args(out, "--genes", "Cd19,Foxo1,Pax5")) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(BAR.match(line) and "already 2" in line for line in lines)
     assert sum(1 for line in lines if GENE.match(line)) == 1
@@ -221,7 +199,7 @@ def test_progress_bar_rate_and_eta_midway():
 # -- joining ---------------------------------------------------------------------------------
 
 
-def test_join_trains_the_remaining_genes_with_the_runs_settings(small: Data, tmp_path: Path, capsys):
+def test_join_trains_the_remaining_genes_with_the_runs_settings(small: WrittenTissue, tmp_path: Path, capsys):
     out = tmp_path / "run"
     genes = "Cd19,Foxo1,Pax5,Tgfb1"
     sleeper = subprocess.Popen(["sleep", "60"])
@@ -230,7 +208,7 @@ def test_join_trains_the_remaining_genes_with_the_runs_settings(small: Data, tmp
         for g in ("Pax5", "Tgfb1"):
             locks.lock_path(out, g).parent.mkdir(parents=True, exist_ok=True)
             locks.lock_path(out, g).write_text(json.dumps({"host": locks.HOST, "pid": sleeper.pid, "started": 0}))
-        assert main(small.args(out, "--genes", genes, "--n-iter", "300")) == 0
+        assert main(small.cli_args(out, "--genes", genes, "--n-iter", "300")) == 0
         assert "2 still locked by other processes" in capsys.readouterr().out
     finally:
         sleeper.kill()
@@ -248,9 +226,9 @@ def test_join_trains_the_remaining_genes_with_the_runs_settings(small: Data, tmp
     assert main(["--join-output-dir", str(out), "--plain", "--quiet", "--n-iter", "300"]) == 0
 
 
-def test_join_rejects_conflicting_hyperparameters(small: Data, tmp_path: Path, capsys):
+def test_join_rejects_conflicting_hyperparameters(small: WrittenTissue, tmp_path: Path, capsys):
     out = tmp_path / "run"
-    assert main(small.args(out, "--genes", "Cd19", "--quiet")) == 0
+    assert main(small.cli_args(out, "--genes", "Cd19", "--quiet")) == 0
     capsys.readouterr()
     before = sorted(p.name for p in out.rglob("*"))
     assert main(["--join-output-dir", str(out), "--l1-reg", "0.5"]) == 2
@@ -273,32 +251,32 @@ def test_join_directory_without_repro_toml(tmp_path: Path, capsys):
     assert nothing_written(tmp_path / "empty")
 
 
-def test_rerun_with_changed_hyperparameter_is_refused(small: Data, tmp_path: Path, capsys):
+def test_rerun_with_changed_hyperparameter_is_refused(small: WrittenTissue, tmp_path: Path, capsys):
     out = tmp_path / "run"
-    assert main(small.args(out, "--genes", "Cd19", "--quiet")) == 0
+    assert main(small.cli_args(out, "--genes", "Cd19", "--quiet")) == 0
     capsys.readouterr()
-    assert main(small.args(out, "--genes", "Foxo1", "--group-reg", "0.3")) == 2
+    assert main(small.cli_args(out, "--genes", "Foxo1", "--group-reg", "0.3")) == 2
     line = error_line(capsys)
     assert "lasso.group_reg" in line and _keys.REPRO_TOML in line
     assert not betadata_path(out, "Foxo1").exists()
     # other genes with the same settings may be added to the folder
-    assert main(small.args(out, "--genes", "Foxo1", "--quiet")) == 0
+    assert main(small.cli_args(out, "--genes", "Foxo1", "--quiet")) == 0
 
 
 # -- bad input: one clear line, nothing written ----------------------------------------------
 
 
-def test_unknown_gene_suggests_near_matches(small: Data, tmp_path: Path, capsys):
+def test_unknown_gene_suggests_near_matches(small: WrittenTissue, tmp_path: Path, capsys):
     out = tmp_path / "run"
-    assert main(small.args(out, "--genes", "Cd19,Foxo2,Nope")) == 2
+    assert main(small.cli_args(out, "--genes", "Cd19,Foxo2,Nope")) == 2
     line = error_line(capsys)
     assert "'Foxo2' is not a gene of" in line and "did you mean Foxo1" in line and "Nope" in line
     assert nothing_written(out)
-    assert main(small.args(out, "--genes", "cd19")) == 2
+    assert main(small.cli_args(out, "--genes", "cd19")) == 2
     assert "did you mean Cd19" in error_line(capsys)
 
 
-def test_one_cell_cluster(small: Data, tmp_path: Path, capsys):
+def test_one_cell_cluster(small: WrittenTissue, tmp_path: Path, capsys):
     def edit(a):
         ct = a.obs["cell_type"].astype(str)
         ct.iloc[7] = "lonely"
@@ -318,7 +296,7 @@ def test_one_cell_cluster(small: Data, tmp_path: Path, capsys):
         assert fit.intercept[k] == 0 and not fit.coefs[k].any()
 
 
-def test_constant_target_gene_becomes_an_orphan(small: Data, tmp_path: Path, capsys):
+def test_constant_target_gene_becomes_an_orphan(small: WrittenTissue, tmp_path: Path, capsys):
     def edit(a):
         j = list(a.var_names).index("Cd19")
         for M in (a.X, a.layers["imputed_count"]):
@@ -336,7 +314,7 @@ def test_constant_target_gene_becomes_an_orphan(small: Data, tmp_path: Path, cap
     assert betadata_path(out, "Foxo1").exists()
 
 
-def test_nan_in_the_layer(small: Data, tmp_path: Path, capsys):
+def test_nan_in_the_layer(small: WrittenTissue, tmp_path: Path, capsys):
     def edit(a):
         a.layers["imputed_count"][5, 3] = np.nan
 
@@ -350,28 +328,28 @@ def test_nan_in_the_layer(small: Data, tmp_path: Path, capsys):
     assert nothing_written(out)
 
 
-def test_output_directory_is_a_file(small: Data, tmp_path: Path, capsys):
+def test_output_directory_is_a_file(small: WrittenTissue, tmp_path: Path, capsys):
     f = tmp_path / "taken"
     f.write_text("x")
-    assert main(small.args(f)) == 2
+    assert main(small.cli_args(f)) == 2
     line = error_line(capsys)
     assert str(f) in line and "is a file" in line
     assert f.read_text() == "x"
-    assert main(small.args(f / "sub")) == 2
+    assert main(small.cli_args(f / "sub")) == 2
     assert "is a file" in error_line(capsys)
 
 
-def test_output_directory_not_writable(small: Data, tmp_path: Path, capsys):
+def test_output_directory_not_writable(small: WrittenTissue, tmp_path: Path, capsys):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
     try:
         if os.access(ro, os.W_OK):
             pytest.skip("running with privileges that ignore directory permissions (root)")
-        assert main(small.args(ro)) == 2
+        assert main(small.cli_args(ro)) == 2
         line = error_line(capsys)
         assert str(ro) in line and "not writable" in line
-        assert main(small.args(ro / "new")) == 2
+        assert main(small.cli_args(ro / "new")) == 2
         assert "cannot be created" in error_line(capsys)
         assert not any(ro.iterdir())
     finally:
@@ -379,67 +357,67 @@ def test_output_directory_not_writable(small: Data, tmp_path: Path, capsys):
 
 
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc")
-def test_output_directory_that_cannot_be_created(small: Data, capsys):
+def test_output_directory_that_cannot_be_created(small: WrittenTissue, capsys):
     """Works as root too: nobody can create a folder in /proc."""
     out = Path("/proc/spacetravlr-test-run")
-    assert main(small.args(out, "--genes", "Cd19")) == 2
+    assert main(small.cli_args(out, "--genes", "Cd19")) == 2
     line = error_line(capsys)
     assert str(out) in line and "choose another --output-dir" in line
 
 
-def test_folder_of_another_dataset_is_refused(small: Data, tmp_path: Path, capsys):
+def test_folder_of_another_dataset_is_refused(small: WrittenTissue, tmp_path: Path, capsys):
     out = tmp_path / "run"
-    assert main(small.args(out, "--genes", "Cd19", "--quiet")) == 0
+    assert main(small.cli_args(out, "--genes", "Cd19", "--quiet")) == 0
     capsys.readouterr()
-    other = Data(tmp_path / "other", n_cells=300, seed=9)
-    assert main(other.args(out, "--genes", "Cd19")) == 2
+    other = write_tissue(tmp_path / "other", n_cells=300, seed=9)
+    assert main(other.cli_args(out, "--genes", "Cd19")) == 2
     line = error_line(capsys)
     assert _keys.REPRO_TOML in line and "different dataset" in line and str(small.h5ad) in line
     # the same path, new contents (the file was regenerated): caught by the manifest's fingerprint
-    same_path = Data(tmp_path / "regen", n_cells=400, seed=4)
-    assert main(same_path.args(tmp_path / "run2", "--genes", "Cd19", "--quiet")) == 0
+    same_path = write_tissue(tmp_path / "regen", n_cells=400, seed=4)
+    assert main(same_path.cli_args(tmp_path / "run2", "--genes", "Cd19", "--quiet")) == 0
     capsys.readouterr()
-    Data(tmp_path / "regen", n_cells=400, seed=5)
-    assert main(same_path.args(tmp_path / "run2", "--genes", "Foxo1")) == 2
+    write_tissue(tmp_path / "regen", n_cells=400, seed=5)
+    assert main(same_path.cli_args(tmp_path / "run2", "--genes", "Foxo1")) == 2
     line = error_line(capsys)
     assert _keys.MANIFEST_JSON in line and "another dataset" in line
     assert not betadata_path(tmp_path / "run2", "Foxo1").exists()
 
 
-def test_killed_first_run_still_records_its_dataset(small: Data, tmp_path: Path, capsys):
+def test_killed_first_run_still_records_its_dataset(small: WrittenTissue, tmp_path: Path, capsys):
     """The manifest is written when a run starts, so a folder is tied to its dataset even if the first
     run never finished."""
     out = tmp_path / "run"
-    assert main(small.args(out, "--genes", "Cd19", "--quiet")) == 0
+    assert main(small.cli_args(out, "--genes", "Cd19", "--quiet")) == 0
     man = json.loads((out / _keys.MANIFEST_JSON).read_text())
     (out / _keys.MANIFEST_JSON).write_text(json.dumps({"status": "running", "dataset": man["dataset"]}))
     (out / _keys.REPRO_TOML).unlink()
-    other = Data(tmp_path / "other", n_cells=300, seed=9)
+    other = write_tissue(tmp_path / "other", n_cells=300, seed=9)
     capsys.readouterr()
-    assert main(other.args(out, "--genes", "Cd19")) == 2
+    assert main(other.cli_args(out, "--genes", "Cd19")) == 2
     assert "another dataset" in error_line(capsys)
 
 
-def test_full_training_mode_bad_input_one_line(small: Data, tmp_path: Path, capsys, monkeypatch):
+def test_full_training_mode_bad_input_one_line(small: WrittenTissue, tmp_path: Path, capsys, monkeypatch):
     torch = pytest.importorskip("torch")
     out = tmp_path / "run"
     full = ("--training-mode", "full", "--genes", "Cd19")
-    assert main(small.args(out, *full, "--epochs", "0")) == 2
+    assert main(small.cli_args(out, *full, "--epochs", "0")) == 2
     assert "[training].epochs = 0: full mode trains for at least 1 epoch" in error_line(capsys)
     if not torch.cuda.is_available():
-        assert main(small.args(out, *full, "--device", "cuda")) == 2
+        assert main(small.cli_args(out, *full, "--device", "cuda")) == 2
         assert 'device = "cuda" but PyTorch sees no CUDA device' in error_line(capsys)
     monkeypatch.setitem(sys.modules, "torch", None)  # as without the full extra
-    assert main(small.args(out, *full)) == 2
+    assert main(small.cli_args(out, *full)) == 2
     line = error_line(capsys)
     assert "--training-mode full needs PyTorch" in line and "pip install 'spacetravlr-py[full]'" in line
     assert nothing_written(out)
 
 
-def test_full_training_mode_cli(small: Data, tmp_path: Path, capsys):
+def test_full_training_mode_cli(small: WrittenTissue, tmp_path: Path, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "run"
-    assert main(small.args(out, "--training-mode", "full", "--genes", "Cd19", "--epochs", "1",
+    assert main(small.cli_args(out, "--training-mode", "full", "--genes", "Cd19", "--epochs", "1",
                            "--save-cnn-weights", "--device", "cpu")) == 0
     assert (out / "Cd19_betadata.feather").exists() and (out / "CNN_weights" / "Cd19_cnn_weights.npz").exists()
     assert "cnn\t" in (out / "log" / "Cd19.log").read_text()
@@ -452,50 +430,50 @@ def test_no_dataset(capsys, tmp_path: Path, monkeypatch):
     assert "--h5ad" in line and "spacetravlr demo" in line
 
 
-def test_bad_extra_lr_names_the_item(small: Data, tmp_path: Path, capsys):
+def test_bad_extra_lr_names_the_item(small: WrittenTissue, tmp_path: Path, capsys):
     out = tmp_path / "run"
-    assert main(small.args(out, "--genes", "Cd19", "--extra-lr", "Cd44$Fzd1$X")) == 2
+    assert main(small.cli_args(out, "--genes", "Cd19", "--extra-lr", "Cd44$Fzd1$X")) == 2
     line = error_line(capsys)
     assert "'Cd44$Fzd1$X'" in line and "L$R" in line and "--extra-lr" in line
-    assert main(small.args(out, "--genes", "Cd19", "--extra-lr", "Cd44,Fzd1,Tgfb1")) == 2
+    assert main(small.cli_args(out, "--genes", "Cd19", "--extra-lr", "Cd44,Fzd1,Tgfb1")) == 2
     assert "is not a ligand-receptor pair" in error_line(capsys)
     bad = tmp_path / "pairs.txt"
     bad.write_text("Cd44,Fzd1\nTgfb1\n")
     toml = tmp_path / "c.toml"
     toml.write_text(f'[grn]\nextra_lr_file = "{bad}"\n')
-    assert main(["-c", str(toml), *small.args(out, "--genes", "Cd19")]) == 2
+    assert main(["-c", str(toml), *small.cli_args(out, "--genes", "Cd19")]) == 2
     line = error_line(capsys)
     assert "'Tgfb1'" in line and str(bad) in line
     assert nothing_written(out)
 
 
-def test_missing_extra_lr_file(small: Data, tmp_path: Path, capsys):
+def test_missing_extra_lr_file(small: WrittenTissue, tmp_path: Path, capsys):
     toml = tmp_path / "c.toml"
     toml.write_text(f'[grn]\nextra_lr_file = "{tmp_path / "pairs.txt"}"\n')
-    assert main(["-c", str(toml), *small.args(tmp_path / "run", "--genes", "Cd19")]) == 2
+    assert main(["-c", str(toml), *small.cli_args(tmp_path / "run", "--genes", "Cd19")]) == 2
     line = error_line(capsys)
     assert "pairs.txt" in line and "extra_lr" in line
 
 
-def test_extra_lr_file_is_used(small: Data, tmp_path: Path, capsys):
+def test_extra_lr_file_is_used(small: WrittenTissue, tmp_path: Path, capsys):
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("# extra pairs\nCd44,Fzd1\nCd200$Kdr  # another\n")
     toml = tmp_path / "c.toml"
     toml.write_text(f'[grn]\nextra_lr_file = "{pairs}"\n[lasso]\nl1_reg = 0.0\ngroup_reg = 0.0\n')
-    assert main(["-c", str(toml), *small.args(tmp_path / "run", "--genes", "Cd19", "--quiet")]) == 0
+    assert main(["-c", str(toml), *small.cli_args(tmp_path / "run", "--genes", "Cd19", "--quiet")]) == 0
     fit = read_betadata(betadata_path(tmp_path / "run", "Cd19"))
     assert {"Cd44$Fzd1", "Cd200$Kdr"} <= set(fit.modulators)
 
 
-def test_console_script_exit_codes(small: Data, tmp_path: Path):
+def test_console_script_exit_codes(small: WrittenTissue, tmp_path: Path):
     cli = Path(sys.executable).parent / "spacetravlr"
     cmd = [str(cli)] if cli.exists() else [sys.executable, "-c", "from spacetravlr_py.cli.main import run; run()"]
-    r = subprocess.run([*cmd, *small.args(tmp_path / "run", "--genes", "Nope")], capture_output=True, text=True,
+    r = subprocess.run([*cmd, *small.cli_args(tmp_path / "run", "--genes", "Nope")], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("spacetravlr: error: --genes: 'Nope'")
     t0 = time.monotonic()
-    r = subprocess.run([*cmd, *small.args(tmp_path / "run", "--genes", "Cd19")], capture_output=True, text=True,
+    r = subprocess.run([*cmd, *small.cli_args(tmp_path / "run", "--genes", "Cd19")], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert time.monotonic() - t0 < 60
@@ -507,7 +485,8 @@ def test_console_script_exit_codes(small: Data, tmp_path: Path):
 def _real_network(species: str, genes: set[str], out_dir: Path, *, subset: bool) -> Path:
     """``build_network`` on the real base GRN + CellChat tables; ``subset`` first keeps the rows and TF
     columns of the base GRN that name genes of the dataset (same result for those genes, much faster)."""
-    from spacetravlr_py.io.network import build_network, write_network
+    from spacetravlr_py.io.network import write_network
+    from spacetravlr_py.io.network_build import build_network
 
     grn_path = shared_path("grn", f"{species}_base_grn.parquet")
     lr_path = shared_path("lr", f"cellchat_{species}.csv")
@@ -603,7 +582,7 @@ def test_real_visium_end_to_end(tmp_path: Path, capsys, record_property):
     assert any("$" in m for m in fit.modulators) or any("#" not in m for m in fit.modulators)
 
 
-def test_failed_gene_is_reported_and_exit_code_is_1(small: Data, tmp_path: Path, capsys, monkeypatch):
+def test_failed_gene_is_reported_and_exit_code_is_1(small: WrittenTissue, tmp_path: Path, capsys, monkeypatch):
     from spacetravlr_py.training import SeedTrainer
 
     real = SeedTrainer.fit
@@ -616,7 +595,7 @@ def test_failed_gene_is_reported_and_exit_code_is_1(small: Data, tmp_path: Path,
 
     monkeypatch.setattr(SeedTrainer, "fit", flaky)
     out = tmp_path / "run"
-    rc = main(small.args(out, "--genes", f"{targets[0]},{targets[1]}"))
+    rc = main(small.cli_args(out, "--genes", f"{targets[0]},{targets[1]}"))
     cap = capsys.readouterr()
     assert rc == 1
     assert re.search(rf"^{targets[0]}\s+FAILED\s+FloatingPointError: solver blew up$", cap.out, re.M)
@@ -627,11 +606,11 @@ def test_failed_gene_is_reported_and_exit_code_is_1(small: Data, tmp_path: Path,
     assert not (out / f"{targets[0]}.lock").exists() and not betadata_path(out, targets[0]).exists()
     # a failed gene is retried by the next run
     monkeypatch.setattr(SeedTrainer, "fit", real)
-    assert main(small.args(out, "--genes", targets[0], "--quiet")) == 0
+    assert main(small.cli_args(out, "--genes", targets[0], "--quiet")) == 0
     assert betadata_path(out, targets[0]).exists()
 
 
-def test_terminal_progress_bar(small: Data, tmp_path: Path):
+def test_terminal_progress_bar(small: WrittenTissue, tmp_path: Path):
     """On a terminal the live bar is drawn (Rich) and the per-gene lines still appear."""
     import io
 
@@ -652,11 +631,11 @@ def test_terminal_progress_bar(small: Data, tmp_path: Path):
     assert "training" in text and "Cd19" in text and "2/2" in text
 
 
-def test_absent_extra_modulators_and_pairs_warn(small: Data, tmp_path: Path, caplog):
+def test_absent_extra_modulators_and_pairs_warn(small: WrittenTissue, tmp_path: Path, caplog):
     import logging
 
     caplog.set_level(logging.WARNING, logger="spacetravlr")
-    args = small.args(tmp_path / "run", "--genes", "Cd19", "--quiet", "--extra-modulators", "Nope1,Cd44",
+    args = small.cli_args(tmp_path / "run", "--genes", "Cd19", "--quiet", "--extra-modulators", "Nope1,Cd44",
                       "--extra-lr", "Zzz$Cd44")
     assert main(args) == 0
     assert "1 extra modulators are not genes of the dataset and are ignored: Nope1" in caplog.text

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from builders import clustered_regression
 from spacetravlr_py.models import (
     L1,
     ClusterFits,
@@ -332,33 +333,6 @@ def test_fit_validates_inputs() -> None:
 # ---------------------------------------------------------------- 6. per-cluster driver
 
 
-def _tissue(seed: int = 40) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Six clusters: 0–2 planted signal, 3 pure noise (low R²), 4 constant y, 5 a single cell; 6 empty."""
-    rng = np.random.default_rng(seed)
-    p = 24
-    groups = np.repeat([0, 1, 2, 3], [10, 8, 4, 2])
-    sizes = [120, 90, 150, 400, 40, 1]
-    X_parts, y_parts, cl = [], [], []
-    for k, m in enumerate(sizes):
-        Xk = rng.standard_normal((m, p)) + rng.uniform(-1, 1, p)
-        if k <= 2:
-            beta = np.zeros(p)
-            beta[rng.choice(p, 4, replace=False)] = rng.uniform(1, 2, 4)
-            yk = Xk @ beta + 0.3 * rng.standard_normal(m) + k
-        elif k == 3:
-            yk = rng.standard_normal(m)
-        else:
-            yk = np.full(m, 0.1)
-        X_parts.append(Xk)
-        y_parts.append(yk)
-        cl.append(np.full(m, k))
-    X = np.vstack(X_parts)
-    y = np.concatenate(y_parts)
-    clusters = np.concatenate(cl)
-    perm = rng.permutation(len(y))  # interleave the clusters
-    return X[perm], y[perm], clusters[perm], groups
-
-
 CLUSTER_KW: dict[str, Any] = {"l1_reg": 0.01, "group_reg": 0.01, "n_iter": 500, "tol": 1e-6, "score_threshold": 0.2}
 
 
@@ -368,7 +342,7 @@ def _assert_all_finite(fits: ClusterFits) -> None:
 
 
 def test_fit_clusters_gate_and_degenerate_clusters() -> None:
-    X, y, clusters, groups = _tissue()
+    X, y, clusters, groups = clustered_regression()
     fits = fit_clusters(X, y, clusters, groups, n_clusters=7, n_threads=1, **CLUSTER_KW)
     assert fits.coef.shape == (7, X.shape[1])
     np.testing.assert_array_equal(fits.n_cells, [120, 90, 150, 400, 40, 1, 0])
@@ -392,7 +366,7 @@ def test_fit_clusters_gate_and_degenerate_clusters() -> None:
 
 
 def test_fit_clusters_threshold_is_inclusive_and_configurable() -> None:
-    X, y, clusters, groups = _tissue()
+    X, y, clusters, groups = clustered_regression()
     kw: dict[str, Any] = {**CLUSTER_KW, "score_threshold": -np.inf}
     fits = fit_clusters(X, y, clusters, groups, n_threads=1, **kw)
     # nothing is gated by score; the constant-y cluster keeps its (exactly zero) betas and its mean
@@ -404,7 +378,7 @@ def test_fit_clusters_threshold_is_inclusive_and_configurable() -> None:
 
 
 def test_fit_clusters_nonfinite_inputs_are_gated_not_propagated() -> None:
-    X, y, clusters, groups = _tissue()
+    X, y, clusters, groups = clustered_regression()
     X = X.copy()
     y = y.copy()
     X[np.flatnonzero(clusters == 1)[3], 5] = np.nan
@@ -418,7 +392,7 @@ def test_fit_clusters_nonfinite_inputs_are_gated_not_propagated() -> None:
 
 @pytest.mark.parametrize("n_threads", [2, 3, None])
 def test_fit_clusters_bit_identical_across_thread_counts(n_threads: int | None) -> None:
-    X, y, clusters, groups = _tissue(41)
+    X, y, clusters, groups = clustered_regression(41)
     serial = fit_clusters(X, y, clusters, groups, n_clusters=7, n_threads=1, **CLUSTER_KW)
     par = fit_clusters(X, y, clusters, groups, n_clusters=7, n_threads=n_threads, **CLUSTER_KW)
     for name in ClusterFits.__dataclass_fields__:

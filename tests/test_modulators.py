@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
+from builders import network_frame
 from spacetravlr_py.errors import InputError
 from spacetravlr_py.modulators import (
     TFL_TOP_LIGANDS,
@@ -18,21 +18,12 @@ from spacetravlr_py.modulators import (
     read_list_file,
 )
 
-
-def net(grn=(), lr=(), nichenet=()) -> pd.DataFrame:
-    """Long network table from ``(source, target)`` / ``(source, target, weight)`` tuples."""
-    rows = ([(s, t, "grn", 1.0, None) for s, t in grn]
-            + [(s, t, "lr", 1.0, "Secreted Signaling") for s, t in lr]
-            + [(s, t, "nichenet", w, None) for s, t, w in nichenet])
-    return pd.DataFrame(rows, columns=["source", "target", "edge_type", "weight", "signaling"])
-
-
 GENES = ["T", "Zf", "Af", "Mf", "La", "Lb", "Lc", "Ra", "Rb", "Rc", "X1", "X2"]
 
 
 def test_tfs_sorted_deduplicated_target_excluded_absent_dropped():
-    n = net(grn=[("Zf", "T"), ("Af", "T"), ("Zf", "T"), ("T", "T"), ("Absent", "T"), ("Mf", "Other"),
-                 ("Mf", "X1")])
+    n = network_frame(grn=[("Zf", "T"), ("Af", "T"), ("Zf", "T"), ("T", "T"), ("Absent", "T"), ("Mf", "Other"),
+                           ("Mf", "X1")])
     sel = ModulatorSelector(n, GENES)
     m = sel.select("T")
     assert m.tfs == ("Af", "Zf")
@@ -42,8 +33,8 @@ def test_tfs_sorted_deduplicated_target_excluded_absent_dropped():
 
 
 def test_lr_pairs_both_present_not_target_deduplicated_sorted():
-    n = net(lr=[("Lb", "Rb"), ("La", "Ra"), ("La", "Ra"), ("La", "Rb"), ("Lc", "Absent"), ("Absent", "Rc"),
-                ("T", "Rc"), ("Lc", "T")])
+    n = network_frame(lr=[("Lb", "Rb"), ("La", "Ra"), ("La", "Ra"), ("La", "Rb"), ("Lc", "Absent"),
+                          ("Absent", "Rc"), ("T", "Rc"), ("Lc", "T")])
     sel = ModulatorSelector(n, GENES)
     assert sel.select("X1").lr_pairs == (("La", "Ra"), ("La", "Rb"), ("Lb", "Rb"), ("Lc", "T"), ("T", "Rc"))
     # pairs touching the target are dropped (as ligand or as receptor)
@@ -57,12 +48,12 @@ def test_lr_pairs_sorted_by_name_not_by_tuple():
     # "A$Z" < "AB$C" as names ('$' sorts before letters), although ("A", "Z") < ("AB", "C") too; use a
     # case where the orders differ: "A1$R" vs "A$R9" -> by name "A$R9" < "A1$R"
     genes = ["T", "A", "A1", "R", "R9"]
-    sel = ModulatorSelector(net(lr=[("A1", "R"), ("A", "R9")]), genes)
+    sel = ModulatorSelector(network_frame(lr=[("A1", "R"), ("A", "R9")]), genes)
     assert sel.select("T").names == ["A$R9", "A1$R"]
 
 
 def test_max_ligands_ranks_by_mean_expression_ties_by_name():
-    n = net(lr=[("La", "Ra"), ("Lb", "Rb"), ("Lc", "Rc"), ("Lc", "Ra")])
+    n = network_frame(lr=[("La", "Ra"), ("Lb", "Rb"), ("Lc", "Rc"), ("Lc", "Ra")])
     means = {"La": 1.0, "Lb": 5.0, "Lc": 1.0}
     sel = ModulatorSelector(n, GENES, ligand_means=means, max_ligands=2)
     # Lb first (5.0), then La and Lc tie at 1.0: La wins by name
@@ -76,7 +67,7 @@ def test_max_ligands_ranks_by_mean_expression_ties_by_name():
 
 
 def test_max_ligands_applies_to_database_pairs_only():
-    n = net(lr=[("La", "Ra"), ("Lb", "Rb")])
+    n = network_frame(lr=[("La", "Ra"), ("Lb", "Rb")])
     sel = ModulatorSelector(n, GENES, ligand_means={"La": 2.0, "Lb": 1.0}, max_ligands=1,
                             extra_lr=["Lc$Rc", "Lb,Rb"])
     assert sel.select("T").lr_pairs == (("La", "Ra"), ("Lc", "Rc"), ("Lb", "Rb"))
@@ -96,7 +87,7 @@ def test_tf_ligand_pairs_rules():
         # duplicated edge: the larger weight counts
         ("L3", "Af", 0.05),
     ]
-    n = net(grn=[("Af", "T"), ("Mf", "T"), ("Zf", "Other")], lr=lr, nichenet=nn)
+    n = network_frame(grn=[("Af", "T"), ("Mf", "T"), ("Zf", "Other")], lr=lr, nichenet=nn)
     sel = ModulatorSelector(n, genes, tf_ligand_cutoff=0.2)
     m = sel.select("T")
     af = sorted(l for l, t in m.tfl_pairs if t == "Af")
@@ -117,15 +108,15 @@ def test_tf_ligand_pairs_rules():
 
 def test_tf_ligand_top5_ties_broken_by_ligand_name():
     genes = ["T", "Af", "R", *[f"L{c}" for c in "abcdefg"]]
-    n = net(grn=[("Af", "T")], lr=[(f"L{c}", "R") for c in "abcdefg"],
-            nichenet=[(f"L{c}", "Af", 0.5) for c in "gfedcba"])
+    n = network_frame(grn=[("Af", "T")], lr=[(f"L{c}", "R") for c in "abcdefg"],
+                      nichenet=[(f"L{c}", "Af", 0.5) for c in "gfedcba"])
     m = ModulatorSelector(n, genes).select("T")
     assert [l for l, _ in m.tfl_pairs] == ["La", "Lb", "Lc", "Ld", "Le"]
 
 
 def test_tfl_ligand_equal_to_target_is_excluded():
     genes = ["T", "Af", "R", "La"]
-    n = net(grn=[("Af", "La")], lr=[("La", "R"), ("T", "R")], nichenet=[("T", "Af", 0.9), ("La", "Af", 0.9)])
+    n = network_frame(grn=[("Af", "La")], lr=[("La", "R"), ("T", "R")], nichenet=[("T", "Af", 0.9), ("La", "Af", 0.9)])
     m = ModulatorSelector(n, genes).select("La")
     assert m.lr_pairs == (("T", "R"),)
     assert m.tfl_pairs == (("T", "Af"),)
@@ -153,7 +144,7 @@ def test_read_list_file_comments_commas_and_missing(tmp_path: Path):
 
 
 def test_extra_lr_appended_target_skipped_absent_dropped_and_off_without_lr():
-    n = net(lr=[("Lb", "Rb")])
+    n = network_frame(lr=[("Lb", "Rb")])
     extra = ["La$Ra", "Lb,Rb", "T$Rc", "Lc$T", "Gone$Ra", "Lc$Rc"]
     sel = ModulatorSelector(n, GENES, extra_lr=extra)
     m = sel.select("T")
@@ -166,13 +157,13 @@ def test_extra_lr_appended_target_skipped_absent_dropped_and_off_without_lr():
 
 
 def test_extra_lr_does_not_feed_tf_ligand_pairs():
-    n = net(grn=[("Af", "T")], lr=[("Lb", "Rb")], nichenet=[("La", "Af", 0.9), ("Lb", "Af", 0.9)])
+    n = network_frame(grn=[("Af", "T")], lr=[("Lb", "Rb")], nichenet=[("La", "Af", 0.9), ("Lb", "Af", 0.9)])
     m = ModulatorSelector(n, GENES, extra_lr=["La$Ra"]).select("T")
     assert m.tfl_pairs == (("Lb", "Af"),)
 
 
 def test_extra_modulators_exclusions():
-    n = net(grn=[("Af", "T")], lr=[("La", "Ra")], nichenet=[("La", "Af", 0.9)])
+    n = network_frame(grn=[("Af", "T")], lr=[("La", "Ra")], nichenet=[("La", "Af", 0.9)])
     sel = ModulatorSelector(n, GENES, extra_modulators=["X1", "T", "Af", "La", "Ra", "X1", "Gone", "X2"])
     m = sel.select("T")
     assert m.extras == ("X1", "X2")
@@ -183,7 +174,7 @@ def test_extra_modulators_exclusions():
 
 
 def test_use_flags_drop_families():
-    n = net(grn=[("Af", "T")], lr=[("La", "Ra")], nichenet=[("La", "Af", 0.9)])
+    n = network_frame(grn=[("Af", "T")], lr=[("La", "Ra")], nichenet=[("La", "Af", 0.9)])
     full = ModulatorSelector(n, GENES).select("T")
     assert full.names == ["Af", "La$Ra", "La#Af"]
     assert ModulatorSelector(n, GENES, use_tf=False).select("T").names == ["La$Ra", "La#Af"]
@@ -198,7 +189,7 @@ def test_use_flags_drop_families():
 
 
 def test_orphan_rule():
-    n = net(grn=[("Af", "X1")])
+    n = network_frame(grn=[("Af", "X1")])
     sel = ModulatorSelector(n, GENES)
     assert sel.select("T").is_orphan and sel.select("T").n == 0
     assert not sel.select("X1").is_orphan
@@ -206,7 +197,7 @@ def test_orphan_rule():
 
 
 def test_all_ligands_cover_every_target():
-    n = net(grn=[("Af", "T")], lr=[("Lb", "Rb"), ("La", "Ra"), ("T", "Rc")],
+    n = network_frame(grn=[("Af", "T")], lr=[("Lb", "Rb"), ("La", "Ra"), ("T", "Rc")],
             nichenet=[("La", "Af", 0.9)])
     sel = ModulatorSelector(n, GENES, extra_lr=["Lc$Rc"])
     assert sel.all_ligands == ["La", "Lb", "Lc", "T"]
@@ -216,7 +207,7 @@ def test_all_ligands_cover_every_target():
 
 
 def test_selector_accepts_numeric_looking_and_categorical_network_columns():
-    n = net(grn=[("Af", "T")], lr=[("La", "Ra")]).astype({"source": "category", "target": "category"})
+    n = network_frame(grn=[("Af", "T")], lr=[("La", "Ra")]).astype({"source": "category", "target": "category"})
     assert ModulatorSelector(n, GENES).select("T").names == ["Af", "La$Ra"]
 
 

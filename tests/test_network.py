@@ -12,6 +12,8 @@ from spacetravlr_py import _keys
 from spacetravlr_py.cli.main import main as cli_main
 from spacetravlr_py.errors import InputError
 from spacetravlr_py.io import network as net
+from spacetravlr_py.io import network_build as build
+from spacetravlr_py.io import species as sp
 
 CELLCHAT_CSV = """\
 ligand,receptor,pathway,signaling
@@ -67,8 +69,8 @@ def nichenet_parquet(tmp_path: Path) -> Path:
 
 
 def test_expand_cellchat_complexes_order_dedup_signaling(cellchat_csv: Path) -> None:
-    lr = net.read_lr_table(cellchat_csv)
-    assert list(lr.columns) == list(net.LR_COLUMNS)
+    lr = build.read_lr_table(cellchat_csv)
+    assert list(lr.columns) == list(build.LR_COLUMNS)
     assert list(zip(lr["ligand"], lr["receptor"])) == EXPECTED_PAIRS
     # the duplicate (Tgfb1, Tgfbr1) keeps its first row's signaling
     assert lr.loc[0, "signaling"] == _keys.SECRETED
@@ -77,8 +79,8 @@ def test_expand_cellchat_complexes_order_dedup_signaling(cellchat_csv: Path) -> 
 
 
 def test_expand_cellchat_in_memory_is_idempotent(cellchat_csv: Path) -> None:
-    once = net.expand_cellchat(pd.read_csv(cellchat_csv))
-    twice = net.expand_cellchat(once)
+    once = build.expand_cellchat(pd.read_csv(cellchat_csv))
+    twice = build.expand_cellchat(once)
     pd.testing.assert_frame_equal(once, twice)
 
 
@@ -91,20 +93,20 @@ def test_liana_table_needs_a_resource_when_several(tmp_path: Path) -> None:
         "resource": ["consensus", "consensus", "mouseconsensus"],
     }).to_csv(p)
     with pytest.raises(InputError, match=r"liana\.csv.*2 LR resources.*--lr-resource"):
-        net.read_lr_table(p)
-    lr = net.read_lr_table(p, resource="consensus")
+        build.read_lr_table(p)
+    lr = build.read_lr_table(p, resource="consensus")
     assert list(zip(lr["ligand"], lr["receptor"])) == [("TGFB1", "TGFBR1"), ("TGFB1", "TGFBR2"),
                                                        ("COL1A1", "ITGB1")]
     assert lr["signaling"].isna().all()
     with pytest.raises(InputError, match="resource 'nope' not in the table"):
-        net.read_lr_table(p, resource="nope")
+        build.read_lr_table(p, resource="nope")
 
 
 def test_cellphonedb_v4_layout(tmp_path: Path) -> None:
     p = tmp_path / "CellPhoneDBv4.0.mouse.csv"
     p.write_text(",0,1,2,3\n0,Ptgr1,Ltb4r1,,Secreted Signaling\n1,Inhba_Inhbb,Acvr1,,Secreted Signaling\n"
                  "2,Cdh1,Cdh1,,Cell-Cell Contact\n")
-    lr = net.read_lr_table(p)
+    lr = build.read_lr_table(p)
     assert list(zip(lr["ligand"], lr["receptor"])) == [("Ptgr1", "Ltb4r1"), ("Inhba", "Acvr1"),
                                                        ("Inhbb", "Acvr1"), ("Cdh1", "Cdh1")]
     assert lr["signaling"].tolist()[-1] == "Cell-Cell Contact"
@@ -114,9 +116,9 @@ def test_unrecognised_lr_columns_name_file_and_columns(tmp_path: Path) -> None:
     p = tmp_path / "weird.csv"
     p.write_text("lig,rec\nA,B\n")
     with pytest.raises(InputError, match=r"weird\.csv: unrecognised ligand–receptor columns \(lig, rec\)"):
-        net.read_lr_table(p)
+        build.read_lr_table(p)
     with pytest.raises(InputError, match=r"LR table file .*missing\.csv does not exist"):
-        net.read_lr_table(tmp_path / "missing.csv")
+        build.read_lr_table(tmp_path / "missing.csv")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -125,15 +127,15 @@ def test_unrecognised_lr_columns_name_file_and_columns(tmp_path: Path) -> None:
 
 
 def test_infer_species() -> None:
-    assert net.infer_species(["Foxo1", "Pax5", "Gapdh", "1700001C19Rik", "ACTB"]) == "mouse"
-    assert net.infer_species(["FOXO1", "PAX5", "C1orf112", "Gapdh", "123"]) == "human"
-    assert net.infer_species(["ENSMUSG00000000001", "ENSMUSG00000000028"]) == "mouse"
+    assert sp.infer_species(["Foxo1", "Pax5", "Gapdh", "1700001C19Rik", "ACTB"]) == "mouse"
+    assert sp.infer_species(["FOXO1", "PAX5", "C1orf112", "Gapdh", "123"]) == "human"
+    assert sp.infer_species(["ENSMUSG00000000001", "ENSMUSG00000000028"]) == "mouse"
     with pytest.raises(InputError, match=r"1 mouse-style.*1 human-style.*\[data\]\.species"):
-        net.infer_species(["Foxo1", "PAX5"])
+        sp.infer_species(["Foxo1", "PAX5"])
     with pytest.raises(InputError, match=r"cannot tell the species.*first 0"):
-        net.infer_species(["123", "456"])
+        sp.infer_species(["123", "456"])
     # only the first n symbols with letters vote
-    assert net.infer_species(["1", "Foxo1"] + ["PAX5"] * 5, n=1) == "mouse"
+    assert sp.infer_species(["1", "Foxo1"] + ["PAX5"] * 5, n=1) == "mouse"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -142,33 +144,33 @@ def test_infer_species() -> None:
 
 
 def test_read_base_grn_wide_dedups_peaks(wide_grn: Path) -> None:
-    g = net.read_base_grn(wide_grn)
+    g = build.read_base_grn(wide_grn)
     assert list(zip(g["source"], g["target"])) == [
         ("Ar", "Foxo1"), ("Stat3", "Foxo1"), ("Ar", "Pax5"), ("Foxo1", "Pax5"), ("Stat3", "Tgfbr1"),
     ]
     # the same table through pandas (in-memory path) agrees
-    pd.testing.assert_frame_equal(net.grn_edges(pd.read_parquet(wide_grn)), g)
+    pd.testing.assert_frame_equal(build.grn_edges(pd.read_parquet(wide_grn)), g)
 
 
 def test_read_base_grn_long_and_bad_columns(tmp_path: Path) -> None:
     p = tmp_path / "edges.tsv"
     p.write_text("source\ttarget\nStat3\tFoxo1\nAr\tFoxo1\nStat3\tFoxo1\n")
-    g = net.read_base_grn(p)
+    g = build.read_base_grn(p)
     assert list(zip(g["source"], g["target"])) == [("Ar", "Foxo1"), ("Stat3", "Foxo1")]
     bad = tmp_path / "bad.csv"
     bad.write_text("tf,gene\nStat3,Foxo1\n")
     with pytest.raises(InputError, match=r"bad\.csv: unrecognised base GRN columns \(tf, gene\)"):
-        net.read_base_grn(bad)
+        build.read_base_grn(bad)
 
 
 def test_read_nichenet_matrix(nichenet_parquet: Path, tmp_path: Path) -> None:
-    nn = net.read_nichenet(nichenet_parquet)
+    nn = build.read_nichenet(nichenet_parquet)
     assert list(zip(nn["source"], nn["target"], nn["weight"])) == [
         ("Tgfb1", "Stat3", 0.5), ("Tgfb1", "Gapdh", 0.05), ("Col1a1", "Stat3", 0.1), ("Col1a1", "Ar", 0.3)]
-    assert len(net.read_nichenet(nichenet_parquet, min_weight=0.1)) == 2
+    assert len(build.read_nichenet(nichenet_parquet, min_weight=0.1)) == 2
     csv = tmp_path / "lt.csv"
     pd.read_parquet(nichenet_parquet).to_csv(csv)
-    pd.testing.assert_frame_equal(net.read_nichenet(csv), nn)
+    pd.testing.assert_frame_equal(build.read_nichenet(csv), nn)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -178,7 +180,7 @@ def test_read_nichenet_matrix(nichenet_parquet: Path, tmp_path: Path) -> None:
 
 def test_build_write_load_roundtrip(wide_grn: Path, cellchat_csv: Path, nichenet_parquet: Path,
                                     tmp_path: Path) -> None:
-    df = net.build_network(wide_grn, cellchat_csv, nichenet_parquet, species="mouse")
+    df = build.build_network(wide_grn, cellchat_csv, nichenet_parquet, species="mouse")
     assert list(df.columns) == list(_keys.NETWORK_COLUMNS)
     assert df["edge_type"].tolist() == ["grn"] * 5 + ["lr"] * 9 + ["nichenet"] * 3  # Gapdh is no TF
     out = tmp_path / "out"
@@ -213,7 +215,7 @@ def test_build_write_load_roundtrip(wide_grn: Path, cellchat_csv: Path, nichenet
 
 def test_nichenet_all_targets_and_min_weight(wide_grn: Path, cellchat_csv: Path,
                                              nichenet_parquet: Path) -> None:
-    df = net.build_network(wide_grn, cellchat_csv, nichenet_parquet, species="mouse",
+    df = build.build_network(wide_grn, cellchat_csv, nichenet_parquet, species="mouse",
                            nichenet_tfs_only=False, nichenet_min_weight=0.06)
     nn = df[df.edge_type == "nichenet"]
     assert sorted(zip(nn.source, nn.target)) == [("Col1a1", "Ar"), ("Col1a1", "Stat3"), ("Tgfb1", "Stat3")]
@@ -222,14 +224,14 @@ def test_nichenet_all_targets_and_min_weight(wide_grn: Path, cellchat_csv: Path,
 def test_build_species_checks(wide_grn: Path, cellchat_csv: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"species is 'human' but the gene symbols of .*cellchat_tiny\.csv "
                                          r"look mouse; pass --species mouse"):
-        net.build_network(wide_grn, cellchat_csv, species="human")
+        build.build_network(wide_grn, cellchat_csv, species="human")
     human_lr = tmp_path / "human.csv"
     human_lr.write_text("ligand,receptor,pathway,signaling\nTGFB1,TGFBR1,TGFb,Secreted Signaling\n")
     with pytest.raises(InputError, match=r"base_grn\.parquet look mouse but those of .*human\.csv look "
                                          r"human"):
-        net.build_network(wide_grn, human_lr, species="mouse")
+        build.build_network(wide_grn, human_lr, species="mouse")
     with pytest.raises(InputError, match="unknown species 'rat'"):
-        net.build_network(wide_grn, cellchat_csv, species="rat")
+        build.build_network(wide_grn, cellchat_csv, species="rat")
 
 
 def test_load_network_errors_name_file_and_column(tmp_path: Path) -> None:
@@ -359,7 +361,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, cellchat_csv: Path, capsys: pyt
 def test_real_cellchat_expansion(shared_data: Path, species: str, n_rows: int, n_pairs: int,
                                  n_ligands: int, n_receptors: int) -> None:
     raw = pd.read_csv(shared_data / "lr" / f"cellchat_{species}.csv")
-    lr = net.read_lr_table(shared_data / "lr" / f"cellchat_{species}.csv")
+    lr = build.read_lr_table(shared_data / "lr" / f"cellchat_{species}.csv")
     print(f"{species}: {len(raw)} CellChat rows -> {len(lr)} unique ligand-receptor pairs")
     assert len(raw) == n_rows
     assert len(lr) == n_pairs and 1900 <= n_pairs <= 2150
@@ -369,7 +371,7 @@ def test_real_cellchat_expansion(shared_data: Path, species: str, n_rows: int, n
     # same pairs, same order as the reference's iterrows() expansion + drop_duplicates
     ref = [(a, b) for l, r in zip(raw["ligand"], raw["receptor"]) for a in l.split("_") for b in r.split("_")]
     assert list(zip(lr["ligand"], lr["receptor"])) == list(dict.fromkeys(ref))
-    assert net.infer_species(lr["ligand"]) == species
+    assert sp.infer_species(lr["ligand"]) == species
 
 
 @pytest.mark.realdata
@@ -381,10 +383,10 @@ def test_real_cellchat_expansion(shared_data: Path, species: str, n_rows: int, n
 ])
 def test_real_other_lr_layouts(shared_data: Path, file: str, resource: str | None, species: str,
                                n_pairs: int) -> None:
-    lr = net.read_lr_table(shared_data / "lr" / file, resource=resource)
+    lr = build.read_lr_table(shared_data / "lr" / file, resource=resource)
     assert len(lr) == n_pairs
     assert not lr["ligand"].str.contains("_").any() and not lr["receptor"].str.contains("_").any()
-    assert net.infer_species(lr["ligand"]) == species
+    assert sp.infer_species(lr["ligand"]) == species
 
 
 @pytest.mark.realdata
@@ -411,7 +413,7 @@ def test_real_mouse_cli_end_to_end(shared_data: Path, tmp_path: Path,
 
 @pytest.mark.realdata
 def test_real_human_build(shared_data: Path) -> None:
-    df = net.build_network(shared_data / "grn" / "human_base_grn.parquet",
+    df = build.build_network(shared_data / "grn" / "human_base_grn.parquet",
                            shared_data / "lr" / "cellchat_human.csv", species="human")
     c = net.network_counts(df)
     print(c)
@@ -419,3 +421,14 @@ def test_real_human_build(shared_data: Path) -> None:
     assert (c.lr_pairs, c.ligands, c.receptors) == (1_994, 548, 465)
     lr = df[df.edge_type == "lr"]
     assert lr.index.min() == c.grn_edges and np.all(np.diff(lr.index) == 1)  # grn block, then lr block
+
+
+def test_network_module_split_keeps_species_names_and_drops_dead_lookups() -> None:
+    # loaders of a network for a dataset import the species functions from io.network
+    assert net.infer_species is sp.infer_species and net.guess_species is sp.guess_species
+    assert sp.check_species("human") == "human"
+    with pytest.raises(InputError, match="unknown species 'rat'"):
+        sp.check_species("rat")
+    view = net.Network.from_frame(pd.DataFrame({"source": ["A"], "target": ["B"], "edge_type": ["grn"]}))
+    assert view.tfs == ["A"] and view.tfs_of("B") == ["A"]
+    assert not hasattr(view, "grn_targets") and not hasattr(view, "lr_signaling")

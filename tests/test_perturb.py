@@ -19,9 +19,9 @@ import pyarrow.feather as feather
 import pytest
 from scipy.spatial import cKDTree
 
+from builders import beta_frame, make_tissue, train_run, with_expression
 from spacetravlr_py import _keys
 from spacetravlr_py.betadata.betabase import Betabase
-from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.errors import InputError
 from spacetravlr_py.io.anndata import Tissue, load_tissue
 from spacetravlr_py.io.betadata import BetaFrame, betadata_path, write_betadata
@@ -39,11 +39,15 @@ RADIUS = 200.0
 # ---------------------------------------------------------------------------------------------
 
 
+SYN = {"n_cells": N_CELLS, "seed": 1, "radius": RADIUS}
+"""The synthetic tissue of this module."""
+
+
 @pytest.fixture(scope="module")
 def syn():
     from spacetravlr_py.datasets import synthetic_tissue
 
-    return synthetic_tissue(n_cells=N_CELLS, seed=1, radius=RADIUS)
+    return synthetic_tissue(**SYN)
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +66,8 @@ def true_perturber(tissue, true_bb) -> Perturber:
 
 
 @pytest.fixture(scope="module")
-def run_dir(syn, tmp_path_factory) -> Path:
-    from spacetravlr_py.training import train
-
-    base = tmp_path_factory.mktemp("perturb_run")
-    paths = syn.write(base / "data")
-    out = base / "run"
-    cfg = SpaceshipConfig().with_overrides({"data.adata_path": str(paths["h5ad"]),
-                                            "grn.network_data_dir": str(paths["network"].parent),
-                                            "execution.output_dir": str(out)})
-    res = train(cfg)
-    assert res.counts["done"] > 0 and res.counts["failed"] == 0
-    return out
+def run_dir(tmp_path_factory) -> Path:
+    return train_run(tmp_path_factory.mktemp("perturb_run"), **SYN).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +109,12 @@ def hand_network() -> tuple[Tissue, Betabase]:
     X = rng.uniform(0.5, 3.0, (n, len(genes)))
     xy = rng.uniform(0, 600, (n, 2))
     clusters = (xy[:, 0] > 300).astype(np.int64)
-    t = Tissue(obs_names=np.array([f"h{i}" for i in range(n)], dtype=object), var_names=genes, coords=xy,
-               expression=X, clusters=clusters, cluster_labels=["left", "right"])
+    t = make_tissue(X, genes, obs_names=[f"h{i}" for i in range(n)], clusters=clusters, labels=["left", "right"],
+                    coords=xy)
 
     def fr(gene: str, mods: list[str], scale: float = 1.0) -> BetaFrame:
         coefs = scale * rng.uniform(0.5, 1.0, (2, len(mods)))
-        return BetaFrame(gene, "Cluster", ["left", "right"], np.ones(2), mods, coefs)
+        return beta_frame(gene, ["left", "right"], mods, coefs, intercept=np.ones(2))
 
     frames = [fr("B", ["A"]), fr("C", ["B"]), fr("L", ["A"]), fr("Y", ["L$R"], 200.0), fr("D", ["E"]),
               fr("R", ["E"])]
@@ -202,8 +196,7 @@ def test_noop_perturbation_changes_nothing(session: RunSession, true_perturber, 
     # a knockout where the gene is already 0 (every cell of a zero-expression gene's scope)
     X = tissue.expression.copy()
     X[:300, tissue.gene_index["Tgfb1"]] = 0.0
-    t0 = Tissue(obs_names=tissue.obs_names, var_names=tissue.var_names, coords=tissue.coords, expression=X,
-                clusters=tissue.clusters, cluster_labels=tissue.cluster_labels)
+    t0 = with_expression(tissue, X)
     bb = Betabase(list(session.betabase[g].frame for g in session.betabase.genes), t0)
     res = Perturber(t0, bb).run("Tgfb1", 0.0, scope=np.arange(t0.n_cells) < 300)
     assert not res.delta.any()
@@ -610,7 +603,6 @@ def test_session_rejects_betadata_of_another_dataset(run_dir, tmp_path) -> None:
     for f in copy.glob("*_betadata.feather"):
         f.unlink()
     ids = [f"x{i}" for i in range(10)]
-    write_betadata(betadata_path(copy, "Cd19"), BetaFrame("Cd19", "CellID", ids, np.zeros(10), ["Foxo1"],
-                                                          np.ones((10, 1))))
+    write_betadata(betadata_path(copy, "Cd19"), beta_frame("Cd19", ids, ["Foxo1"], np.ones((10, 1)), row_kind="CellID"))
     with pytest.raises(InputError, match="another dataset"):
         RunSession.open(copy / _keys.REPRO_TOML)

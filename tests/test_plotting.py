@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+from builders import clustered_tissue
 from spacetravlr_py import plotting
 from spacetravlr_py.io.anndata import Tissue
 from spacetravlr_py.perturb.propagate import PerturbResult
@@ -38,18 +39,6 @@ def _close_figures():
     plt.close("all")
 
 
-def _tissue(n: int = 240, g: int = 12, seed: int = 0) -> Tissue:
-    rng = np.random.default_rng(seed)
-    clusters = np.repeat(np.arange(3), n // 3)
-    centres = rng.normal(size=(3, g)) * 2
-    X = np.maximum(centres[clusters] + 0.5 * rng.normal(size=(n, g)), 0.0)
-    umap = np.array([[0.0, 0.0], [8.0, 0.0], [4.0, 6.0]])[clusters] + rng.normal(size=(n, 2))
-    coords = rng.uniform(0, 500, size=(n, 2))
-    return Tissue(obs_names=np.array([f"cell{i}" for i in range(n)]), var_names=[f"G{j}" for j in range(g)],
-                  coords=coords, expression=np.ascontiguousarray(X), clusters=clusters,
-                  cluster_labels=["T cell", "B cell", "Myeloid"], umap=umap)
-
-
 def _result(t: Tissue, seed: int = 1) -> PerturbResult:
     rng = np.random.default_rng(seed)
     delta = np.zeros_like(t.expression)
@@ -64,7 +53,7 @@ def _result(t: Tissue, seed: int = 1) -> PerturbResult:
 
 @pytest.fixture(scope="module")
 def field_and_tissue() -> tuple[TransitionField, Tissue, PerturbResult]:
-    t = _tissue()
+    t = clustered_tissue()
     r = _result(t)
     assert t.umap is not None
     f = transition_field(t.expression, r.delta, t.umap, n_neighbors=30)
@@ -203,7 +192,7 @@ def test_perturbation_summary(field_and_tissue, tmp_path: Path) -> None:
 
 
 def test_write_field_outputs(tmp_path: Path) -> None:
-    t = _tissue(n=150, seed=3)
+    t = clustered_tissue(n=150, seed=3)
     r = _result(t, seed=4)
     paths = write_field_outputs(r, tmp_path / "out" / "g0_ko", n_neighbors=20, grid_bins=8)
     expected = {"field": "g0_ko_field.npz", "umap_field_png": "g0_ko_umap_field.png",

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from builders import COUNT_LIGANDS, COUNT_RECEPTORS, COUNT_TFS, counts_adata, counts_network
 from conftest import shared_path
 from spacetravlr_py import _keys
 from spacetravlr_py.errors import InputError
@@ -32,48 +33,6 @@ from spacetravlr_py.prep import (
 )
 
 pytest.importorskip("scanpy", reason="the prep extra (scanpy) is not installed")
-
-TFS = ["Tfa", "Tfb", "Tfc"]
-LIGANDS = ["Liga", "Ligb"]
-RECEPTORS = ["Reca", "Recb"]
-
-
-def toy_counts(n: int = 240, g: int = 40, *, seed: int = 0, sections: int = 0) -> ad.AnnData:
-    """Poisson counts of two cell types ('A' left half, 'B' right half) on a jittered grid of spacing 10.
-
-    Genes: the network genes (TFS, LIGANDS, RECEPTORS) then ``Gene0..``; gene ``Gene0`` is expressed
-    only in type B, ``Gene1`` only in type A. Integer counts stored as float32 CSR.
-    """
-    rng = np.random.default_rng(seed)
-    names = [*TFS, *LIGANDS, *RECEPTORS]
-    names += [f"Gene{i}" for i in range(g - len(names))]
-    side = int(np.ceil(np.sqrt(n)))
-    gx, gy = np.meshgrid(np.arange(side), np.arange(side))
-    xy = np.column_stack([gx.ravel(), gy.ravel()])[:n] * 10.0 + rng.uniform(-1, 1, (n, 2))
-    is_b = xy[:, 0] > xy[:, 0].mean()
-    mu = rng.gamma(2.0, 1.0, (2, g))
-    j0, j1 = names.index("Gene0"), names.index("Gene1")
-    mu[0, j0] = 0.0  # Gene0 absent from type A
-    mu[1, j1] = 0.0  # Gene1 absent from type B
-    mu[1, :10] *= 4.0  # type B differs in the first genes
-    lam = mu[is_b.astype(int)] * rng.uniform(0.5, 2.0, (n, 1))
-    X = rng.poisson(lam).astype(np.float32)
-    X[X.sum(1) == 0, 5] = 1.0  # no empty cell by accident
-    obs = pd.DataFrame({"truth": pd.Categorical(np.where(is_b, "B", "A"))}, index=[f"cell{i}" for i in range(n)])
-    if sections:
-        obs["section"] = [f"s{i % sections}" for i in range(n)]
-    a = ad.AnnData(X=sp.csr_matrix(X), obs=obs, var=pd.DataFrame(index=names))
-    a.obsm["spatial"] = xy
-    return a
-
-
-def toy_network(tfs: list[str] = TFS, ligands: list[str] = LIGANDS, receptors: list[str] = RECEPTORS,
-                targets: list[str] | None = None) -> pd.DataFrame:
-    targets = targets or ["Gene2", "Gene3", "Gene4"]
-    rows = [(tf, t, "grn", 1.0, None) for tf in tfs for t in targets]
-    rows += [(lig, rec, "lr", 1.0, "Secreted Signaling") for lig, rec in zip(ligands, receptors)]
-    return pd.DataFrame(rows, columns=list(_keys.NETWORK_COLUMNS))
-
 
 def fast(**kw: object) -> dict[str, object]:
     """prepare() options that skip Leiden and UMAP (labels given, no embedding)."""
@@ -95,7 +54,7 @@ def one_line_error(fn, *args, **kwargs) -> str:
 
 @pytest.mark.parametrize("target_sum", [1e4, 500.0])
 def test_normalized_count_sums_to_target(target_sum: float) -> None:
-    a = toy_counts()
+    a = counts_adata()
     a.layers[_keys.RAW_LAYER] = a.X.copy()
     norm = normalize(a, target_sum=target_sum)
     assert sp.isspmatrix_csr(norm) and norm.dtype == np.float32
@@ -108,7 +67,7 @@ def test_normalized_count_sums_to_target(target_sum: float) -> None:
 
 
 def test_prepare_layers_and_raw_counts_kept() -> None:
-    a = toy_counts()
+    a = counts_adata()
     out = prepare(a, **fast())
     assert set(out.layers) >= {_keys.RAW_LAYER, _keys.NORMALIZED_LAYER, _keys.DEFAULT_LAYER}
     np.testing.assert_array_equal(out.layers[_keys.RAW_LAYER].toarray(), a.X.toarray())
@@ -167,7 +126,7 @@ def test_diffuse_matches_matrix_power() -> None:
 
 
 def test_imputation_preserves_zeros_within_a_type() -> None:
-    out = prepare(toy_counts(), **fast())
+    out = prepare(counts_adata(), **fast())
     imp = out.layers[_keys.DEFAULT_LAYER]
     A = (out.obs["cell_type"] == "A").to_numpy()
     g0, g1 = out.var_names.get_loc("Gene0"), out.var_names.get_loc("Gene1")
@@ -177,7 +136,7 @@ def test_imputation_preserves_zeros_within_a_type() -> None:
     norm = out.layers[_keys.NORMALIZED_LAYER].toarray()
     for m in (A, ~A):
         assert (imp[m] <= norm[m].max(axis=0) + 1e-5).all() and (imp[m] >= 0).all()
-    out0 = prepare(toy_counts(), **fast(impute_t=0))
+    out0 = prepare(counts_adata(), **fast(impute_t=0))
     np.testing.assert_array_equal(out0.layers[_keys.DEFAULT_LAYER], out0.layers[_keys.NORMALIZED_LAYER].toarray())
 
 
@@ -216,7 +175,7 @@ def test_imputation_reduces_dropout_on_a_planted_signal() -> None:
 
 
 def test_rescaling_sets_median_nn_distance_and_keeps_original() -> None:
-    a = toy_counts()
+    a = counts_adata()
     before = median_nn_distance(a.obsm["spatial"])
     assert 7 < before < 11
     out = prepare(a, **fast())
@@ -255,7 +214,7 @@ def test_section_layout_boxes_disjoint_and_shapes_kept() -> None:
 
 
 def test_prepare_sections_never_overlap() -> None:
-    a = toy_counts(n=300, sections=3)  # three interleaved sections covering the same area
+    a = counts_adata(n=300, sections=3)  # three interleaved sections covering the same area
     out = prepare(a, **fast(section_key="section"))
     sec = out.obs["section"].to_numpy().astype(str)
     boxes = bounding_boxes(out.obsm["spatial"], sec)
@@ -277,11 +236,11 @@ def test_prepare_sections_never_overlap() -> None:
 
 
 def test_gene_selection_keeps_hvg_and_every_network_gene() -> None:
-    a = toy_counts(g=80)
-    net = toy_network()
+    a = counts_adata(g=80)
+    net = counts_network()
     out = prepare(a, **fast(n_top_genes=10, network=net, keep_genes=["Gene70", "Nope"]))
     kept = set(out.var_names)
-    assert set(TFS + LIGANDS + RECEPTORS) <= kept and "Gene70" in kept
+    assert set(COUNT_TFS + COUNT_LIGANDS + COUNT_RECEPTORS) <= kept and "Gene70" in kept
     g = out.uns["spacetravlr_prep"]["genes"]
     assert g["n_hvg"] == 10 and (g["n_tfs"], g["n_ligands"], g["n_receptors"]) == (3, 2, 2)
     assert out.n_vars == g["n_kept"] == 10 + g["n_added"]
@@ -296,7 +255,7 @@ def test_output_loads_with_load_tissue(tmp_path: Path) -> None:
     from spacetravlr_py.io.anndata import load_tissue
     from spacetravlr_py.prep import write_output
 
-    out = prepare(toy_counts(), **fast())
+    out = prepare(counts_adata(), **fast())
     p = write_output(out, tmp_path / "prepped.h5ad")
     t = load_tissue(p, layer="imputed_count", cluster_annot="cell_type")
     assert t.n_cells == out.n_obs and t.cluster_labels == ["A", "B"]
@@ -310,7 +269,7 @@ def test_output_loads_with_load_tissue(tmp_path: Path) -> None:
 
 
 def test_non_counts_are_refused() -> None:
-    a = toy_counts()
+    a = counts_adata()
     logged = a.copy()
     logged.X = sp.csr_matrix(np.log1p(a.X.toarray()))
     msg = one_line_error(prepare, logged, **fast())
@@ -347,7 +306,7 @@ def test_check_counts_summary_and_locations() -> None:
 
 
 def test_empty_cells_and_genes_are_dropped_with_a_note() -> None:
-    a = toy_counts()
+    a = counts_adata()
     X = a.X.toarray()
     X[[0, 7], :] = 0
     X[:, a.var_names.get_loc("Gene9")] = 0
@@ -362,16 +321,16 @@ def test_empty_cells_and_genes_are_dropped_with_a_note() -> None:
 
 
 def test_network_species_and_overlap_errors() -> None:
-    a = toy_counts()
-    msg = one_line_error(prepare, a, **fast(network=toy_network(["Xx1"], ["Yy1"], ["Zz1"], ["Ww1"])))
+    a = counts_adata()
+    msg = one_line_error(prepare, a, **fast(network=counts_network(["Xx1"], ["Yy1"], ["Zz1"], ["Ww1"])))
     assert "none of its 40 genes" in msg and "4 genes" in msg
-    human = toy_network(["TFA", "TFB"], ["LIGA"], ["RECA"], ["GENE2"])
+    human = counts_network(["TFA", "TFB"], ["LIGA"], ["RECA"], ["GENE2"])
     msg = one_line_error(prepare, a, **fast(network=human))
     assert "look mouse" in msg and "human network" in msg
 
 
 def test_missing_coordinates_labels_and_sections() -> None:
-    a = toy_counts()
+    a = counts_adata()
     nospace = a.copy()
     nospace.obsm["coords"] = nospace.obsm.pop("spatial")
     msg = one_line_error(prepare, nospace, **fast())
@@ -384,7 +343,7 @@ def test_missing_coordinates_labels_and_sections() -> None:
 
 
 def test_unlabeled_cells_form_a_type_or_are_dropped() -> None:
-    a = toy_counts()
+    a = counts_adata()
     lab = a.obs["truth"].astype(object)
     lab.iloc[:10] = np.nan
     a.obs["truth"] = lab
@@ -413,10 +372,10 @@ def test_cli_leiden_umap_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     from spacetravlr_py.io.anndata import load_tissue
     from spacetravlr_py.io.network import write_network
 
-    a = toy_counts(n=300)
+    a = counts_adata(n=300)
     src = tmp_path / "raw.h5ad"
     a.write_h5ad(src)
-    write_network(toy_network(), tmp_path / "net", "mouse")
+    write_network(counts_network(), tmp_path / "net", "mouse")
     dst = tmp_path / "out" / "prepped.h5ad"
     code = main(["prep", str(src), "-o", str(dst), "--network", str(tmp_path / "net"), "--resolution", "0.3",
                  "--n-top-genes", "20"])
@@ -432,7 +391,7 @@ def test_cli_leiden_umap_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     from sklearn.metrics import adjusted_rand_score
 
     assert adjusted_rand_score(p.obs["truth"], p.obs["cell_type"]) > 0.5
-    assert set(TFS) <= set(p.var_names)
+    assert set(COUNT_TFS) <= set(p.var_names)
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -441,7 +400,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["prep", str(tmp_path / "missing.h5ad"), "-o", str(tmp_path / "o.h5ad")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "file not found" in err and err.startswith("spacetravlr prep: error:")
-    a = toy_counts()
+    a = counts_adata()
     a.X = sp.csr_matrix(a.X.toarray() * 0.5)
     src = tmp_path / "half.h5ad"
     a.write_h5ad(src)
@@ -484,7 +443,8 @@ def test_cli_help_is_fast_and_lists_examples(capsys: pytest.CaptureFixture[str])
 @pytest.mark.realdata
 def test_real_starmap_prepares_and_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from spacetravlr_py.cli.main import main
-    from spacetravlr_py.io.network import build_network, write_network
+    from spacetravlr_py.io.network import write_network
+    from spacetravlr_py.io.network_build import build_network
 
     src = shared_path("real", "starmap_visual_cortex_1020.h5ad")
     net = build_network(shared_path("grn", "mouse_base_grn.parquet"), shared_path("lr", "cellchat_mouse.csv"),
@@ -554,7 +514,7 @@ def test_prepare_with_the_approximate_knn_graph(monkeypatch: pytest.MonkeyPatch,
     from spacetravlr_py.prep import knn
 
     monkeypatch.setattr(knn, "APPROX_ABOVE_CELLS", 100)
-    a = toy_counts(n=300)
+    a = counts_adata(n=300)
     out = prepare(a, compute_umap=False, verbose=True, resolution=0.3, n_top_genes=20)
     assert "approximate (pynndescent)" in capsys.readouterr().out
     assert adjusted_rand_score(out.obs["truth"], out.obs["cell_type"]) > 0.5
@@ -598,7 +558,7 @@ def test_merging_stops_at_one_cluster() -> None:
 
 
 def test_prepare_merges_tiny_leiden_clusters(capsys: pytest.CaptureFixture[str]) -> None:
-    a = toy_counts(n=300)
+    a = counts_adata(n=300)
     out = prepare(a, compute_umap=False, verbose=True, resolution=8.0, n_top_genes=20, min_cluster_cells=25)
     sizes = out.obs["cell_type"].value_counts()
     assert sizes.min() >= 25
@@ -608,3 +568,49 @@ def test_prepare_merges_tiny_leiden_clusters(capsys: pytest.CaptureFixture[str])
     assert kept.obs["cell_type"].nunique() > len(sizes)
     with pytest.raises(InputError, match="--min-cluster-cells 0"):
         prepare(a, verbose=False, min_cluster_cells=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the pipeline's steps, one at a time
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_prep_params_check_record_order_and_keep_genes() -> None:
+    from spacetravlr_py.prep.pipeline import PrepParams
+
+    p = PrepParams.from_kwargs(keep_genes=(g for g in ["Gene5", 7]), n_top_genes=10)
+    assert p.keep_genes == ("Gene5", "7")  # a generator is read once, names as strings
+    rec = p.as_record()
+    assert list(rec)[-1] == "keep_genes" and rec["keep_genes"] == ["Gene5", "7"]
+    assert list(rec)[:3] == ["layer", "skip_normalize", "allow_non_integer"] and rec["n_top_genes"] == 10
+    for bad, needle in [({"n_top_genes": 0}, "--n-top-genes 0"), ({"target_sum": float("inf")}, "--target-sum"),
+                        ({"resolution": 0.0}, "--resolution"), ({"min_cluster_cells": 0}, "--min-cluster-cells"),
+                        ({"n_pcs": 1}, "--n-pcs 1"), ({"species": "rat"}, "unknown species 'rat'")]:
+        assert needle in one_line_error(PrepParams(**bad).check)  # type: ignore[arg-type]
+
+
+def test_prep_steps_labels_roles_and_coordinates() -> None:
+    from spacetravlr_py.io.network import Network
+    from spacetravlr_py.prep.pipeline import PrepParams, PrepReport, _apply_labels, _coordinates, _network_roles
+
+    a = counts_adata(n=100)
+    a.obs["lab"] = pd.Categorical(["x"] * 50 + [None] * 50)
+    rep = PrepReport(n_cells_in=a.n_obs, n_genes_in=a.n_vars)
+    kept = _apply_labels(a.copy(), "lab", PrepParams(drop_unlabeled=True), "toy", rep)
+    assert kept.n_obs == 50 and rep.n_unlabeled == 50 and list(kept.obs[_keys.DEFAULT_CLUSTER_ANNOT].unique()) == ["x"]
+    rep = PrepReport(n_cells_in=a.n_obs, n_genes_in=a.n_vars)
+    both = _apply_labels(a.copy(), "lab", PrepParams(), "toy", rep)
+    assert both.n_obs == 100 and "form the cell type 'unlabeled'" in rep.notes[0]
+
+    net = Network.from_frame(counts_network(tfs=["Tfa", "Liga"]))  # Liga is both a TF and a ligand
+    roles = dict(zip(a.var_names, _network_roles(a.var_names, net)))
+    assert roles["Tfa"] == "TF" and roles["Liga"] == "TF,ligand" and roles["Reca"] == "receptor"
+    assert roles["Gene9"] == "" and set(_network_roles(a.var_names, None)) == {""}
+
+    # grid of spacing 10 → median nearest-neighbour distance 15 after rescaling; the original is kept
+    xy = np.asarray(a.obsm["spatial"]).copy()
+    rep = PrepReport(n_cells_in=a.n_obs, n_genes_in=a.n_vars)
+    detail = _coordinates(a, "spatial", PrepParams(), "toy", rep)
+    assert rep.median_nn_after == pytest.approx(15.0) and "→ 15" in detail
+    np.testing.assert_array_equal(a.obsm[_keys.SPATIAL_UNSCALED_KEY], xy)
+    np.testing.assert_allclose(a.obsm["spatial"], xy * rep.scale_factor)

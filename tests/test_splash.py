@@ -15,28 +15,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from builders import beta_frame, make_tissue
 from conftest import shared_path
 from spacetravlr_py._keys import MIN_EXPRESSION
-from spacetravlr_py.betadata.betabase import TERM_LR, TERM_TF, TERM_TFL, Betabase
+from spacetravlr_py.betadata.betabase import Betabase
 from spacetravlr_py.errors import InputError
 from spacetravlr_py.io.anndata import Tissue
-from spacetravlr_py.io.betadata import BetaFrame, betadata_path, write_betadata
+from spacetravlr_py.io.betadata import betadata_path, write_betadata
+from spacetravlr_py.naming import LR, TF, TFL
 from spacetravlr_py.perturb import LigandTable, _kernels, splash
 from spacetravlr_py.perturb.splash import filtered
 
 LOGGER = "spacetravlr_py.betadata"
-
-
-def make_tissue(X: np.ndarray, var_names: list[str], *, obs_names: list[str] | None = None,
-                clusters: np.ndarray | None = None, labels: list[str] | None = None,
-                coords: np.ndarray | None = None) -> Tissue:
-    n = X.shape[0]
-    obs = np.array(obs_names if obs_names is not None else [f"c{i}" for i in range(n)], dtype=object)
-    cl = np.zeros(n, np.int64) if clusters is None else np.asarray(clusters, np.int64)
-    labs = labels if labels is not None else [f"k{k}" for k in range(int(cl.max()) + 1)]
-    xy = coords if coords is not None else np.column_stack([np.arange(n, dtype=float), np.zeros(n)])
-    return Tissue(obs_names=obs, var_names=list(var_names), coords=np.ascontiguousarray(xy, dtype=np.float64),
-                  expression=np.ascontiguousarray(X, dtype=np.float64), clusters=cl, cluster_labels=labs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,10 +48,10 @@ EXPECTED = np.array([[0.7, -0.3, 0.55, 0.6],
 def worked(row_kind: str = "CellID") -> tuple[Betabase, LigandTable, LigandTable]:
     if row_kind == "CellID":
         tissue = make_tissue(G_WORKED, GENES, obs_names=["cell0", "cell1"])
-        frame = BetaFrame("Y", "CellID", ["cell0", "cell1"], np.zeros(2), MODS, COEFS)
+        frame = beta_frame("Y", ["cell0", "cell1"], MODS, COEFS, row_kind="CellID")
     else:  # one cluster per cell, rows listed in the opposite order to check the lookup
         tissue = make_tissue(G_WORKED, GENES, clusters=np.array([0, 1]), labels=["n0", "n1"])
-        frame = BetaFrame("Y", "Cluster", ["n1", "n0"], np.zeros(2), MODS, COEFS[::-1])
+        frame = beta_frame("Y", ["n1", "n0"], MODS, COEFS[::-1])
     bb = Betabase([frame], tissue)
     ci = GENES.index("C")
     rl = LigandTable.from_columns(RL_C[:, None], np.array([ci]), len(GENES))
@@ -134,7 +124,7 @@ def test_cluster_rows_map_each_cell_to_its_cluster() -> None:
     X = rng.uniform(0.1, 2, (n, 3))
     t = make_tissue(X, ["T1", "T2", "Y"], clusters=clusters, labels=["a", "b", "c"])
     rows = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
-    f = BetaFrame("Y", "Cluster", ["c", "a", "b"], np.zeros(3), ["T1", "T2"], rows[[2, 0, 1]])
+    f = beta_frame("Y", ["c", "a", "b"], ["T1", "T2"], rows[[2, 0, 1]])
     bb = Betabase([f], t)
     rl = LigandTable.from_columns(np.zeros((n, 0)), np.zeros(0, np.int64), 3)
     out = splash(bb, "Y", X, rl)
@@ -143,7 +133,7 @@ def test_cluster_rows_map_each_cell_to_its_cluster() -> None:
 
 def test_cluster_rows_missing_a_cluster_is_a_clear_error() -> None:
     t = make_tissue(np.ones((4, 2)), ["T1", "Y"], clusters=np.array([0, 1, 2, 2]), labels=["a", "b", "c"])
-    f = BetaFrame("Y", "Cluster", ["a", "b"], np.zeros(2), ["T1"], np.ones((2, 1)))
+    f = beta_frame("Y", ["a", "b"], ["T1"], np.ones((2, 1)))
     with pytest.raises(InputError, match=r"no row for cluster\(s\) c") as e:
         Betabase([f], t)
     assert "\n" not in str(e.value)
@@ -155,7 +145,7 @@ def test_cellid_rows_in_any_order_and_unmatched_cells_get_zero_rows(caplog: pyte
     t = make_tissue(X, ["T1", "T2", "Y"])
     ids = ["c5", "c0", "c3", "c2"]  # c1 and c4 have no row
     coefs = np.array([[5.0, 50.0], [0.5, 0.05], [3.0, 30.0], [2.0, 20.0]])
-    f = BetaFrame("Y", "CellID", ids, np.zeros(4), ["T1", "T2"], coefs)
+    f = beta_frame("Y", ids, ["T1", "T2"], coefs, row_kind="CellID")
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         bb = Betabase([f], t)
     assert any("2 cells" in r.getMessage() and "zero betas" in r.getMessage() for r in caplog.records)
@@ -170,7 +160,7 @@ def test_cellid_rows_in_any_order_and_unmatched_cells_get_zero_rows(caplog: pyte
 
 def test_cellid_rows_of_another_dataset_are_an_error() -> None:
     t = make_tissue(np.ones((3, 2)), ["T1", "Y"])
-    f = BetaFrame("Y", "CellID", ["x", "y", "z"], np.zeros(3), ["T1"], np.ones((3, 1)))
+    f = beta_frame("Y", ["x", "y", "z"], ["T1"], np.ones((3, 1)), row_kind="CellID")
     with pytest.raises(InputError, match="another dataset"):
         Betabase([f], t)
 
@@ -178,8 +168,8 @@ def test_cellid_rows_of_another_dataset_are_an_error() -> None:
 def test_modulators_and_targets_not_in_the_dataset_are_dropped_with_a_warning(
         caplog: pytest.LogCaptureFixture) -> None:
     t = make_tissue(np.ones((2, 3)), ["T1", "L", "Y"])
-    f = BetaFrame("Y", "Cluster", ["k0"], np.zeros(1), ["T1", "Zzz", "L$Nope", "L#T1"], np.ones((1, 4)))
-    g = BetaFrame("Ghost", "Cluster", ["k0"], np.zeros(1), ["T1"], np.ones((1, 1)))
+    f = beta_frame("Y", ["k0"], ["T1", "Zzz", "L$Nope", "L#T1"], np.ones((1, 4)))
+    g = beta_frame("Ghost", ["k0"], ["T1"], np.ones((1, 1)))
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         bb = Betabase([f, g], t)
     msgs = " ".join(r.getMessage() for r in caplog.records)
@@ -220,11 +210,11 @@ def random_betabase(rng: np.random.Generator, n_cells: int = 50, n_genes: int = 
         if k % 3 == 0:  # per-cell rows, a few cells missing
             ids = [o for o in obs if rng.random() > 0.1]
             coefs = rng.normal(size=(len(ids), len(names)))
-            frames.append(BetaFrame(str(target), "CellID", ids, np.zeros(len(ids)), names, coefs))
+            frames.append(beta_frame(str(target), ids, names, coefs, row_kind="CellID"))
         else:
             coefs = rng.normal(size=(3, len(names)))
             coefs[rng.random(coefs.shape) < 0.15] = 0.0
-            frames.append(BetaFrame(str(target), "Cluster", ["a", "b", "c"], np.zeros(3), names, coefs))
+            frames.append(beta_frame(str(target), ["a", "b", "c"], names, coefs))
     bb = Betabase(frames, t)
     rl = LigandTable.from_columns(rng.uniform(0, 2, (n_cells, len(ligs))), np.arange(len(ligs)), n_genes)
     return bb, X, rl
@@ -305,11 +295,11 @@ def test_splash_same_numbers_for_any_memory_layout() -> None:
 def test_modulator_names_resolve_to_gene_indices() -> None:
     genes = ["Y", "T1", "L", "R", "T2"]
     t = make_tissue(np.ones((3, 5)), genes)
-    f = BetaFrame("Y", "Cluster", ["k0"], np.zeros(1), ["T1", "L$R", "L#T2"], np.ones((1, 3)))
+    f = beta_frame("Y", ["k0"], ["T1", "L$R", "L#T2"], np.ones((1, 3)))
     bb = Betabase([f], t)
     gm = bb["Y"]
     assert gm.gene_index == 0
-    assert gm.kind.tolist() == [TERM_TF, TERM_LR, TERM_TFL]
+    assert gm.kind.tolist() == [TF, LR, TFL]
     assert gm.a.tolist() == [1, 2, 2]
     assert gm.b.tolist() == [-1, 3, 4]
     assert gm.modulator_genes.tolist() == [1, 2, 3, 4]
@@ -374,7 +364,7 @@ def test_betabase_of_a_run_folder_shares_one_mapping(tmp_path, syn_small) -> Non
     for g, f in syn_small.betas.items():
         gm = full[g]
         np.testing.assert_array_equal(gm.coefs, f.coefs)
-        assert [tissue.var_names[i] for i in gm.a[gm.kind == TERM_TF]] == [m for m in f.modulators
+        assert [tissue.var_names[i] for i in gm.a[gm.kind == TF]] == [m for m in f.modulators
                                                                             if "$" not in m and "#" not in m]
 
 
@@ -391,9 +381,9 @@ def test_betabase_mapping_computed_once(monkeypatch, syn_small) -> None:
 
     monkeypatch.setattr(Betabase, "_mapping_for", counting)
     ids = list(tissue.obs_names)
-    frames = [BetaFrame(g, "CellID", ids, np.zeros(len(ids)), ["Foxo1"], np.ones((len(ids), 1)))
+    frames = [beta_frame(g, ids, ["Foxo1"], np.ones((len(ids), 1)), row_kind="CellID")
               for g in ("Cd19", "Ms4a1", "Cd79a")]
-    frames.append(BetaFrame("Cd3e", "CellID", ids[::-1], np.zeros(len(ids)), ["Foxo1"], np.ones((len(ids), 1))))
+    frames.append(beta_frame("Cd3e", ids[::-1], ["Foxo1"], np.ones((len(ids), 1)), row_kind="CellID"))
     bb = Betabase(frames, tissue)
     assert calls == [1, 0, 0, 1]
     assert len(bb.mappings) == 2
@@ -435,15 +425,15 @@ def test_betabase_reads_the_python_reference_files() -> None:
         assert gm.frame.modulators == [c[len("beta_"):] for c in beta_cols]
         np.testing.assert_array_equal(gm.coefs, df[beta_cols].to_numpy(np.float64))
         np.testing.assert_array_equal(gm.frame.intercept, df["beta0"].to_numpy(np.float64))
-        assert (gm.kind == TERM_LR).sum() == sum("$" in c for c in beta_cols)
-        assert (gm.kind == TERM_TFL).sum() == sum("#" in c for c in beta_cols)
+        assert (gm.kind == LR).sum() == sum("$" in c for c in beta_cols)
+        assert (gm.kind == TFL).sum() == sum("#" in c for c in beta_cols)
     # splash runs on them: cell 0 of FOXO1 against the dense formula for a few modulators
     lig = bb.ligands()
     rl = LigandTable.from_columns(rng.uniform(0, 1, (n, len(lig))), lig, len(var))
     s = splash(bb, "FOXO1", X, rl, as_frame=True)
     gm = bb["FOXO1"]
     row = gm.coefs[0]
-    tf_only = [j for j, k in enumerate(gm.kind) if k == TERM_TF]
+    tf_only = [j for j, k in enumerate(gm.kind) if k == TF]
     for j in tf_only[:5]:
         g = var[gm.a[j]]
         involved = [jj for jj in range(len(gm.kind)) if gm.a[jj] == gm.a[j] or gm.b[jj] == gm.a[j]]

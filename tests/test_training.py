@@ -11,16 +11,16 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow.feather as feather
 import pytest
 
+from builders import WrittenTissue, run_config, write_tissue
 from spacetravlr_py import _keys
 from spacetravlr_py.config import SpaceshipConfig
-from spacetravlr_py.datasets import SyntheticTissue, synthetic_tissue
+from spacetravlr_py.datasets import synthetic_tissue
 from spacetravlr_py.io.betadata import betadata_path, read_betadata
 from spacetravlr_py.rundir import locks
 from spacetravlr_py.training import ConsoleReporter, train
@@ -33,37 +33,8 @@ GENE_LINE = re.compile(r"^(?P<gene>\S+)\s+(?P<status>done|orphan|FAILED)\s")
 # -- helpers -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Data:
-    syn: SyntheticTissue
-    h5ad: Path
-    net_dir: Path
-
-    @property
-    def genes(self) -> list[str]:
-        return list(self.syn.adata.var_names)
-
-
-def write_tissue(folder: Path, **kw) -> Data:
-    syn = synthetic_tissue(**kw)
-    paths = syn.write(folder)
-    return Data(syn, paths["h5ad"], paths["network"].parent)
-
-
-def make_cfg(data: Data, out: Path, **over) -> SpaceshipConfig:
-    o = {"data.adata_path": str(data.h5ad), "grn.network_data_dir": str(data.net_dir),
-         "execution.output_dir": str(out)}
-    o.update({k.replace("__", "."): v for k, v in over.items()})
-    return SpaceshipConfig().with_overrides(o)
-
-
 def run_quiet(cfg: SpaceshipConfig, **kw) -> RunResult:
     return train(cfg, **kw)
-
-
-def cli_args(data: Data, out: Path, *extra: str) -> list[str]:
-    return ["--h5ad", str(data.h5ad), "--network-dir", str(data.net_dir), "--output-dir", str(out), "--plain",
-            *extra]
 
 
 def run_arrays(out: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -136,13 +107,13 @@ def write_lock(out: Path, gene: str, host: str, pid: int, age: float = 0.0) -> P
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> Data:
+def small(tmp_path_factory) -> WrittenTissue:
     """61 genes × 400 cells: quick runs."""
     return write_tissue(tmp_path_factory.mktemp("small"), n_cells=400, seed=1)
 
 
 @pytest.fixture(scope="module")
-def big(tmp_path_factory) -> Data:
+def big(tmp_path_factory) -> WrittenTissue:
     """145 genes × 3000 cells: a run that takes several seconds (for kill and concurrency tests)."""
     return write_tissue(tmp_path_factory.mktemp("big"), n_cells=3000, n_tfs=40, n_lr_pairs=24, n_targets=60,
                         seed=3)
@@ -155,7 +126,7 @@ SLOW_FLAGS = ("--n-iter", "3000", "--tol", "1e-9")
 # -- recovery of planted betas ---------------------------------------------------------------
 
 
-def recovery(data: Data, run_dir: Path, scale: float = 1.0) -> dict[str, float]:
+def recovery(data: WrittenTissue, run_dir: Path, scale: float = 1.0) -> dict[str, float]:
     """Support recovery and coefficient agreement on the candidate modulators of the target genes.
 
     Every (target, cluster, candidate modulator) is one item; it is a true non-zero when its planted
@@ -204,8 +175,8 @@ def recovery(data: Data, run_dir: Path, scale: float = 1.0) -> dict[str, float]:
             "n_items": len(labels), "n_true": int(np.sum(labels))}
 
 
-def train_targets(data: Data, out: Path, **over) -> RunResult:
-    res = run_quiet(make_cfg(data, out, training__genes=data.syn.roles["targets"], **over))
+def train_targets(data: WrittenTissue, out: Path, **over) -> RunResult:
+    res = run_quiet(run_config(data, out, training__genes=data.syn.roles["targets"], **over))
     assert res.counts["done"] == len(data.syn.roles["targets"])
     return res
 
@@ -261,10 +232,10 @@ def test_synthetic_truth_is_zero_where_a_feature_is_flat():
 # -- outputs ---------------------------------------------------------------------------------
 
 
-def test_outputs_of_a_run(small: Data, tmp_path: Path):
+def test_outputs_of_a_run(small: WrittenTissue, tmp_path: Path):
     out = tmp_path / "run"
     # without LR and TF-ligand modulators the root TFs (no grn edge into them) are orphans
-    cfg = make_cfg(small, out, grn__use_lr_modulators=False, grn__use_tfl_modulators=False)
+    cfg = run_config(small, out, grn__use_lr_modulators=False, grn__use_tfl_modulators=False)
     res = run_quiet(cfg)
     roots = set(small.syn.roles["root_tfs"])
     assert orphans(out) == roots
@@ -327,9 +298,9 @@ def test_outputs_of_a_run(small: Data, tmp_path: Path):
     assert man["started"] <= man["finished"]
 
 
-def test_all_zero_fit_becomes_orphan(small: Data, tmp_path: Path):
+def test_all_zero_fit_becomes_orphan(small: WrittenTissue, tmp_path: Path):
     out = tmp_path / "run"
-    res = run_quiet(make_cfg(small, out, training__score_threshold=1.0, training__genes=["Cd19", "Foxo1"]))
+    res = run_quiet(run_config(small, out, training__score_threshold=1.0, training__genes=["Cd19", "Foxo1"]))
     assert res.counts["orphan"] == 2 and res.counts["done"] == 0
     log = (out / "log" / "Cd19.log").read_text()
     rows = [line.split("\t") for line in log.splitlines()[1:6]]
@@ -338,36 +309,36 @@ def test_all_zero_fit_becomes_orphan(small: Data, tmp_path: Path):
     assert not list(out.glob("*_betadata.feather"))
 
 
-def test_incremental_restart_skips_finished_genes(small: Data, tmp_path: Path):
+def test_incremental_restart_skips_finished_genes(small: WrittenTissue, tmp_path: Path):
     out = tmp_path / "run"
-    first = run_quiet(make_cfg(small, out, training__max_genes=10))
+    first = run_quiet(run_config(small, out, training__max_genes=10))
     assert first.counts["done"] + first.counts["orphan"] == 10
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*_betadata.feather")}
-    second = run_quiet(make_cfg(small, out))
+    second = run_quiet(run_config(small, out))
     assert {o.gene for o in second.outcomes} == set(small.genes[10:])
     after = {p.name: p.stat().st_mtime_ns for p in out.glob("*_betadata.feather")}
     assert all(after[k] == v for k, v in before.items())
     assert second.counts["done"] + second.counts["orphan"] == len(small.genes)
     # a third run has nothing to do
-    third = run_quiet(make_cfg(small, out))
+    third = run_quiet(run_config(small, out))
     assert third.outcomes == [] and third.manifest["status"] == "complete"
 
 
-def test_restart_in_pieces_equals_one_run(small: Data, tmp_path: Path):
+def test_restart_in_pieces_equals_one_run(small: WrittenTissue, tmp_path: Path):
     """Received ligands do not depend on which genes are queued: a run done in pieces (as after a crash,
     or by joined processes) is bit-identical to a run done at once."""
-    run_quiet(make_cfg(small, tmp_path / "whole"))
+    run_quiet(run_config(small, tmp_path / "whole"))
     pieces = tmp_path / "pieces"
-    run_quiet(make_cfg(small, pieces, training__genes=["Cd19"]))
-    run_quiet(make_cfg(small, pieces, training__genes=small.genes[::3]))
-    run_quiet(make_cfg(small, pieces))
+    run_quiet(run_config(small, pieces, training__genes=["Cd19"]))
+    run_quiet(run_config(small, pieces, training__genes=small.genes[::3]))
+    run_quiet(run_config(small, pieces))
     assert_same_runs(tmp_path / "whole", pieces)
 
 
 @pytest.mark.slow
-def test_parallel_workers_are_bit_identical_to_serial(small: Data, tmp_path: Path):
-    serial = run_quiet(make_cfg(small, tmp_path / "p1", execution__n_parallel=1))
-    par = run_quiet(make_cfg(small, tmp_path / "p2", execution__n_parallel=2))
+def test_parallel_workers_are_bit_identical_to_serial(small: WrittenTissue, tmp_path: Path):
+    serial = run_quiet(run_config(small, tmp_path / "p1", execution__n_parallel=1))
+    par = run_quiet(run_config(small, tmp_path / "p2", execution__n_parallel=2))
     assert serial.counts == par.counts
     assert {o.worker for o in par.outcomes} <= {0, 1}
     assert sorted(o.gene for o in par.outcomes) == sorted(small.genes)  # each gene reported once
@@ -466,14 +437,14 @@ def test_reclaim_does_not_steal_a_lock_taken_meanwhile(tmp_path: Path):
     locks.release(tmp_path, "G")
 
 
-def test_run_skips_genes_locked_by_a_live_process(small: Data, tmp_path: Path):
+def test_run_skips_genes_locked_by_a_live_process(small: WrittenTissue, tmp_path: Path):
     out = tmp_path / "run"
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         p = write_lock(out, "Cd19", locks.HOST, sleeper.pid)
         content = p.read_bytes()
         stream = io.StringIO()
-        res = train(make_cfg(small, out, training__genes=["Cd19", "Foxo1", "Pax5"]),
+        res = train(run_config(small, out, training__genes=["Cd19", "Foxo1", "Pax5"]),
                     reporter=ConsoleReporter(stream, plain=True))
         assert res.counts == {"done": 2, "orphan": 0, "failed": 0, "unfinished": 1}
         assert res.manifest["status"] == "partial" and res.manifest["genes"]["unfinished"] == ["Cd19"]
@@ -484,24 +455,24 @@ def test_run_skips_genes_locked_by_a_live_process(small: Data, tmp_path: Path):
         sleeper.kill()
         sleeper.wait()
     # its owner died: the next run reclaims the lock and trains the gene
-    res = run_quiet(make_cfg(small, out, training__genes=["Cd19", "Foxo1", "Pax5"]))
+    res = run_quiet(run_config(small, out, training__genes=["Cd19", "Foxo1", "Pax5"]))
     assert [o.gene for o in res.outcomes] == ["Cd19"] and res.counts["unfinished"] == 0
     assert leftovers(out) == []
 
 
-def test_run_reclaims_old_foreign_lock_with_stale_lock_secs(small: Data, tmp_path: Path):
+def test_run_reclaims_old_foreign_lock_with_stale_lock_secs(small: WrittenTissue, tmp_path: Path):
     out = tmp_path / "run"
     write_lock(out, "Cd19", "another-host", 4242, age=3600)
     write_lock(out, "Foxo1", "another-host", 4242, age=10)
-    res = run_quiet(make_cfg(small, out, training__genes=["Cd19", "Foxo1"], execution__stale_lock_secs=600))
+    res = run_quiet(run_config(small, out, training__genes=["Cd19", "Foxo1"], execution__stale_lock_secs=600))
     assert [o.gene for o in res.outcomes] == ["Cd19"]
     assert locks.owner(out, "Foxo1")["host"] == "another-host"  # type: ignore[index]
 
 
 @pytest.mark.slow
-def test_two_processes_share_a_folder_without_training_a_gene_twice(big: Data, tmp_path: Path):
+def test_two_processes_share_a_folder_without_training_a_gene_twice(big: WrittenTissue, tmp_path: Path):
     out = tmp_path / "shared"
-    procs = [subprocess.Popen([*CLI, *cli_args(big, out, *SLOW_FLAGS)], stdout=subprocess.PIPE,
+    procs = [subprocess.Popen([*CLI, *big.cli_args(out, *SLOW_FLAGS)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
@@ -519,10 +490,10 @@ def test_two_processes_share_a_folder_without_training_a_gene_twice(big: Data, t
 
 
 @pytest.fixture(scope="module")
-def big_reference(big: Data, tmp_path_factory) -> Path:
+def big_reference(big: WrittenTissue, tmp_path_factory) -> Path:
     """An uninterrupted run of ``big`` with :data:`SLOW_FLAGS`."""
     ref = tmp_path_factory.mktemp("big_reference") / "run"
-    run_quiet(make_cfg(big, ref, lasso__n_iter=3000, lasso__tol=1e-9))
+    run_quiet(run_config(big, ref, lasso__n_iter=3000, lasso__tol=1e-9))
     return ref
 
 
@@ -537,10 +508,10 @@ def live_lock_pids(out: Path) -> set[int]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("parallel", ["1", "2"])
-def test_sigkill_then_restart_equals_uninterrupted_run(big: Data, big_reference: Path, tmp_path: Path,
+def test_sigkill_then_restart_equals_uninterrupted_run(big: WrittenTissue, big_reference: Path, tmp_path: Path,
                                                         parallel: str):
     out = tmp_path / "killed"
-    cmd = [*CLI, *cli_args(big, out, *SLOW_FLAGS, "--parallel", parallel)]
+    cmd = [*CLI, *big.cli_args(out, *SLOW_FLAGS, "--parallel", parallel)]
     with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
         wait_for(lambda: n_finished(out) >= 10, proc)
         proc.send_signal(signal.SIGKILL)
@@ -563,9 +534,9 @@ def test_sigkill_then_restart_equals_uninterrupted_run(big: Data, big_reference:
 
 
 @pytest.mark.slow
-def test_a_killed_worker_does_not_lose_its_gene(big: Data, big_reference: Path, tmp_path: Path):
+def test_a_killed_worker_does_not_lose_its_gene(big: WrittenTissue, big_reference: Path, tmp_path: Path):
     out = tmp_path / "run"
-    cmd = [*CLI, *cli_args(big, out, *SLOW_FLAGS, "--parallel", "2")]
+    cmd = [*CLI, *big.cli_args(out, *SLOW_FLAGS, "--parallel", "2")]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         wait_for(lambda: n_finished(out) >= 5 and bool(live_lock_pids(out) - {proc.pid}), proc)
         victim = sorted(live_lock_pids(out) - {proc.pid})[0]
@@ -591,9 +562,9 @@ def _check_interrupted(out: Path, proc: subprocess.Popen, stderr: str) -> None:
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly(big: Data, tmp_path: Path):
+def test_ctrl_c_stops_cleanly(big: WrittenTissue, tmp_path: Path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([*CLI, *cli_args(big, out, *SLOW_FLAGS)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*CLI, *big.cli_args(out, *SLOW_FLAGS)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     wait_for(lambda: n_finished(out) >= 3, proc)
     proc.send_signal(signal.SIGINT)
@@ -604,10 +575,10 @@ def test_ctrl_c_stops_cleanly(big: Data, tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_parallel_workers_cleanly(big: Data, tmp_path: Path):
+def test_ctrl_c_stops_parallel_workers_cleanly(big: WrittenTissue, tmp_path: Path):
     """Ctrl-C in a terminal signals the whole process group: parent and workers."""
     out = tmp_path / "run"
-    proc = subprocess.Popen([*CLI, *cli_args(big, out, *SLOW_FLAGS, "--parallel", "2")], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*CLI, *big.cli_args(out, *SLOW_FLAGS, "--parallel", "2")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     wait_for(lambda: n_finished(out) >= 3, proc)
     os.killpg(proc.pid, signal.SIGINT)
@@ -617,9 +588,9 @@ def test_ctrl_c_stops_parallel_workers_cleanly(big: Data, tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_sigint_to_parent_only_stops_workers_promptly(big: Data, tmp_path: Path):
+def test_sigint_to_parent_only_stops_workers_promptly(big: WrittenTissue, tmp_path: Path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([*CLI, *cli_args(big, out, *SLOW_FLAGS, "--parallel", "2")], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*CLI, *big.cli_args(out, *SLOW_FLAGS, "--parallel", "2")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     wait_for(lambda: n_finished(out) >= 3, proc)
     t0 = time.monotonic()
@@ -630,7 +601,7 @@ def test_sigint_to_parent_only_stops_workers_promptly(big: Data, tmp_path: Path)
     assert n_finished(out) < len(big.genes)
 
 
-def test_leftovers_of_a_killed_process_are_cleaned(small: Data, tmp_path: Path):
+def test_leftovers_of_a_killed_process_are_cleaned(small: WrittenTissue, tmp_path: Path):
     out = tmp_path / "run"
     out.mkdir()
     pid = dead_pid()
@@ -648,14 +619,14 @@ def test_leftovers_of_a_killed_process_are_cleaned(small: Data, tmp_path: Path):
         write_lock(out, "Foxo1", locks.HOST, sleeper.pid)
         busy_tmp = out / ".Foxo1_betadata.feather.zz9.tmp"
         busy_tmp.write_bytes(b"being written")
-        run_quiet(make_cfg(small, out, training__genes=["Cd19"]))
+        run_quiet(run_config(small, out, training__genes=["Cd19"]))
         assert not ctx.exists() and not tmp.exists() and not ltmp.exists()
         assert busy_tmp.exists()
         # a process killed after writing a gene but before unlocking it leaves a lock on a finished gene
         dead = write_lock(out, "Cd19", locks.HOST, pid)
         live = write_lock(out, "Pax5", locks.HOST, sleeper.pid)
         (out / "Pax5.orphan").write_text("")
-        run_quiet(make_cfg(small, out, training__genes=["Cd3e"]))
+        run_quiet(run_config(small, out, training__genes=["Cd3e"]))
         assert not dead.exists() and live.exists()
     finally:
         sleeper.kill()

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from builders import field_adata, field_inputs, two_cluster_field
 from conftest import SHARED, shared_path
 from spacetravlr_py.transitions import (
     GridField,
@@ -95,16 +96,6 @@ def _dense_field(X, D, E, k, *, T=0.05, remove_null=True, compat=False, unit=Fal
     return P, corr, _dense_project(P, E, unit), nbrs
 
 
-def _data(n: int, g: int, seed: int = 0, *, nonneg: bool = False):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, g))
-    if nonneg:
-        X = np.maximum(X, 0.0)
-    D = np.round(rng.normal(size=(n, g)) * 0.3, 3)
-    E = rng.normal(size=(n, 2)) * 4.0
-    return X, D, E
-
-
 def _run(X, D, E, k, **kw) -> tuple[TransitionGraph, np.ndarray]:
     unit = kw.pop("unit", False)
     kw.setdefault("round_decimals", None)
@@ -157,7 +148,7 @@ def test_knn_tiny_and_duplicates() -> None:
 @pytest.mark.parametrize("compat", [False, True], ids=["ours", "reference_compat"])
 @pytest.mark.parametrize("remove_null", [True, False], ids=["null_removed", "keep_null"])
 def test_probabilities_and_vectors_match_dense(compat: bool, remove_null: bool) -> None:
-    X, D, E = _data(60, 25, seed=2)
+    X, D, E = field_inputs(60, 25, seed=2)
     k = 12
     D[3] = 0.0  # a cell without change: every correlation undefined
     D[5] = 0.25  # constant change: undefined too
@@ -190,7 +181,7 @@ def test_probabilities_and_vectors_match_dense(compat: bool, remove_null: bool) 
 
 @pytest.mark.parametrize("temperature", [0.01, 0.05, 1.0])
 def test_temperature_matches_dense(temperature: float) -> None:
-    X, D, E = _data(30, 12, seed=3)
+    X, D, E = field_inputs(30, 12, seed=3)
     g, V = _run(X, D, E, 8, temperature=temperature)
     P, _, V_ref, _ = _dense_field(X, D, E, 8, T=temperature)
     assert np.abs(g.to_csr().toarray() - P).max() <= TOL
@@ -214,7 +205,7 @@ def test_near_identical_cells_keep_precision() -> None:
 
 
 def test_delta_rounding_and_rescale() -> None:
-    X, _, E = _data(40, 15, seed=5)
+    X, _, E = field_inputs(40, 15, seed=5)
     D = np.random.default_rng(6).normal(size=(40, 15)) * 0.01
     Dp = prepare_delta(D, rescale=3.0, round_decimals=3)
     np.testing.assert_array_equal(Dp, np.round(D * 3.0, 3))
@@ -256,7 +247,7 @@ def test_delta_rounding_and_rescale() -> None:
 
 @pytest.mark.parametrize("compat", [False, True])
 def test_cell_order_invariance(compat: bool) -> None:
-    X, D, E = _data(200, 20, seed=7)
+    X, D, E = field_inputs(200, 20, seed=7)
     perm = np.random.default_rng(8).permutation(200)
     inv = np.argsort(perm)
     g, V = _run(X, D, E, 15, reference_compat=compat)
@@ -272,7 +263,7 @@ def test_cell_order_invariance(compat: bool) -> None:
 @pytest.mark.parametrize("compat", [False, True])
 @pytest.mark.parametrize("n,k", [(2, 150), (3, 150), (3, 2), (5, 5), (8, 20)])
 def test_tiny_inputs(n: int, k: int, compat: bool) -> None:
-    X, D, E = _data(n, 6, seed=n + k)
+    X, D, E = field_inputs(n, 6, seed=n + k)
     for remove_null in (True, False):
         g, V = _run(X, D, E, k, reference_compat=compat, remove_null=remove_null)
         kk = min(k, n) if compat else min(k, n - 1)
@@ -288,7 +279,7 @@ def test_tiny_inputs(n: int, k: int, compat: bool) -> None:
 
 
 def test_single_cell() -> None:
-    X, D, E = _data(1, 5, seed=0)
+    X, D, E = field_inputs(1, 5, seed=0)
     g, V = _run(X, D, E, 10)
     assert g.neighbors.shape == (1, 1) and g.neighbors[0, 0] == -1
     assert g.to_csr().nnz == 0
@@ -300,7 +291,7 @@ def test_single_cell() -> None:
 
 @pytest.mark.parametrize("compat", [False, True])
 def test_zero_delta_gives_exactly_zero(compat: bool) -> None:
-    X, _, E = _data(50, 10, seed=9)
+    X, _, E = field_inputs(50, 10, seed=9)
     for D in (np.zeros((50, 10)), np.full((50, 10), 1e-5)):  # the second rounds to 0 at 3 decimals
         g = transition_probabilities(X, D, E, n_neighbors=10, reference_compat=compat)
         assert np.all(g.probabilities == 0.0)
@@ -317,7 +308,7 @@ def test_zero_delta_gives_exactly_zero(compat: bool) -> None:
 
 @pytest.mark.parametrize("compat", [False, True])
 def test_constant_genes_and_cells_stay_finite(compat: bool) -> None:
-    X, D, E = _data(40, 12, seed=10)
+    X, D, E = field_inputs(40, 12, seed=10)
     X[:, 0] = 7.3  # constant genes
     X[:, 5] = 0.0
     D[:, 3] = 0.1
@@ -349,7 +340,7 @@ def test_constant_genes_and_cells_stay_finite(compat: bool) -> None:
 
 
 def test_duplicate_embedding_points() -> None:
-    X, D, E = _data(30, 8, seed=11)
+    X, D, E = field_inputs(30, 8, seed=11)
     E[5:15] = E[5]  # ten cells at the same place
     for compat in (False, True):
         f = transition_field(X, D, E, n_neighbors=6, reference_compat=compat, unit_directions=True)
@@ -365,7 +356,7 @@ def test_duplicate_embedding_points() -> None:
 
 
 def test_input_validation() -> None:
-    X, D, E = _data(10, 4)
+    X, D, E = field_inputs(10, 4)
     with pytest.raises(ValueError, match="shapes"):
         transition_probabilities(X, D[:, :3], E)
     with pytest.raises(ValueError, match="shapes"):
@@ -399,20 +390,8 @@ def test_input_validation() -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _two_clusters(seed: int = 12, n: int = 150, g: int = 30):
-    rng = np.random.default_rng(seed)
-    a = rng.normal(size=g) * 2
-    b = rng.normal(size=g) * 2
-    lab = np.repeat([0, 1], n)
-    X = np.where(lab[:, None] == 0, a, b) + 0.5 * rng.normal(size=(2 * n, g))
-    # an embedding like a UMAP: position along A→B follows the expression, the other axis is noise
-    t = (X - a) @ (b - a) / ((b - a) @ (b - a))
-    E = np.column_stack([10 * t + 0.3 * rng.normal(size=2 * n), rng.normal(size=2 * n)])
-    return X, E, lab, a, b
-
-
 def test_planted_shift_points_from_a_to_b() -> None:
-    X, E, lab, _, _ = _two_clusters()
+    X, E, lab, _, _ = two_cluster_field()
     A = lab == 0
     D = np.zeros_like(X)
     D[A] = (X[~A].mean(0) - X[A].mean(0)) * 0.1
@@ -468,21 +447,10 @@ def test_no_dense_n_by_n_at_30k_cells() -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _adata(n: int = 80, g: int = 10, seed: int = 14):
-    import anndata as ad
-
-    X, D, E = _data(n, g, seed=seed)
-    a = ad.AnnData(X=X.copy())
-    a.layers["imputed_count"] = X
-    a.obsm["X_umap"] = E
-    a.obs_names = [f"c{i}" for i in range(n)]
-    return a, D
-
-
 def test_anndata_storage_and_h5ad_roundtrip(tmp_path: Path) -> None:
     import anndata as ad
 
-    a, D = _adata()
+    a, D = field_adata()
     n, k = a.n_obs, 12
     ret = transition_field(a, D, key_added="ko", n_neighbors=k)
     assert ret is None
@@ -510,7 +478,7 @@ def test_anndata_storage_and_h5ad_roundtrip(tmp_path: Path) -> None:
     np.testing.assert_array_equal(b.uns["ko_field"]["mask"], u["mask"])
     assert b.uns["ko_field"]["params"]["temperature"] == 0.05
     # copy=True leaves the input alone
-    c, D2 = _adata(seed=15)
+    c, D2 = field_adata(seed=15)
     out = transition_field(c, D2, key_added="oe", n_neighbors=k, copy=True)
     assert isinstance(out, ad.AnnData) and out is not c
     assert "oe_transitions" in out.obsp and "oe_transitions" not in c.obsp
@@ -521,7 +489,7 @@ def test_anndata_storage_and_h5ad_roundtrip(tmp_path: Path) -> None:
 
 
 def test_anndata_layer_and_embedding_choices() -> None:
-    a, D = _adata()
+    a, D = field_adata()
     with pytest.raises(ValueError, match="layer"):
         transition_field(a, D, layer="missing")
     a.X = sp.csr_matrix(a.X)

@@ -38,8 +38,8 @@ _LAZY: dict[str, str] = {
     "load_tissue": "spacetravlr_py.io.anndata",
     "Tissue": "spacetravlr_py.io.anndata",
     "load_network": "spacetravlr_py.io.network",
-    "build_network": "spacetravlr_py.io.network",
-    "infer_species": "spacetravlr_py.io.network",
+    "build_network": "spacetravlr_py.io.network_build",
+    "infer_species": "spacetravlr_py.io.species",
     # received ligands
     "received_ligands": "spacetravlr_py.spatial.received",
     # training and run folders

@@ -40,8 +40,6 @@ INTERCEPT = "beta0"
 INTERCEPT_ALIASES: tuple[str, ...] = ("beta0", "beta_0")
 CLUSTER_COL = "Cluster"
 CELLID_COL = "CellID"
-GROUP_TF, GROUP_LR, GROUP_TFL, GROUP_EXTRA = 0, 1, 2, 3
-GROUP_NAMES: tuple[str, ...] = ("tf", "lr", "tfl", "extra")
 
 # --- Run directory files ---------------------------------------------------------------------
 BETADATA_SUFFIX = "_betadata"
@@ -60,3 +58,23 @@ SCRATCH_PREFIX = ".spacetravlr-ctx-"
 """Private folder of a live multi-process run: ``{SCRATCH_PREFIX}{host}-{pid}-{random}``."""
 CNN_WEIGHTS_DIR = "CNN_weights"
 CNN_WEIGHTS_FILE = "{gene}_cnn_weights.npz"
+
+# --- Viewer ------------------------------------------------------------------------------------
+PERTURB_EXPORT_DIR = "perturbations"
+"""Folder of a run where the viewer exports perturbation results."""
+VIEWER_CORS_ENV = "SPATIAL_VIEWER_ALLOW_CORS"
+VIEWER_STATIC_DIR = "static"
+"""Folder (inside ``spacetravlr_py/viewer``) of the built front end."""
+INDEX_HTML = "index.html"
+
+RUN_SUMMARY_HTML = "spacetravlr_run_summary.html"
+
+# --- Screen outputs ---------------------------------------------------------------------------
+SCREEN_CSV = "screen.csv"
+SCREEN_JSON = "screen.json"
+
+# --- Demo output folder ----------------------------------------------------------------------
+DEMO_SUMMARY_JSON = "demo_summary.json"
+DEMO_DATA_DIR = "data"
+DEMO_RUN_DIR = "run"
+DEMO_KO_DIR = "perturbations"

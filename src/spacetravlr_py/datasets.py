@@ -31,6 +31,7 @@ import pandas as pd
 
 from . import _keys
 from .io.betadata import BetaFrame
+from .naming import lr_name, tfl_name
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -123,6 +124,240 @@ def _softplus(z: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, z)
 
 
+@dataclass(frozen=True)
+class _Panel:
+    """Gene names of a synthetic tissue by role, in generation order."""
+
+    tfs: list[str]
+    roots: list[str]
+    level1: list[str]
+    pairs: list[tuple[str, str, str]]
+    """``(ligand, receptor, signaling)``."""
+    ligands: list[str]
+    receptors: list[str]
+    targets: list[str]
+
+    @property
+    def genes(self) -> list[str]:
+        return self.tfs + self.ligands + self.receptors + self.targets
+
+    @property
+    def signaling(self) -> dict[str, str]:
+        """Each ligand's signaling class, from its first pair."""
+        out: dict[str, str] = {}
+        for lig, _, sig in self.pairs:
+            out.setdefault(lig, sig)
+        return out
+
+    def roles(self) -> dict[str, list[str]]:
+        return {"root_tfs": self.roots, "tfs": self.tfs, "ligands": self.ligands, "receptors": self.receptors,
+                "targets": self.targets}
+
+
+def _panel(n_tfs: int, n_lr_pairs: int, n_targets: int, n_root: int) -> _Panel:
+    """Real mouse symbols first, synthetic names (``Tfx``, ``Ligx``/``Recx``, ``Tgtx``) beyond them."""
+    tfs = _names(_TF_NAMES, n_tfs, "Tfx")
+    pairs = list(_LR_PAIRS[:n_lr_pairs])
+    for i in range(len(pairs), n_lr_pairs):
+        pairs.append((f"Ligx{i + 1}", f"Recx{i + 1}", _keys.SECRETED if i % 4 else "Cell-Cell Contact"))
+    return _Panel(tfs=tfs, roots=tfs[:n_root], level1=tfs[n_root:], pairs=pairs,
+                  ligands=list(dict.fromkeys(p[0] for p in pairs)),
+                  receptors=list(dict.fromkeys(p[1] for p in pairs)),
+                  targets=_names(_TARGET_NAMES, n_targets, "Tgtx"))
+
+
+def _layout(rng: np.random.Generator, n_cells: int, n_clusters: int,
+            density: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """Uniform cells on a square of side ``sqrt(n_cells / density)``; clusters = noisy Voronoi regions.
+
+    Returns ``(side, xy (N, 2), cluster index (N,))``.
+    """
+    side = float(np.sqrt(n_cells / density))
+    xy = rng.uniform(0, side, size=(n_cells, 2))
+    centres = rng.uniform(0, side, size=(n_clusters, 2))
+    d2 = ((xy[:, None, :] - centres[None]) ** 2).sum(-1)
+    d2 += rng.normal(scale=(side / 6) ** 2, size=d2.shape)
+    return side, xy, np.argmin(d2, axis=1)
+
+
+def _zero_flat_terms(B: np.ndarray, F: np.ndarray, n_tf: int, clusters: np.ndarray) -> None:
+    """Scale the interaction betas (columns from ``n_tf`` on) so that each term contributes about as much
+    as a TF term does (the features are small: 1/N kernel), and zero them in the clusters where the
+    feature is flat (its ligand or receptor is (almost) off there: the term cannot act on the gene, so a
+    non-zero beta would be unidentifiable and not part of what the expression encodes)."""
+    sd = F[:, n_tf:].std(axis=0) + 1e-12
+    B[:, n_tf:] *= (0.6 / sd)[None, :]
+    for k in range(B.shape[0]):
+        sd_k = F[clusters == k, n_tf:].std(axis=0)
+        B[k, n_tf:][sd_k < FLAT_FEATURE_SD * sd] = 0.0
+
+
+@dataclass
+class _Planter:
+    """Generates genes one at a time from their planted modulators, filling ``X`` and the truth."""
+
+    rng: np.random.Generator
+    X: np.ndarray
+    gi: dict[str, int]
+    clusters: np.ndarray
+    labels: list[str]
+    noise: float
+    decoy_tfs: int
+    panel: _Panel
+    betas: dict[str, BetaFrame] = field(default_factory=dict)
+    planted: dict[str, list[str]] = field(default_factory=dict)
+    grn_edges: list[tuple[str, str]] = field(default_factory=list)
+
+    def col(self, gene: str) -> np.ndarray:
+        return self.X[:, self.gi[gene]]
+
+    def plant(self, gene: str, tf_list: list[str], feats: list[np.ndarray], names: list[str], *,
+              big: bool, b0: float, off_clusters: np.ndarray | None = None) -> None:
+        """Draw per-cluster betas of ``tf_list`` + ``feats``, generate ``gene``, add decoy GRN edges."""
+        rng, K = self.rng, len(self.labels)
+        nb = len(tf_list) + len(feats)
+        base = rng.choice([-1.0, 1.0], size=nb) * rng.uniform(0.4, 1.0, size=nb)
+        B = base[None, :] * (1.0 + 0.3 * rng.normal(size=(K, nb)))
+        F = np.column_stack([self.col(t) for t in tf_list] + feats) if nb else np.zeros((len(self.X), 0))
+        if big and feats:
+            _zero_flat_terms(B, F, len(tf_list), self.clusters)
+        lin = np.einsum("ij,ij->i", B[self.clusters], F)
+        b0k, y = self._intercepts_and_values(lin, b0)
+        if off_clusters is not None and off_clusters.any():
+            # some clusters barely express the gene: the whole cluster model is scaled consistently
+            m = np.isin(self.clusters, np.flatnonzero(off_clusters))
+            y[m] *= 0.05
+            B[off_clusters] *= 0.05
+            b0k[off_clusters] *= 0.05
+        self.X[:, self.gi[gene]] = np.clip(y, 0.0, None)
+        self.betas[gene] = BetaFrame(gene=gene, row_kind=_keys.CLUSTER_COL, row_ids=self.labels, intercept=b0k,
+                                     modulators=list(tf_list) + names, coefs=B)
+        self.planted[gene] = list(tf_list) + names
+        self._add_grn_edges(gene, tf_list)
+
+    def _intercepts_and_values(self, lin: np.ndarray, b0: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per-cluster intercepts that keep the noise-free value >= ~3 noise sd (so clipping at 0 is
+        rare), and the noisy values."""
+        rng, noise = self.rng, self.noise
+        sig_sd = float(lin.std()) if lin.std() > 0 else 1.0
+        b0k = np.empty(len(self.labels))
+        for k in range(len(self.labels)):
+            m = self.clusters == k
+            low = float(lin[m].min()) if m.any() else 0.0
+            b0k[k] = b0 + 0.2 * rng.normal() + max(0.0, -low) + 3.0 * noise * sig_sd
+        y = b0k[self.clusters] + lin + noise * sig_sd * rng.normal(size=len(lin))
+        return b0k, y
+
+    def _add_grn_edges(self, gene: str, tf_list: list[str]) -> None:
+        """The planted TF edges plus ``decoy_tfs`` decoys (true beta 0) into ``gene``."""
+        pool = self.panel.roots if gene in self.panel.level1 else self.panel.tfs
+        decoy_pool = [t for t in pool if t not in tf_list and t != gene]
+        decoys = list(self.rng.choice(decoy_pool, size=min(self.decoy_tfs, len(decoy_pool)), replace=False))
+        self.grn_edges.extend((t, gene) for t in list(tf_list) + decoys)
+
+
+def _plant_roots(pl: _Planter, xy: np.ndarray, side: float) -> None:
+    """Root TFs (no model): each has its own smooth spatial pattern, so that received ligands
+    (smoothed TF-driven ligand expression) differ between ligands instead of all following one shared
+    field, which would make the LR and TF-ligand features of a target nearly collinear."""
+    rng, K = pl.rng, len(pl.labels)
+    for t in pl.panel.roots:
+        mu = rng.normal(0.8, 0.8, size=K)
+        own_field = _smooth_field(xy, rng, side)
+        pl.X[:, pl.gi[t]] = _softplus(mu[pl.clusters] + 0.6 * own_field + 0.3 * rng.normal(size=len(xy)))
+
+
+def _plant_upstream(pl: _Planter, tfs_per_gene: int) -> None:
+    """Level-1 TFs from root TFs; ligands and receptors from TFs (some clusters nearly off)."""
+    rng, roots, tfs = pl.rng, pl.panel.roots, pl.panel.tfs
+    for t in pl.panel.level1:
+        pl.plant(t, list(rng.choice(roots, size=min(tfs_per_gene, len(roots)), replace=False)), [], [],
+                 big=False, b0=0.5)
+    for g in pl.panel.ligands + pl.panel.receptors:
+        off = rng.random(len(pl.labels)) < 0.2
+        pl.plant(g, list(rng.choice(tfs, size=min(tfs_per_gene, len(tfs)), replace=False)), [], [],
+                 big=False, b0=1.5, off_clusters=off)
+
+
+def _plant_targets(pl: _Planter, RL: np.ndarray, tfs_per_target: int, lr_per_target: int,
+                   tfl_per_target: int) -> list[tuple[str, str, float]]:
+    """Targets from TFs, ``L$R`` and ``L#TF`` terms; returns the planted NicheNet ligand→TF edges."""
+    rng, panel = pl.rng, pl.panel
+    tfs, pairs, ligands = panel.tfs, panel.pairs, panel.ligands
+    li = {l: i for i, l in enumerate(ligands)}
+    nichenet: list[tuple[str, str, float]] = []
+    for t in panel.targets:
+        tf_list = sorted(rng.choice(tfs, size=min(tfs_per_target, len(tfs)), replace=False).tolist())
+        chosen = [pairs[i] for i in rng.choice(len(pairs), size=min(lr_per_target, len(pairs)), replace=False)]
+        feats = [RL[:, li[l]] * pl.col(r) for l, r, _ in chosen]
+        names = [lr_name(l, r) for l, r, _ in chosen]
+        for _ in range(tfl_per_target):
+            tf_ = str(rng.choice(tf_list))
+            lig = str(rng.choice(ligands))
+            feats.append(RL[:, li[lig]] * pl.col(tf_))
+            names.append(tfl_name(lig, tf_))
+            nichenet.append((lig, tf_, 0.9))
+        pl.plant(t, tf_list, feats, names, big=True, b0=2.0)
+    return nichenet
+
+
+def _nichenet_decoys(rng: np.random.Generator, panel: _Panel,
+                     planted: list[tuple[str, str, float]]) -> list[tuple[str, str, float]]:
+    """NicheNet-like ligand → TF potentials of the unplanted pairs: most below the 0.2 cutoff, a few
+    decoys above it."""
+    planted_tfl = {(lig, tf_) for lig, tf_, _ in planted}
+    out: list[tuple[str, str, float]] = []
+    for tf_ in panel.tfs:
+        for lig in panel.ligands:
+            if (lig, tf_) in planted_tfl:
+                continue
+            w = float(rng.uniform(0.0, 0.15))
+            if rng.random() < 0.05:
+                w = float(rng.uniform(0.25, 0.6))
+            out.append((lig, tf_, w))
+    return out
+
+
+def _network_table(grn_edges: list[tuple[str, str]], pairs: list[tuple[str, str, str]],
+                   nichenet: list[tuple[str, str, float]]) -> pd.DataFrame:
+    """The long network table (SPEC §2.2): ``grn``, then ``lr``, then ``nichenet`` rows, first of each
+    ``(source, target, edge_type)`` kept."""
+    net = pd.concat([
+        pd.DataFrame({"source": [s for s, _ in grn_edges], "target": [t for _, t in grn_edges],
+                      "edge_type": _keys.EDGE_GRN, "weight": 1.0, "signaling": None}),
+        pd.DataFrame({"source": [p[0] for p in pairs], "target": [p[1] for p in pairs],
+                      "edge_type": _keys.EDGE_LR, "weight": 1.0, "signaling": [p[2] for p in pairs]}),
+        pd.DataFrame({"source": [e[0] for e in nichenet], "target": [e[1] for e in nichenet],
+                      "edge_type": _keys.EDGE_NICHENET, "weight": [e[2] for e in nichenet],
+                      "signaling": None}),
+    ], ignore_index=True)
+    return net.drop_duplicates(subset=["source", "target", "edge_type"], keep="first").reset_index(drop=True)
+
+
+def _anndata(X: np.ndarray, xy: np.ndarray, clusters: np.ndarray, labels: list[str], genes: list[str],
+             params: dict[str, Any]) -> ad.AnnData:
+    """The AnnData of :class:`SyntheticTissue` (``X`` = ``imputed_count`` = ``normalized_count``, a 2-D
+    PCA of log1p expression as ``X_umap``)."""
+    import anndata as ad
+
+    obs_names = [f"cell{i:06d}" for i in range(len(X))]
+    obs = pd.DataFrame({_keys.DEFAULT_CLUSTER_ANNOT: pd.Categorical([labels[k] for k in clusters],
+                                                                     categories=labels)},
+                       index=obs_names)
+    Z = np.log1p(X)
+    Z = Z - Z.mean(axis=0)
+    # 2-D PCA via the small G×G covariance (cheap at any N)
+    _, evecs = np.linalg.eigh(Z.T @ Z)
+    emb = Z @ evecs[:, ::-1][:, :2]
+    adata = ad.AnnData(X=X.copy(), obs=obs, var=pd.DataFrame(index=genes))
+    adata.layers[_keys.DEFAULT_LAYER] = X.copy()
+    adata.layers[_keys.NORMALIZED_LAYER] = X.copy()
+    adata.obsm["spatial"] = xy
+    adata.obsm["X_umap"] = np.ascontiguousarray(emb)
+    adata.uns["spacetravlr_synthetic"] = {k: v for k, v in params.items()}
+    return adata
+
+
 def synthetic_tissue(
     n_cells: int = 2000,
     *,
@@ -171,158 +406,31 @@ def synthetic_tissue(
     -------
     SyntheticTissue
     """
-    import anndata as ad
-
     from .spatial.received import received_ligands
 
     if n_cells < 2:
         raise ValueError("n_cells must be at least 2")
     rng = np.random.default_rng(seed)
-    n_root = n_root_tfs if n_root_tfs is not None else max(1, (3 * n_tfs) // 5)
-    tfs = _names(_TF_NAMES, n_tfs, "Tfx")
-    pairs = list(_LR_PAIRS[:n_lr_pairs])
-    for i in range(len(pairs), n_lr_pairs):
-        pairs.append((f"Ligx{i + 1}", f"Recx{i + 1}", _keys.SECRETED if i % 4 else "Cell-Cell Contact"))
-    ligands = list(dict.fromkeys(p[0] for p in pairs))
-    receptors = list(dict.fromkeys(p[1] for p in pairs))
-    targets = _names(_TARGET_NAMES, n_targets, "Tgtx")
-    genes = tfs + ligands + receptors + targets
-    gi = {g: i for i, g in enumerate(genes)}
-    roots, level1 = tfs[:n_root], tfs[n_root:]
-    signaling: dict[str, str] = {}
-    for lig, _, sig in pairs:
-        signaling.setdefault(lig, sig)
-
-    side = float(np.sqrt(n_cells / density))
-    xy = rng.uniform(0, side, size=(n_cells, 2))
-    centres = rng.uniform(0, side, size=(n_clusters, 2))
-    d2 = ((xy[:, None, :] - centres[None]) ** 2).sum(-1)
-    d2 += rng.normal(scale=(side / 6) ** 2, size=d2.shape)
-    clusters = np.argmin(d2, axis=1)
-    K = n_clusters
-
-    X = np.zeros((n_cells, len(genes)))
-    betas: dict[str, BetaFrame] = {}
-    planted: dict[str, list[str]] = {}
-    grn_edges: list[tuple[str, str]] = []
-    labels = [f"ct{k}" for k in range(K)]
-
-    for t in roots:
-        # each root TF has its own smooth spatial pattern: received ligands (smoothed TF-driven ligand
-        # expression) then differ between ligands instead of all following one shared field, which
-        # would make the LR and TF-ligand features of a target nearly collinear
-        mu = rng.normal(0.8, 0.8, size=K)
-        own_field = _smooth_field(xy, rng, side)
-        X[:, gi[t]] = _softplus(mu[clusters] + 0.6 * own_field + 0.3 * rng.normal(size=n_cells))
-
-    def plant(gene: str, tf_list: list[str], feats: list[np.ndarray], names: list[str], *,
-              big: bool, b0: float, off_clusters: np.ndarray | None = None) -> None:
-        nb = len(tf_list) + len(feats)
-        base = rng.choice([-1.0, 1.0], size=nb) * rng.uniform(0.4, 1.0, size=nb)
-        B = base[None, :] * (1.0 + 0.3 * rng.normal(size=(K, nb)))
-        F = np.column_stack([X[:, gi[t]] for t in tf_list] + feats) if nb else np.zeros((n_cells, 0))
-        if big and feats:
-            # interaction features are small (1/N kernel): scale their betas so that each term
-            # contributes about as much as a TF term does
-            sd = F[:, len(tf_list):].std(axis=0) + 1e-12
-            B[:, len(tf_list):] *= (0.6 / sd)[None, :]
-            # a ligand or receptor that is (almost) off in a cluster leaves its feature flat there: the
-            # term cannot act on the gene in that cluster, so its true beta there is 0 (a non-zero
-            # beta would be unidentifiable and not part of what the expression encodes)
-            for k in range(K):
-                sd_k = F[clusters == k, len(tf_list):].std(axis=0)
-                B[k, len(tf_list):][sd_k < FLAT_FEATURE_SD * sd] = 0.0
-        lin = np.einsum("ij,ij->i", B[clusters], F)
-        sig_sd = float(lin.std()) if lin.std() > 0 else 1.0
-        # per-cluster intercept keeps the noise-free value >= ~3 noise sd, so clipping at 0 is rare
-        b0k = np.empty(K)
-        for k in range(K):
-            m = clusters == k
-            low = float(lin[m].min()) if m.any() else 0.0
-            b0k[k] = b0 + 0.2 * rng.normal() + max(0.0, -low) + 3.0 * noise * sig_sd
-        y = b0k[clusters] + lin + noise * sig_sd * rng.normal(size=n_cells)
-        if off_clusters is not None and off_clusters.any():
-            # some clusters barely express the gene: the whole cluster model is scaled consistently
-            m = np.isin(clusters, np.flatnonzero(off_clusters))
-            y[m] *= 0.05
-            B[off_clusters] *= 0.05
-            b0k[off_clusters] *= 0.05
-        X[:, gi[gene]] = np.clip(y, 0.0, None)
-        betas[gene] = BetaFrame(gene=gene, row_kind=_keys.CLUSTER_COL, row_ids=labels, intercept=b0k,
-                                modulators=list(tf_list) + names, coefs=B)
-        planted[gene] = list(tf_list) + names
-        decoy_pool = [t for t in (roots if gene in level1 else tfs) if t not in tf_list and t != gene]
-        decoys = list(rng.choice(decoy_pool, size=min(decoy_tfs, len(decoy_pool)), replace=False))
-        grn_edges.extend((t, gene) for t in list(tf_list) + decoys)
-
-    for t in level1:
-        plant(t, list(rng.choice(roots, size=min(tfs_per_gene, len(roots)), replace=False)), [], [],
-              big=False, b0=0.5)
-    for g in ligands + receptors:
-        off = rng.random(K) < 0.2
-        plant(g, list(rng.choice(tfs, size=min(tfs_per_gene, len(tfs)), replace=False)), [], [],
-              big=False, b0=1.5, off_clusters=off)
-
+    panel = _panel(n_tfs, n_lr_pairs, n_targets, n_root_tfs if n_root_tfs is not None else max(1, (3 * n_tfs) // 5))
+    genes = panel.genes
+    side, xy, clusters = _layout(rng, n_cells, n_clusters, density)
+    labels = [f"ct{k}" for k in range(n_clusters)]
+    pl = _Planter(rng=rng, X=np.zeros((n_cells, len(genes))), gi={g: i for i, g in enumerate(genes)},
+                  clusters=clusters, labels=labels, noise=noise, decoy_tfs=decoy_tfs, panel=panel)
+    # dependency order: root TFs → level-1 TFs → ligands and receptors → received ligands → targets
+    _plant_roots(pl, xy, side)
+    _plant_upstream(pl, tfs_per_gene)
+    signaling = panel.signaling
     radii = np.array([radius if (not per_ligand_radius or signaling[l] == _keys.SECRETED)
-                      else contact_distance for l in ligands])
-    RL = received_ligands(X[:, [gi[l] for l in ligands]], xy, radii, kernel=kernel, scale=scale,
+                      else contact_distance for l in panel.ligands])
+    RL = received_ligands(pl.X[:, [pl.gi[l] for l in panel.ligands]], xy, radii, kernel=kernel, scale=scale,
                           approx_above_cells=approx_above_cells)
     assert isinstance(RL, np.ndarray)
-    li = {l: i for i, l in enumerate(ligands)}
-    nichenet: list[tuple[str, str, float]] = []
-    for t in targets:
-        tf_list = sorted(rng.choice(tfs, size=min(tfs_per_target, len(tfs)), replace=False).tolist())
-        chosen = [pairs[i] for i in rng.choice(len(pairs), size=min(lr_per_target, len(pairs)), replace=False)]
-        feats = [RL[:, li[l]] * X[:, gi[r]] for l, r, _ in chosen]
-        names = [f"{l}{_keys.LR_SEP}{r}" for l, r, _ in chosen]
-        for _ in range(tfl_per_target):
-            tf_ = str(rng.choice(tf_list))
-            lig = str(rng.choice(ligands))
-            feats.append(RL[:, li[lig]] * X[:, gi[tf_]])
-            names.append(f"{lig}{_keys.TFL_SEP}{tf_}")
-            nichenet.append((lig, tf_, 0.9))
-        plant(t, tf_list, feats, names, big=True, b0=2.0)
-
-    # NicheNet-like ligand -> TF potentials: planted ones high, a few decoys above the 0.2 cutoff,
-    # the rest below it
-    planted_tfl = {(lig, tf_) for lig, tf_, _ in nichenet}
-    for tf_ in tfs:
-        for lig in ligands:
-            if (lig, tf_) in planted_tfl:
-                continue
-            w = float(rng.uniform(0.0, 0.15))
-            if rng.random() < 0.05:
-                w = float(rng.uniform(0.25, 0.6))
-            nichenet.append((lig, tf_, w))
-
-    net = pd.concat([
-        pd.DataFrame({"source": [s for s, _ in grn_edges], "target": [t for _, t in grn_edges],
-                      "edge_type": _keys.EDGE_GRN, "weight": 1.0, "signaling": None}),
-        pd.DataFrame({"source": [p[0] for p in pairs], "target": [p[1] for p in pairs],
-                      "edge_type": _keys.EDGE_LR, "weight": 1.0, "signaling": [p[2] for p in pairs]}),
-        pd.DataFrame({"source": [e[0] for e in nichenet], "target": [e[1] for e in nichenet],
-                      "edge_type": _keys.EDGE_NICHENET, "weight": [e[2] for e in nichenet],
-                      "signaling": None}),
-    ], ignore_index=True)
-    net = net.drop_duplicates(subset=["source", "target", "edge_type"], keep="first").reset_index(drop=True)
-
-    obs_names = [f"cell{i:06d}" for i in range(n_cells)]
-    obs = pd.DataFrame({_keys.DEFAULT_CLUSTER_ANNOT: pd.Categorical([labels[k] for k in clusters],
-                                                                     categories=labels)},
-                       index=obs_names)
-    Z = np.log1p(X)
-    Z = Z - Z.mean(axis=0)
-    # 2-D PCA via the small G×G covariance (cheap at any N)
-    _, evecs = np.linalg.eigh(Z.T @ Z)
-    emb = Z @ evecs[:, ::-1][:, :2]
-    adata = ad.AnnData(X=X.copy(), obs=obs, var=pd.DataFrame(index=genes))
-    adata.layers[_keys.DEFAULT_LAYER] = X.copy()
-    adata.layers[_keys.NORMALIZED_LAYER] = X.copy()
-    adata.obsm["spatial"] = xy
-    adata.obsm["X_umap"] = np.ascontiguousarray(emb)
+    nichenet = _plant_targets(pl, RL, tfs_per_target, lr_per_target, tfl_per_target)
+    nichenet += _nichenet_decoys(rng, panel, nichenet)
     params = dict(n_cells=n_cells, n_clusters=n_clusters, seed=seed, noise=noise, radius=radius,
                   contact_distance=contact_distance, per_ligand_radius=per_ligand_radius, kernel=kernel,
                   scale=scale, side=side)
-    adata.uns["spacetravlr_synthetic"] = {k: v for k, v in params.items()}
-    roles = {"root_tfs": roots, "tfs": tfs, "ligands": ligands, "receptors": receptors, "targets": targets}
-    return SyntheticTissue(adata=adata, network=net, betas=betas, planted=planted, roles=roles, params=params)
+    return SyntheticTissue(adata=_anndata(pl.X, xy, clusters, labels, genes, params),
+                           network=_network_table(pl.grn_edges, panel.pairs, nichenet), betas=pl.betas,
+                           planted=pl.planted, roles=panel.roles(), params=params)

@@ -14,15 +14,16 @@ Families (group ids of the sparse group lasso):
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import _keys
+from . import _keys, naming
 from .errors import InputError
+from .naming import parse_lr as parse_lr  # re-exported: callers read extra LR pairs with the modulators
 
 TFL_TOP_LIGANDS = 5
 """Each TF keeps its 5 strongest ligands (by NicheNet weight) as ``L#TF`` modulators."""
@@ -42,14 +43,14 @@ class Modulators:
     @property
     def names(self) -> list[str]:
         """Column names: ``TF``, ``L$R``, ``L#TF``, extra genes."""
-        return (list(self.tfs) + [f"{l}{_keys.LR_SEP}{r}" for l, r in self.lr_pairs]
-                + [f"{l}{_keys.TFL_SEP}{t}" for l, t in self.tfl_pairs] + list(self.extras))
+        return (list(self.tfs) + [naming.lr_name(l, r) for l, r in self.lr_pairs]
+                + [naming.tfl_name(l, t) for l, t in self.tfl_pairs] + list(self.extras))
 
     @property
     def groups(self) -> np.ndarray:
         """Group id per column (0 TF, 1 LR, 2 TF–ligand, 3 extra)."""
-        return np.array([_keys.GROUP_TF] * len(self.tfs) + [_keys.GROUP_LR] * len(self.lr_pairs)
-                        + [_keys.GROUP_TFL] * len(self.tfl_pairs) + [_keys.GROUP_EXTRA] * len(self.extras),
+        return np.array([naming.TF] * len(self.tfs) + [naming.LR] * len(self.lr_pairs)
+                        + [naming.TFL] * len(self.tfl_pairs) + [naming.EXTRA] * len(self.extras),
                         dtype=np.int64)
 
     @property
@@ -65,21 +66,6 @@ class Modulators:
     def ligands(self) -> list[str]:
         """Every ligand whose received amount the design matrix needs (LR and TF–ligand)."""
         return list(dict.fromkeys([l for l, _ in self.lr_pairs] + [l for l, _ in self.tfl_pairs]))
-
-
-def parse_lr(items: Iterable[str], *, source: str = "extra_lr") -> list[tuple[str, str]]:
-    """``["L$R", "L,R"]`` → ``[(L, R), ...]``; one clear error for a malformed item."""
-    out: list[tuple[str, str]] = []
-    for raw in items:
-        s = raw.strip()
-        if not s:
-            continue
-        sep = _keys.LR_SEP if _keys.LR_SEP in s else ","
-        parts = [p.strip() for p in s.split(sep)]
-        if len(parts) != 2 or not all(parts):
-            raise InputError(f"{source}: {raw!r} is not a ligand-receptor pair; write it as L$R or L,R")
-        out.append((parts[0], parts[1]))
-    return out
 
 
 def read_list_file(path: str | os.PathLike[str], *, what: str) -> list[str]:
@@ -163,7 +149,7 @@ class ModulatorSelector:
             ranked = sorted(uniq, key=lambda l: (-means.get(l, 0.0), l))
             keep = set(ranked[: self.max_ligands])
             pairs = [p for p in pairs if p[0] in keep]
-        self._pairs = sorted(pairs, key=lambda p: f"{p[0]}{_keys.LR_SEP}{p[1]}")
+        self._pairs = sorted(pairs, key=lambda p: naming.lr_name(*p))
 
         nn = both & (et == _keys.EDGE_NICHENET)
         w = net["weight"].to_numpy(dtype=np.float64)
@@ -221,7 +207,7 @@ class ModulatorSelector:
             for tf in tfs:
                 cands = [(l, wt) for l, wt in self._tfl.get(tf, []) if l in lr_ligands]
                 tfl.extend((l, tf) for l, _ in cands[:TFL_TOP_LIGANDS])
-            tfl = sorted(set(tfl), key=lambda p: f"{p[0]}{_keys.TFL_SEP}{p[1]}")
+            tfl = sorted(set(tfl), key=lambda p: naming.tfl_name(*p))
         lr: list[tuple[str, str]] = []
         if self.use_lr:
             lr = list(db_pairs)

@@ -37,6 +37,14 @@ def _pyplot() -> Any:
     return plt
 
 
+def _figure(ax: Any) -> tuple[Any, Any, bool]:
+    """``(figure, axes, own)``: a new 6.5 × 5.5 in figure when ``ax`` is None (``own``), else ``ax``'s."""
+    if ax is None:
+        fig, ax = _pyplot().subplots(figsize=(6.5, 5.5))
+        return fig, ax, True
+    return ax.figure, ax, False
+
+
 def _finish(fig: Any, ax: Any, show: bool | None, save: str | os.PathLike[str] | None, own: bool) -> None:
     plt = _pyplot()
     if save:
@@ -102,12 +110,7 @@ def transition_field(coords: np.ndarray, grid: GridField, *, clusters: Any = Non
     """
     if kind not in ("quiver", "stream"):
         raise ValueError(f"kind must be 'quiver' or 'stream', got {kind!r}")
-    plt = _pyplot()
-    own = ax is None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    else:
-        fig = ax.figure
+    fig, ax, own = _figure(ax)
     coords = np.asarray(coords)
     _scatter_clusters(ax, coords, clusters, cluster_labels, point_size, legend)
     X, Y = np.meshgrid(grid.x, grid.y)
@@ -155,12 +158,7 @@ def spatial_delta(coords: np.ndarray, delta: np.ndarray, *, var_names: Sequence[
         if gene not in names:
             raise ValueError(f"gene {gene!r} is not in var_names")
         col = names.index(gene)
-    plt = _pyplot()
-    own = ax is None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    else:
-        fig = ax.figure
+    fig, ax, own = _figure(ax)
     if col is not None:
         vals = D[:, col]
         lim = float(np.abs(vals).max()) or 1.0

@@ -25,10 +25,9 @@ from .. import _keys
 from ..errors import InputError, short_list
 from ..io.anndata import Tissue
 from ..io.betadata import BetaFrame, list_betadata, read_betadata
+from ..naming import LR, TF, TFL, parse_modulator
 
 log = logging.getLogger("spacetravlr_py.betadata")
-
-TERM_TF, TERM_LR, TERM_TFL = 0, 1, 2
 
 
 @dataclass
@@ -40,7 +39,7 @@ class GeneModel:
     gene, gene_index : target name and its column in the expression matrix.
     coefs : (R, M) float64 — beta rows (intercept excluded).
     mapping : int — index into :attr:`Betabase.mappings` giving each cell's row (−1 = zero row).
-    kind : (M,) int — TERM_TF (TF or extra), TERM_LR or TERM_TFL.
+    kind : (M,) int — :data:`~spacetravlr_py.naming.TF` (TF or extra), ``LR`` or ``TFL`` codes.
     a, b : (M,) int — gene indices: TF → (tf, −1); ``L$R`` → (L, R); ``L#TF`` → (L, TF).
     modulator_genes : (U,) int — sorted unique gene indices of the splash output.
     """
@@ -55,16 +54,6 @@ class GeneModel:
     b: np.ndarray
     modulator_genes: np.ndarray
     dropped: list[str] = field(default_factory=list)
-
-
-def _split(name: str) -> tuple[int, str, str]:
-    if _keys.LR_SEP in name:
-        l, r = name.split(_keys.LR_SEP, 1)
-        return TERM_LR, l, r
-    if _keys.TFL_SEP in name:
-        l, t = name.split(_keys.TFL_SEP, 1)
-        return TERM_TFL, l, t
-    return TERM_TF, name, ""
 
 
 class Betabase:
@@ -93,7 +82,7 @@ class Betabase:
             m = self._mapping_for(f)
             kinds, aa, bb, keep, dropped = [], [], [], [], []
             for j, name in enumerate(f.modulators):
-                kind, x, y = _split(name)
+                kind, x, y = parse_modulator(name)
                 if x not in gi or (y and y not in gi):
                     dropped.append(name)
                     continue
@@ -192,7 +181,7 @@ class Betabase:
     def __len__(self) -> int:
         return len(self.models)
 
-    def ligands(self, kinds: tuple[int, ...] = (TERM_LR, TERM_TFL)) -> np.ndarray:
+    def ligands(self, kinds: tuple[int, ...] = (LR, TFL)) -> np.ndarray:
         """Sorted gene indices of every ligand in ``L$R`` / ``L#TF`` terms."""
         parts = [gm.a[np.isin(gm.kind, kinds)] for gm in self.models]
         return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
@@ -209,9 +198,9 @@ class Betabase:
         out: dict[str, set[str]] = {"tf": set(), "ligand": set(), "receptor": set()}
         for gm in self.models:
             for k, a, b in zip(gm.kind, gm.a, gm.b):
-                if k == TERM_TF:
+                if k == TF:
                     out["tf"].add(self.var_names[a])
-                elif k == TERM_LR:
+                elif k == LR:
                     out["ligand"].add(self.var_names[a])
                     out["receptor"].add(self.var_names[b])
                 else:
@@ -255,7 +244,7 @@ class Betabase:
             aa.append(a_o)
             bb.append(b_o)
             coef_col.append(order.astype(np.int64))
-            counts = np.bincount(gm.kind, minlength=3)
+            counts = np.bincount(gm.kind, minlength=TFL + 1)  # TF, L$R, L#TF term counts
             kind_ptr[k] = term_ptr[k] + np.concatenate([[0], np.cumsum(counts)])
         return {
             "target": np.array([gm.gene_index for gm in self.models], np.int64),

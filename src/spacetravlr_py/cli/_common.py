@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 EXIT_OK = 0
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+
+def new_parser(prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
+    """An argument parser whose description and epilog (examples) keep their line breaks."""
+    return argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def guarded(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None, prog: str) -> int:
@@ -30,3 +38,12 @@ def guarded(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+
+
+def run_console(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
+    """Console-script body: ``sys.exit(main(None))``, argparse's ``--help`` and usage exits mapped to codes."""
+    try:
+        code = main(None)
+    except SystemExit as e:  # argparse --help / usage errors
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_ERROR)
+    sys.exit(code)

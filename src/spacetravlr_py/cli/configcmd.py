@@ -5,18 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ._common import EXIT_OK
+from ._common import EXIT_OK, new_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="spacetravlr config",
-        description="Print every configuration key with its default and expected form (schema), or the "
-        "complete resolved configuration of a TOML file (show).",
-        epilog="examples:\n  spacetravlr config schema > spaceship_config.toml\n"
-        "  spacetravlr config show -c spaceship_config.toml",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = new_parser("spacetravlr config", "Print every configuration key with its default and expected form "
+                   "(schema), or the complete resolved configuration of a TOML file (show).",
+                   "examples:\n  spacetravlr config schema > spaceship_config.toml\n"
+                   "  spacetravlr config show -c spaceship_config.toml")
     sub = p.add_subparsers(dest="action", required=True)
     sub.add_parser("schema", help="every key, its default and expected form")
     show = sub.add_parser("show", help="the resolved configuration (defaults filled, paths absolute)")

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._common import EXIT_OK, guarded
+from ._common import EXIT_OK, guarded, new_parser, run_console
 
 PROG = "spacetravlr"
 
@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run-summary": ("summary", "write an HTML summary of a training run"),
     "prep": ("prep", "turn a raw-count .h5ad into a trainable one (normalise, impute, cluster, UMAP)"),
     "config": ("configcmd", "print the configuration schema or a resolved configuration"),
+    "serve": ("serve", "open a tissue, a run's betas and live perturbations in the browser (spatial_viewer)"),
 }
 
 EPILOG = """\
@@ -39,13 +40,8 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     subs = "\n".join(f"  {name:<12} {desc}" for name, (_, desc) in SUBCOMMANDS.items())
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Train per-gene, per-cell-type spatial regulatory models (TFs + ligands received "
-        "from neighbouring cells) and write betadata files.",
-        epilog=EPILOG.format(subs=subs),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = new_parser(PROG, "Train per-gene, per-cell-type spatial regulatory models (TFs + ligands received from "
+                   "neighbouring cells) and write betadata files.", EPILOG.format(subs=subs))
     p.add_argument("-c", "--config", metavar="TOML", help="spaceship_config.toml (CLI flags override it)")
     p.add_argument("--h5ad", metavar="PATH", help="dataset ([data].adata_path)")
     p.add_argument("--layer", help="expression layer ([data].layer, default imputed_count; '' = X)")
@@ -150,9 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script wrapper."""
-    try:
-        code = main()
-    except SystemExit as e:  # argparse --help / usage errors
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    sys.exit(code)
+    """Console-script wrapper (``spacetravlr``)."""
+    run_console(main)
+
+
+if __name__ == "__main__":  # python -m spacetravlr_py.cli.main
+    run()

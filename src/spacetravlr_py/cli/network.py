@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import _keys
-from ._common import EXIT_OK
+from ._common import EXIT_OK, new_parser
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,8 +68,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser(PROG, DESCRIPTION, EPILOG)
     sub = p.add_subparsers(dest="command", metavar="{build,info}")
     sub.required = True
 
@@ -116,18 +115,20 @@ def _size(path: Path) -> str:
 
 def _build(a: argparse.Namespace) -> int:
     from ..io import network as net
+    from ..io.network_build import build_network, read_lr_table
+    from ..io.species import infer_species
 
     t0 = time.perf_counter()
     if a.species:
         species, how = a.species, "given"
     else:
-        lr = net.read_lr_table(a.lr, resource=a.lr_resource)
-        species = net.infer_species(list(lr["ligand"]) + list(lr["receptor"]), what=f"the LR table {a.lr}",
-                                    hint="pass --species mouse or --species human")
+        lr = read_lr_table(a.lr, resource=a.lr_resource)
+        species = infer_species(list(lr["ligand"]) + list(lr["receptor"]), what=f"the LR table {a.lr}",
+                                hint="pass --species mouse or --species human")
         how = "inferred from the LR table's gene symbols"
-    df = net.build_network(a.grn, a.lr, a.nichenet, species=species, lr_resource=a.lr_resource,
-                           nichenet_min_weight=a.nichenet_min_weight,
-                           nichenet_tfs_only=not a.nichenet_all_targets)
+    df = build_network(a.grn, a.lr, a.nichenet, species=species, lr_resource=a.lr_resource,
+                       nichenet_min_weight=a.nichenet_min_weight,
+                       nichenet_tfs_only=not a.nichenet_all_targets)
     path = net.write_network(df, a.out_dir, species)
     counts = net.network_counts(df)
     lines = [f"species: {species} ({how})"]

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._common import EXIT_OK, guarded
+from ._common import EXIT_OK, guarded, new_parser, run_console
 
 PROG = "spacetravlr-perturb"
 
@@ -61,9 +61,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Simulate gene knockouts and overexpression that propagate "
-                                "through the trained regulatory models and across the tissue.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser(PROG, "Simulate gene knockouts and overexpression that propagate through the trained regulatory "
+                   "models and across the tissue.", EPILOG)
     _add_common(p)
     p.add_argument("--gene", metavar="G[,G2]", help="gene(s) to perturb (several = one simultaneous perturbation)")
     p.add_argument("--desired-expr", type=_floats, default=[0.0], metavar="V[,V2]",
@@ -89,11 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_screen_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"{PROG} screen", description="Knock out (or overexpress) every TF, ligand "
-                                "and receptor that has betas, one at a time, and rank them by impact.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="example:\n  spacetravlr-perturb screen --run-toml "
-                                "run/spacetravlr_run_repro.toml --out-dir screen/ --top 20")
+    p = new_parser(f"{PROG} screen", "Knock out (or overexpress) every TF, ligand and receptor that has betas, one "
+                   "at a time, and rank them by impact.", "example:\n  spacetravlr-perturb screen --run-toml "
+                   "run/spacetravlr_run_repro.toml --out-dir screen/ --top 20")
     _add_common(p)
     p.add_argument("--mode", choices=["knockout", "overexpress"], default="knockout")
     p.add_argument("--genes", metavar="A,B", help="screen only these genes")
@@ -265,36 +262,24 @@ def _interactive(s: Any, a: argparse.Namespace) -> int:
 
 
 def _screen(a: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+    from ..perturb.screen import screen, write_screen
 
     s = _open(a)
     genes = [g.strip() for g in a.genes.split(",")] if a.genes else None
     t0 = time.perf_counter()
-    done = [0]
 
     def tick(row: dict[str, Any]) -> None:
-        done[0] += 1
         if a.verbose:
             print(f"  {row['gene']}: impact {row['impact']:.4g}", file=sys.stderr)
 
-    from ..perturb.batch import screen
-
-    rows = screen(s, mode=a.mode, genes=genes, n_propagation=a.n_propagation, on_done=tick)
-    print(f"{a.mode} screen of {len(rows)} genes in {time.perf_counter() - t0:.1f}s; top {min(a.top, len(rows))}:")
-    for r in rows[: a.top]:
-        print(f"  {r['rank']:>3}. {r['gene']:<14} {r['roles']:<22} impact {r['impact']:.4g}  → {r['top_affected']}")
+    ranked = screen(s, mode=a.mode, genes=genes, n_propagation=a.n_propagation, on_done=tick)
+    n = len(ranked)
+    print(f"{a.mode} screen of {n} genes in {time.perf_counter() - t0:.1f}s; top {min(a.top, n)}:")
+    for r in ranked.head(a.top).itertuples(index=False):
+        print(f"  {r.rank:>3}. {r.gene:<14} {r.roles:<22} impact {r.impact:.4g}  → {r.top_affected}")
     if a.out_dir:
-        import pandas as pd
-
-        from ..io.atomic import atomic_write, atomic_write_text
-
-        out = Path(a.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        df = pd.DataFrame(rows)[["rank", "gene", "roles", "desired_expr", "impact", "n_genes_changed", "top_affected"]]
-        atomic_write(out / "screen.csv", lambda p: df.to_csv(p, index=False))
-        atomic_write_text(out / "screen.json", json.dumps({"mode": a.mode, "results": rows}, indent=1))
-        print(f"wrote {out / 'screen.csv'} and {out / 'screen.json'}")
+        files = write_screen(ranked, a.out_dir, mode=a.mode)
+        print(f"wrote {files['csv']} and {files['json']}")
     return EXIT_OK
 
 
@@ -304,9 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script wrapper."""
-    try:
-        code = main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
-    sys.exit(code)
+    """Console-script wrapper (``spacetravlr-perturb``)."""
+    run_console(main)
+
+
+if __name__ == "__main__":  # python -m spacetravlr_py.cli.perturb
+    run()

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 
 from .. import _keys
-from ._common import EXIT_OK
+from ._common import EXIT_OK, new_parser
 
 PROG = "spacetravlr prep"
 
@@ -44,8 +44,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser(PROG, DESCRIPTION, EPILOG)
     p.add_argument("input", metavar="IN.h5ad", help="raw-count AnnData")
     p.add_argument("-o", "--out", required=True, metavar="OUT.h5ad", help="prepared AnnData to write (atomically)")
 

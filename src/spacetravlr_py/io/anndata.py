@@ -21,6 +21,8 @@ from ..errors import InputError, short_list
 if TYPE_CHECKING:
     import anndata as ad
 
+    from ..config import SpaceshipConfig
+
 
 @dataclass
 class Tissue:
@@ -94,6 +96,19 @@ def _read_elem(group: Any) -> Any:
     return read_elem(group)
 
 
+def check_h5ad_path(path: Path, fix: str) -> None:
+    """One-line :class:`InputError` unless ``path`` is an existing HDF5 file; ``fix`` ends the message
+    about a missing file (e.g. which flag names it)."""
+    import h5py
+
+    if not path.exists():
+        raise InputError(f"{path}: file not found; {fix}")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected an .h5ad file")
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path}: not an HDF5/.h5ad file (write it with AnnData.write_h5ad)")
+
+
 def _read_partial(path: Path, layer: str, spatial_key: str | None = None) -> dict[str, Any]:
     """Read obs, var, obsm and one layer (or X) from an h5ad without loading the rest.
 
@@ -102,12 +117,7 @@ def _read_partial(path: Path, layer: str, spatial_key: str | None = None) -> dic
     """
     import h5py
 
-    if not path.exists():
-        raise InputError(f"{path}: file not found; check the --h5ad path or [data].adata_path")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected an .h5ad file")
-    if not h5py.is_hdf5(path):
-        raise InputError(f"{path}: not an HDF5/.h5ad file (write it with AnnData.write_h5ad)")
+    check_h5ad_path(path, "check the --h5ad path or [data].adata_path")
     try:
         with h5py.File(path, "r") as f:
             missing = [k for k in ("obs", "var") if k not in f]
@@ -204,6 +214,103 @@ def cluster_ids(labels: pd.Series | np.ndarray, *, column: str = "") -> tuple[np
     return np.searchsorted(uniq, strs).astype(np.int64), [str(u) for u in uniq]
 
 
+def _read_source(data: str | os.PathLike[str] | ad.AnnData, layer: str,
+                 spatial_key: str | None) -> tuple[dict[str, Any], str, Path | None]:
+    """The parts :func:`load_tissue` needs (obs, var, obsm, the layer), the name used in errors and the
+    resolved file path (None for an in-memory AnnData)."""
+    import anndata as ad
+
+    if isinstance(data, ad.AnnData):
+        return _from_adata(data, layer), "AnnData", None
+    path = Path(data).expanduser().resolve()
+    return _read_partial(path, layer, spatial_key), str(path), path
+
+
+def _checked_names(obs: pd.DataFrame, var: pd.DataFrame, label: str) -> tuple[np.ndarray, list[str]]:
+    """Cell ids and gene symbols as strings: at least 2 cells, no duplicate of either."""
+    obs_names = np.asarray(obs.index.astype(str))
+    var_names = [str(v) for v in var.index]
+    n = len(obs_names)
+    if n < 2:
+        raise InputError(f"{label}: has {n} cell(s); at least 2 cells are needed to fit spatial models")
+    dup = pd.Index(obs_names).duplicated()
+    if dup.any():
+        ex = short_list(pd.unique(obs_names[dup]), 3)
+        raise InputError(f"{label}: {int(dup.sum())} duplicate obs_names (e.g. {ex}); "
+                         "make them unique with adata.obs_names_make_unique()")
+    vdup = pd.Index(var_names).duplicated()
+    if vdup.any():
+        raise InputError(f"{label}: {int(vdup.sum())} duplicate var_names (e.g. "
+                         f"{short_list(pd.unique(np.asarray(var_names)[vdup]), 3)}); "
+                         "make them unique with adata.var_names_make_unique()")
+    return obs_names, var_names
+
+
+def _checked_coords(obsm: dict[str, Any], spatial_key: str | None, obs_names: np.ndarray,
+                    label: str) -> tuple[np.ndarray, str]:
+    """``(coords (N, 2) float64 C-contiguous, obsm key)``: the first two columns, all finite."""
+    n = len(obs_names)
+    keys = [spatial_key] if spatial_key else list(_keys.SPATIAL_KEYS)
+    skey = next((k for k in keys if k in obsm), None)
+    if skey is None:
+        raise InputError(f"{label}: no spatial coordinates in obsm (looked for {', '.join(keys)}; "
+                         f"obsm has: {short_list(obsm.keys())})")
+    coords = np.asarray(obsm[skey], dtype=np.float64)
+    if coords.ndim != 2 or coords.shape[0] != n or coords.shape[1] < 2:
+        raise InputError(f"{label}: obsm['{skey}'] has shape {coords.shape}, expected ({n}, 2) or ({n}, 3)")
+    coords = np.ascontiguousarray(coords[:, :2])
+    if not np.isfinite(coords).all():
+        raise InputError(f"{label}: obsm['{skey}']: {_where_nonfinite(coords, obs_names, None)}; "
+                         "remove or fix those cells")
+    return coords, skey
+
+
+def _checked_expression(X: Any, layer: str, obs_names: np.ndarray, var_names: list[str], min_expression: float,
+                        label: str) -> np.ndarray:
+    """The layer as dense float64 after shape and finiteness checks, values ``<= min_expression`` → 0."""
+    n = len(obs_names)
+    lname = f"layer '{layer}'" if layer else "X"
+    if X.shape != (n, len(var_names)):
+        raise InputError(f"{label}: {lname} has shape {X.shape}, expected ({n}, {len(var_names)})")
+    # non-finite values are checked before the min_expression cut, which would turn -inf into 0
+    if sp.issparse(X):
+        data_vals = X.tocsr().data
+        if not np.isfinite(data_vals).all():
+            dense = X.toarray() if X.shape[0] * X.shape[1] < 5e8 else None
+            where = (_where_nonfinite(dense, obs_names, var_names) if dense is not None
+                     else f"{int((~np.isfinite(data_vals)).sum())} non-finite values")
+            raise InputError(f"{label}: {lname}: {where}; impute or drop them")
+    else:
+        X = np.asarray(X)
+        if not np.isfinite(X).all():
+            raise InputError(f"{label}: {lname}: {_where_nonfinite(X, obs_names, var_names)}; "
+                             "impute or drop them")
+    return _dense_expression(X, min_expression)
+
+
+def _checked_clusters(obs: pd.DataFrame, cluster_annot: str, require_clusters: bool,
+                      label: str) -> tuple[np.ndarray, list[str]]:
+    """Cluster ids and labels of ``obs[cluster_annot]``; one cluster ``"all"`` when it is absent and not
+    required."""
+    if cluster_annot in obs.columns:
+        return cluster_ids(obs[cluster_annot], column=cluster_annot)
+    if require_clusters:
+        raise InputError(f"{label}: obs has no cluster column '{cluster_annot}' (obs columns: "
+                         f"{short_list(obs.columns)}); set [data].cluster_annot or --cluster-annot, "
+                         "or run `spacetravlr prep` to cluster")
+    return np.zeros(len(obs), dtype=np.int64), ["all"]
+
+
+def _find_umap(obsm: dict[str, Any], n: int) -> np.ndarray | None:
+    """The first usable ``(n, >=2)`` embedding among the UMAP keys, as ``(n, 2)`` float64."""
+    for k in _keys.UMAP_KEYS:
+        if k in obsm and obsm[k] is not None:
+            u = np.asarray(obsm[k], dtype=np.float64)
+            if u.ndim == 2 and u.shape[0] == n and u.shape[1] >= 2:
+                return np.ascontiguousarray(u[:, :2])
+    return None
+
+
 def load_tissue(
     data: str | os.PathLike[str] | ad.AnnData,
     *,
@@ -236,92 +343,23 @@ def load_tissue(
     InputError
         With one line naming the file, key or value and the fix.
     """
-    import anndata as ad
-
-    path: Path | None = None
-    if isinstance(data, ad.AnnData):
-        parts = _from_adata(data, layer)
-        label = "AnnData"
-    else:
-        path = Path(data).expanduser().resolve()
-        parts = _read_partial(path, layer, spatial_key)
-        label = str(path)
-
+    parts, label, path = _read_source(data, layer, spatial_key)
     obs: pd.DataFrame = parts["obs"]
-    var: pd.DataFrame = parts["var"]
-    obs_names = np.asarray(obs.index.astype(str))
-    var_names = [str(v) for v in var.index]
-    n = len(obs_names)
-    if n < 2:
-        raise InputError(f"{label}: has {n} cell(s); at least 2 cells are needed to fit spatial models")
-    dup = pd.Index(obs_names).duplicated()
-    if dup.any():
-        ex = short_list(pd.unique(obs_names[dup]), 3)
-        raise InputError(f"{label}: {int(dup.sum())} duplicate obs_names (e.g. {ex}); "
-                         "make them unique with adata.obs_names_make_unique()")
-    vdup = pd.Index(var_names).duplicated()
-    if vdup.any():
-        raise InputError(f"{label}: {int(vdup.sum())} duplicate var_names (e.g. "
-                         f"{short_list(pd.unique(np.asarray(var_names)[vdup]), 3)}); "
-                         "make them unique with adata.var_names_make_unique()")
-
-    obsm = parts["obsm"]
-    keys = [spatial_key] if spatial_key else list(_keys.SPATIAL_KEYS)
-    skey = next((k for k in keys if k in obsm), None)
-    if skey is None:
-        raise InputError(f"{label}: no spatial coordinates in obsm (looked for {', '.join(keys)}; "
-                         f"obsm has: {short_list(obsm.keys())})")
-    coords = np.asarray(obsm[skey], dtype=np.float64)
-    if coords.ndim != 2 or coords.shape[0] != n or coords.shape[1] < 2:
-        raise InputError(f"{label}: obsm['{skey}'] has shape {coords.shape}, expected ({n}, 2) or ({n}, 3)")
-    coords = np.ascontiguousarray(coords[:, :2])
-    if not np.isfinite(coords).all():
-        raise InputError(f"{label}: obsm['{skey}']: {_where_nonfinite(coords, obs_names, None)}; "
-                         "remove or fix those cells")
-
-    X = parts["X"]
-    lname = f"layer '{layer}'" if layer else "X"
-    if X.shape != (n, len(var_names)):
-        raise InputError(f"{label}: {lname} has shape {X.shape}, expected ({n}, {len(var_names)})")
-    # non-finite values are checked before the min_expression cut, which would turn -inf into 0
-    if sp.issparse(X):
-        data_vals = X.tocsr().data
-        if not np.isfinite(data_vals).all():
-            dense = X.toarray() if X.shape[0] * X.shape[1] < 5e8 else None
-            where = (_where_nonfinite(dense, obs_names, var_names) if dense is not None
-                     else f"{int((~np.isfinite(data_vals)).sum())} non-finite values")
-            raise InputError(f"{label}: {lname}: {where}; impute or drop them")
-    else:
-        X = np.asarray(X)
-        if not np.isfinite(X).all():
-            raise InputError(f"{label}: {lname}: {_where_nonfinite(X, obs_names, var_names)}; "
-                             "impute or drop them")
-    expression = _dense_expression(X, min_expression)
-
-    if cluster_annot in obs.columns:
-        clusters, cluster_labels = cluster_ids(obs[cluster_annot], column=cluster_annot)
-    elif require_clusters:
-        raise InputError(f"{label}: obs has no cluster column '{cluster_annot}' (obs columns: "
-                         f"{short_list(obs.columns)}); set [data].cluster_annot or --cluster-annot, "
-                         "or run `spacetravlr prep` to cluster")
-    else:
-        clusters, cluster_labels = np.zeros(n, dtype=np.int64), ["all"]
-
-    umap = None
-    for k in _keys.UMAP_KEYS:
-        if k in obsm and obsm[k] is not None:
-            u = np.asarray(obsm[k], dtype=np.float64)
-            if u.ndim == 2 and u.shape[0] == n and u.shape[1] >= 2:
-                umap = np.ascontiguousarray(u[:, :2])
-                break
-
+    obs_names, var_names = _checked_names(obs, parts["var"], label)
+    coords, skey = _checked_coords(parts["obsm"], spatial_key, obs_names, label)
+    expression = _checked_expression(parts["X"], layer, obs_names, var_names, min_expression, label)
+    clusters, cluster_labels = _checked_clusters(obs, cluster_annot, require_clusters, label)
     return Tissue(obs_names=obs_names, var_names=var_names, coords=coords, expression=expression,
-                  clusters=clusters, cluster_labels=cluster_labels, umap=umap, layer=layer,
-                  cluster_annot=cluster_annot, spatial_key=skey, path=path, obs=obs)
+                  clusters=clusters, cluster_labels=cluster_labels, umap=_find_umap(parts["obsm"], len(obs_names)),
+                  layer=layer, cluster_annot=cluster_annot, spatial_key=skey, path=path, obs=obs)
 
 
-def tissue_from_config(cfg: Any) -> Tissue:
-    """Load the tissue named by ``cfg.data`` (a :class:`~spacetravlr_py.config.SpaceshipConfig`)."""
-    if not cfg.data.adata_path:
+def tissue_from_config(cfg: SpaceshipConfig, *, adata_path: str | os.PathLike[str] | None = None) -> Tissue:
+    """Load the tissue named by ``cfg.data`` (path, layer, cluster column).
+
+    ``adata_path`` replaces ``[data].adata_path`` (e.g. a ``--h5ad`` flag).
+    """
+    path = adata_path or cfg.data.adata_path
+    if not path:
         raise InputError("no dataset given: set [data].adata_path in the config or pass --h5ad")
-    return load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)
+    return load_tissue(path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)

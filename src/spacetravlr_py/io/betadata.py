@@ -20,16 +20,8 @@ import pandas as pd
 
 from .. import _keys
 from ..errors import InputError, short_list
+from ..naming import modulator_kind
 from .atomic import atomic_write
-
-
-def modulator_group(name: str) -> int:
-    """Group id of a modulator name: ``L$R`` → LR, ``L#TF`` → TF–ligand, else TF/extra (0)."""
-    if _keys.LR_SEP in name:
-        return _keys.GROUP_LR
-    if _keys.TFL_SEP in name:
-        return _keys.GROUP_TFL
-    return _keys.GROUP_TF
 
 
 @dataclass
@@ -71,7 +63,7 @@ class BetaFrame:
         self.coefs = np.ascontiguousarray(
             np.asarray(self.coefs, dtype=np.float64).reshape(len(self.row_ids), len(self.modulators)))
         if len(self.groups) != len(self.modulators):
-            self.groups = np.array([modulator_group(m) for m in self.modulators], dtype=np.int64)
+            self.groups = np.array([modulator_kind(m) for m in self.modulators], dtype=np.int64)
 
     @property
     def n_rows(self) -> int:

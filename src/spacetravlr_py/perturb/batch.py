@@ -1,4 +1,4 @@
-"""Batch perturbations from a TOML file, and the knockout screen.
+"""Batch perturbations from a TOML file (the knockout screen is :mod:`spacetravlr_py.perturb.screen`).
 
 Besides the format below, the seed's batch keys are read: ``parallelism`` (top level: jobs run at once;
 ``--batch-parallelism`` wins), ``compound_genes = [...]`` (= ``gene = [...]``), ``genes = "Foxo1"``, per-gene lists of
@@ -358,44 +358,3 @@ def run_batch(session: RunSession, jobs: Sequence[BatchJob], *, parallelism: int
     with ThreadPoolExecutor(max_workers=parallelism) as ex:
         return list(ex.map(one, jobs))
 
-
-def screen(session: RunSession, *, mode: str = "knockout", genes: Sequence[str] | None = None,
-           n_propagation: int | None = None, on_done: Any = None) -> list[dict[str, Any]]:
-    """Perturb every TF, ligand and receptor with betas, one at a time; rank genes by impact.
-
-    ``mode="knockout"`` sets the gene to 0, ``"overexpress"`` to its maximum observed value. Impact =
-    mean |Δ| over all cells and all other genes.
-    """
-    if mode not in ("knockout", "overexpress"):
-        raise InputError(f"screen mode must be knockout or overexpress, got {mode!r}")
-    roles = session.betabase.roles()
-    role_of: dict[str, list[str]] = {}
-    for role, gs in roles.items():
-        for g in gs:
-            role_of.setdefault(g, []).append(role)
-    cands = sorted(role_of) if genes is None else list(genes)
-    x0 = session.tissue.expression
-    gi = session.tissue.gene_index
-    from ..errors import near_matches
-
-    for g in cands:  # all checked before the first run
-        if g not in gi:
-            raise InputError(f"screen: gene '{g}' is not in the dataset{near_matches(g, session.tissue.var_names)}")
-    rows: list[dict[str, Any]] = []
-    for g in cands:
-        v = 0.0 if mode == "knockout" else float(x0[:, gi[g]].max())
-        res = session.run(g, v, n_propagation=n_propagation)
-        top = res.top_genes(5)
-        keep = np.ones(session.tissue.n_genes, dtype=bool)
-        keep[gi[g]] = False
-        impact = float(np.abs(res.delta[:, keep]).mean()) if keep.any() else 0.0
-        row = {"gene": g, "roles": ",".join(sorted(role_of.get(g, []))), "desired_expr": v, "impact": impact,
-               "n_genes_changed": int(np.count_nonzero(np.abs(res.delta[:, keep]).max(axis=0) > 0)),
-               "top_affected": ";".join(f"{t}:{m:.4g}" for t, m in top)}
-        rows.append(row)
-        if on_done is not None:
-            on_done(row)
-    rows.sort(key=lambda r: (-float(r["impact"]), str(r["gene"])))
-    for rank, r in enumerate(rows, 1):
-        r["rank"] = rank
-    return rows

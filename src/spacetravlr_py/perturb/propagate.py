@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -303,8 +303,12 @@ class Perturber:
 
     def run(self, genes: str | Sequence[str], desired: float | Sequence[float] = 0.0, *,
             scope: np.ndarray | None = None, scope_label: str = "all cells",
-            n_propagation: int | None = None) -> PerturbResult:
-        """Simulate setting ``genes`` to ``desired`` in the ``scope`` cells (SPEC §7)."""
+            n_propagation: int | None = None, on_step: Callable[[int, int], None] | None = None) -> PerturbResult:
+        """Simulate setting ``genes`` to ``desired`` in the ``scope`` cells (SPEC §7).
+
+        ``on_step(step, n_steps)`` is called after each propagation step (progress); an exception it
+        raises aborts the run (cancellation).
+        """
         t_start = time.perf_counter()
         names, vals = self._targets(genes, desired)
         n_prop = self.s.n_propagation if n_propagation is None else int(n_propagation)
@@ -370,6 +374,8 @@ class Perturber:
             t_recv += tr - ts
             t_prop += te - tr
             steps.append({"received_s": tr - ts, "propagate_s": te - tr})
+            if on_step is not None:
+                on_step(len(steps), n_prop)
         # the clipped state itself, not x0 + (x − x0): that sum can land 1 ulp above the observed maximum
         result = x
         for c, v in zip(tcols, vals):

@@ -118,8 +118,9 @@ class RunSession:
 
     def run(self, genes: str | Sequence[str], desired: float | Sequence[float] = 0.0, *,
             scope: np.ndarray | None = None, scope_label: str = "all cells",
-            n_propagation: int | None = None) -> PerturbResult:
-        return self.perturber.run(genes, desired, scope=scope, scope_label=scope_label, n_propagation=n_propagation)
+            n_propagation: int | None = None, on_step: Callable[[int, int], None] | None = None) -> PerturbResult:
+        return self.perturber.run(genes, desired, scope=scope, scope_label=scope_label, n_propagation=n_propagation,
+                                  on_step=on_step)
 
 
 def ligand_signaling(run: TrainedRun, tissue: Tissue) -> dict[str, str | None] | None:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from .._keys import MIN_EXPRESSION
 from ..betadata.betabase import Betabase
+from ..naming import TF
 from . import _kernels
 
 
@@ -114,7 +115,7 @@ def splash(betabase: Betabase, gene: str, expression: np.ndarray, received: Liga
             raise ValueError(f"splash: {name} holds {tab.values.shape} values for {len(tab.col)} genes; expected "
                              f"{n_cells} rows and a column map over the {n_genes} genes (LigandTable.from_columns)")
     RW, RLt, lig_col = _aligned(received, rt)
-    ligs = np.unique(gm.a[gm.kind != 0])
+    ligs = np.unique(gm.a[gm.kind != TF])
     missing = ligs[lig_col[ligs] < 0] if ligs.size else ligs
     if missing.size:
         raise ValueError(f"splash: no received-ligand values for {', '.join(betabase.var_names[j] for j in missing)} "

@@ -51,7 +51,7 @@ def load_prep_network(network: str | os.PathLike[str] | pd.DataFrame | Network, 
 def check_network_overlap(var_names: Sequence[str], net: Network, *, where: str,
                           data_species: str | None) -> int:
     """Errors for a species mismatch and for no gene in common (one line each); returns the genes in common."""
-    from ..io.network import guess_species
+    from ..io.species import guess_species
 
     net_name = str(net.path) if net.path is not None else "the network"
     net_species = net.species

@@ -103,7 +103,7 @@ def diffusion_operator(pcs: np.ndarray, *, knn: int = DEFAULT_KNN, knn_max: int 
 
 def diffuse(M: sp.csr_matrix, B: np.ndarray, t: int) -> np.ndarray:
     """``M^t @ B`` for a dense ``B`` (float64, a new array; ``B`` itself when ``t == 0``)."""
-    from ._kernels import csr_dense_matmul
+    from ..spatial._kernels import csr_weighted_sum  # the same CSR × dense product
 
     if t == 0:
         return B
@@ -113,7 +113,7 @@ def diffuse(M: sp.csr_matrix, B: np.ndarray, t: int) -> np.ndarray:
     indices = M.indices.astype(np.int64)
     data = M.data.astype(np.float64)
     for _ in range(t):
-        csr_dense_matmul(indptr, indices, data, cur, nxt)
+        csr_weighted_sum(indptr, indices, data, cur, nxt)
         cur, nxt = nxt, cur
     return cur
 

@@ -27,7 +27,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ import pandas as pd
 
 from .. import _keys
 from ..errors import InputError, near_matches, short_list
+from ..io.species import check_species, guess_species
 from . import clusters as _clusters
 from . import coords as _coords
 from . import impute as _impute
@@ -249,112 +250,150 @@ def _quiet() -> Iterator[None]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _prepare(
-    adata: ad.AnnData,
-    *,
-    layer: str | None = None,
-    skip_normalize: bool = False,
-    allow_non_integer: bool = False,
-    target_sum: float = DEFAULT_TARGET_SUM,
-    cluster_key: str | None = None,
-    leiden: bool = False,
-    resolution: float = DEFAULT_RESOLUTION,
-    min_cluster_cells: int = _clusters.DEFAULT_MIN_CELLS,
-    key_added: str = _keys.DEFAULT_CLUSTER_ANNOT,
-    drop_unlabeled: bool = False,
-    network: str | os.PathLike[str] | pd.DataFrame | Network | None = None,
-    species: str | None = None,
-    n_top_genes: int | None = DEFAULT_N_TOP_GENES,
-    keep_genes: Iterable[str] = (),
-    n_pcs: int = DEFAULT_N_PCS,
-    n_neighbors: int = DEFAULT_N_NEIGHBORS,
-    compute_umap: bool | None = None,
-    impute_knn: int = _impute.DEFAULT_KNN,
-    impute_knn_max: int | None = None,
-    impute_decay: float = _impute.DEFAULT_DECAY,
-    impute_t: int = _impute.DEFAULT_T,
-    spatial_key: str | None = None,
-    rescale: bool = True,
-    cell_size: float = _coords.DEFAULT_CELL_SIZE,
-    section_key: str | None = None,
-    section_gap: float | None = None,
-    random_state: int = 0,
-    where: str = "AnnData",
-    emit: Callable[[str], None] | None = None,
-) -> tuple[ad.AnnData, PrepReport]:
+@dataclass(frozen=True)
+class PrepParams:
+    """The options of :func:`prepare` (documented there), checked by :meth:`check`.
+
+    The field order is the order of the recorded ``uns['spacetravlr_prep']['params']``.
+    """
+
+    layer: str | None = None
+    skip_normalize: bool = False
+    allow_non_integer: bool = False
+    target_sum: float = DEFAULT_TARGET_SUM
+    cluster_key: str | None = None
+    leiden: bool = False
+    resolution: float = DEFAULT_RESOLUTION
+    min_cluster_cells: int = _clusters.DEFAULT_MIN_CELLS
+    key_added: str = _keys.DEFAULT_CLUSTER_ANNOT
+    drop_unlabeled: bool = False
+    species: str | None = None
+    n_top_genes: int | None = DEFAULT_N_TOP_GENES
+    keep_genes: tuple[str, ...] = ()
+    n_pcs: int = DEFAULT_N_PCS
+    n_neighbors: int = DEFAULT_N_NEIGHBORS
+    compute_umap: bool | None = None
+    impute_knn: int = _impute.DEFAULT_KNN
+    impute_knn_max: int | None = None
+    impute_decay: float = _impute.DEFAULT_DECAY
+    impute_t: int = _impute.DEFAULT_T
+    spatial_key: str | None = None
+    rescale: bool = True
+    cell_size: float = _coords.DEFAULT_CELL_SIZE
+    section_key: str | None = None
+    section_gap: float | None = None
+    random_state: int = 0
+
+    @classmethod
+    def from_kwargs(cls, keep_genes: Iterable[str] = (), **kwargs: Any) -> PrepParams:
+        """The options as :func:`prepare` takes them (``keep_genes`` any iterable of names)."""
+        return cls(keep_genes=tuple(str(g) for g in keep_genes), **kwargs)
+
+    def check(self) -> None:
+        """One-line :class:`InputError` for an option out of range (before any data is looked at)."""
+        if self.n_top_genes is not None and self.n_top_genes < 1:
+            raise InputError(f"--n-top-genes {self.n_top_genes} must be at least 1 (or use --all-genes)")
+        if not (self.target_sum > 0 and math.isfinite(self.target_sum)):
+            raise InputError(f"--target-sum {self.target_sum} must be a positive number")
+        if not self.resolution > 0:
+            raise InputError(f"--resolution {self.resolution} must be positive")
+        if self.min_cluster_cells < 1:
+            raise InputError(f"--min-cluster-cells {self.min_cluster_cells} must be at least 1 "
+                             "(1 keeps every cluster)")
+        if self.n_pcs < 2 or self.n_neighbors < 2:
+            raise InputError(f"--n-pcs {self.n_pcs} and --n-neighbors {self.n_neighbors} must be at least 2")
+        _impute._check_params(self.impute_knn, self.impute_knn_max, self.impute_decay, self.impute_t)
+        if self.species is not None:
+            check_species(self.species)
+
+    def as_record(self) -> dict[str, Any]:
+        """The options as recorded in the report (``keep_genes`` last, as a list)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "keep_genes"}
+        d["keep_genes"] = list(self.keep_genes)
+        return d
+
+
+@dataclass
+class _Checked:
+    """What the checks found: where coordinates, labels and counts are, and the network."""
+
+    spatial_key: str
+    cluster_key: str | None
+    """The obs column of given labels (None: Leiden clusters)."""
+    counts: Any
+    counts_name: str
+    network: Network | None
+
+
+def _given_labels(adata: ad.AnnData, p: PrepParams, where: str, notes: list[str]) -> str | None:
+    """The obs column holding the user's cell types, or None when Leiden must make them."""
+    if p.cluster_key and p.leiden:
+        raise InputError("--cluster-key and --leiden exclude each other: name existing labels or ask for "
+                         "Leiden clusters, not both")
+    if p.cluster_key:
+        _obs_column(adata, p.cluster_key, where, "--cluster-key")
+        if p.cluster_key != p.key_added and p.key_added in adata.obs.columns:
+            notes.append(f"obs['{p.key_added}'] was replaced by the labels of obs['{p.cluster_key}']")
+        return p.cluster_key
+    if p.key_added in adata.obs.columns and not p.leiden:
+        notes.append(f"using the existing obs['{p.key_added}'] as cell types (pass --leiden to recluster)")
+        return p.key_added
+    require_leiden()
+    return None
+
+
+def _check_network(network: str | os.PathLike[str] | pd.DataFrame | Network | None, var_names: list[str],
+                   where: str, rep: PrepReport) -> Network | None:
+    """Load the prior network and check its species and gene overlap against the data's genes."""
+    if network is None:
+        return None
+    net = load_prep_network(network, species=rep.species)
+    rep.network = str(net.path) if net.path is not None else "(in memory)"
+    n_common = check_network_overlap(var_names, net, where=where, data_species=rep.species)
+    rep.network += f" ({n_common:,} of the data's genes are in it)"
+    return net
+
+
+def _check_input(adata: ad.AnnData, p: PrepParams, network: str | os.PathLike[str] | pd.DataFrame | Network
+                 | None, where: str, rep: PrepReport) -> _Checked:
+    """Step 1: options, coordinates, sections, labels, species, network and counts (cheap, before any
+    heavy work); one-line :class:`InputError` on the first problem."""
+    p.check()
+    skey = _spatial_key(adata, p.spatial_key, where)
+    rep.spatial_key = skey
+    if p.section_key:
+        col = _obs_column(adata, p.section_key, where, "--section-key")
+        if col.isna().any():
+            raise InputError(f"{where}: obs['{p.section_key}'] is empty for {int(col.isna().sum()):,} cells; "
+                             "give every cell a section")
+    cluster_key = _given_labels(adata, p, where, rep.notes)
+    counts, lname = _counts_matrix(adata, p.layer, where)
+    var_names = [str(v) for v in adata.var_names]
+    rep.species = p.species or guess_species(var_names)
+    net = _check_network(network, var_names, where, rep)
+    try:
+        check_counts(counts, where=f"{where}: {lname}", obs_names=adata.obs_names, var_names=adata.var_names,
+                     allow_non_integer=p.allow_non_integer, counts=not p.skip_normalize)
+    except InputError as e:
+        if p.layer or not len(adata.layers):
+            raise
+        raise InputError(f"{e} (layers present: {short_list(adata.layers.keys())})") from None
+    return _Checked(skey, cluster_key, counts, lname, net)
+
+
+def _check_detail(adata: ad.AnnData, p: PrepParams, c: _Checked, rep: PrepReport) -> str:
+    return (f"{adata.n_obs:,} cells × {adata.n_vars:,} genes, {c.counts_name} "
+            + ("(log-normalised, --skip-normalize)" if p.skip_normalize else "holds counts")
+            + f", coordinates obsm['{c.spatial_key}']"
+            + (f", species {rep.species}" if rep.species else "")
+            + (f"; network {rep.network}" if c.network is not None else ""))
+
+
+def _working_copy(adata: ad.AnnData, counts: Any, layer: str | None, notes: list[str]) -> ad.AnnData:
+    """The object the steps work on: counts (CSR) as X, obs, var, obsm, uns and the layers prep does not
+    write; no stale graph or PCs; duplicate names made unique."""
     import anndata as ad
 
-    sc = require_scanpy()
-    from ..io.network import _check_species, guess_species
-
-    params = {k: v for k, v in locals().items()
-              if k not in ("adata", "ad", "sc", "network", "emit", "keep_genes", "where", "_check_species",
-                           "guess_species")}
-    params["keep_genes"] = [str(g) for g in keep_genes]
-    prog = _Progress(emit)
-    rep = PrepReport(n_cells_in=adata.n_obs, n_genes_in=adata.n_vars, params=params)
-    notes = rep.notes
-
-    # -- 1. checks (cheap, before any heavy work) ----------------------------------------------------
-    with prog.step("checks") as info:
-        if n_top_genes is not None and n_top_genes < 1:
-            raise InputError(f"--n-top-genes {n_top_genes} must be at least 1 (or use --all-genes)")
-        if not (target_sum > 0 and math.isfinite(target_sum)):
-            raise InputError(f"--target-sum {target_sum} must be a positive number")
-        if not resolution > 0:
-            raise InputError(f"--resolution {resolution} must be positive")
-        if min_cluster_cells < 1:
-            raise InputError(f"--min-cluster-cells {min_cluster_cells} must be at least 1 (1 keeps every cluster)")
-        if n_pcs < 2 or n_neighbors < 2:
-            raise InputError(f"--n-pcs {n_pcs} and --n-neighbors {n_neighbors} must be at least 2")
-        _impute._check_params(impute_knn, impute_knn_max, impute_decay, impute_t)
-        if species is not None:
-            _check_species(species)
-        skey = _spatial_key(adata, spatial_key, where)
-        rep.spatial_key = skey
-        if section_key:
-            col = _obs_column(adata, section_key, where, "--section-key")
-            if col.isna().any():
-                raise InputError(f"{where}: obs['{section_key}'] is empty for {int(col.isna().sum()):,} cells; "
-                                 "give every cell a section")
-        labels_in = None
-        if cluster_key and leiden:
-            raise InputError("--cluster-key and --leiden exclude each other: name existing labels or ask for "
-                             "Leiden clusters, not both")
-        if cluster_key:
-            labels_in = _obs_column(adata, cluster_key, where, "--cluster-key")
-            if cluster_key != key_added and key_added in adata.obs.columns:
-                notes.append(f"obs['{key_added}'] was replaced by the labels of obs['{cluster_key}']")
-        elif key_added in adata.obs.columns and not leiden:
-            labels_in = adata.obs[key_added]
-            cluster_key = key_added
-            notes.append(f"using the existing obs['{key_added}'] as cell types (pass --leiden to recluster)")
-        if labels_in is None:
-            require_leiden()
-        counts, lname = _counts_matrix(adata, layer, where)
-        var_names = [str(v) for v in adata.var_names]
-        data_species = species or guess_species(var_names)
-        rep.species = data_species
-        net = None
-        if network is not None:
-            net = load_prep_network(network, species=data_species)
-            rep.network = str(net.path) if net.path is not None else "(in memory)"
-            n_common = check_network_overlap(var_names, net, where=where, data_species=data_species)
-            rep.network += f" ({n_common:,} of the data's genes are in it)"
-        try:
-            check_counts(counts, where=f"{where}: {lname}", obs_names=adata.obs_names,
-                         var_names=adata.var_names, allow_non_integer=allow_non_integer, counts=not skip_normalize)
-        except InputError as e:
-            if layer or not len(adata.layers):
-                raise
-            raise InputError(f"{e} (layers present: {short_list(adata.layers.keys())})") from None
-        info["detail"] = (f"{adata.n_obs:,} cells × {adata.n_vars:,} genes, {lname} "
-                          + ("(log-normalised, --skip-normalize)" if skip_normalize else "holds counts")
-                          + f", coordinates obsm['{skey}']"
-                          + (f", species {data_species}" if data_species else "")
-                          + (f"; network {rep.network}" if net is not None else ""))
-
-    # -- the working object: counts (CSR), obs, var, obsm, uns; no stale graph or PCs ---------------
     counts = counts.tocsr() if hasattr(counts, "tocsr") else as_csr32(counts)
     work = ad.AnnData(X=counts, obs=adata.obs.copy(), var=adata.var.copy(),
                       obsm={k: np.asarray(v) if not isinstance(v, pd.DataFrame) else v
@@ -369,144 +408,216 @@ def _prepare(
     if not work.var_names.is_unique:
         notes.append(f"{int(work.var_names.duplicated().sum()):,} duplicate var_names made unique")
         work.var_names_make_unique()
+    return work
 
-    # -- 2. labels given by the user: missing labels; empty cells and genes -------------------------
-    with prog.step("filter") as info:
-        if labels_in is not None:
-            labs = _label_strings(work.obs[cluster_key])
-            miss = labs == UNLABELED
-            if miss.all():
-                raise InputError(f"{where}: obs['{cluster_key}'] has no label at all; name another column "
-                                 "with --cluster-key or pass --leiden")
-            if miss.any():
-                if drop_unlabeled:
-                    rep.n_unlabeled = int(miss.sum())
-                    work = work[~miss].copy()
-                    labs = labs[~miss]
-                else:
-                    notes.append(f"{int(miss.sum()):,} cells without a label in obs['{cluster_key}'] form the "
-                                 f"cell type '{UNLABELED}' (--drop-unlabeled drops them)")
-            work.obs[key_added] = pd.Categorical(labs)
-        work, drop_notes, rep.n_cells_dropped, rep.n_genes_dropped = drop_empty(work, where=where)
-        notes.extend(drop_notes)
-        info["detail"] = f"{work.n_obs:,} cells × {work.n_vars:,} genes with counts"
 
-    # -- 3. normalisation ---------------------------------------------------------------------------
-    with prog.step("normalise") as info, _quiet():
-        if skip_normalize:
-            norm = as_csr32(work.X)
-            work.layers[_keys.NORMALIZED_LAYER] = norm
-            work.X = norm
-            info["detail"] = "input used as normalized_count as given (--skip-normalize; no raw_count layer)"
+def _apply_labels(work: ad.AnnData, cluster_key: str, p: PrepParams, where: str,
+                  rep: PrepReport) -> ad.AnnData:
+    """Step 2a: the given labels as ``obs[key_added]``; unlabeled cells dropped or their own type."""
+    labs = _label_strings(work.obs[cluster_key])
+    miss = labs == UNLABELED
+    if miss.all():
+        raise InputError(f"{where}: obs['{cluster_key}'] has no label at all; name another column "
+                         "with --cluster-key or pass --leiden")
+    if miss.any():
+        if p.drop_unlabeled:
+            rep.n_unlabeled = int(miss.sum())
+            work = work[~miss].copy()
+            labs = labs[~miss]
         else:
-            work.layers[_keys.RAW_LAYER] = work.X
-            normalize(work, target_sum=target_sum)
-            info["detail"] = f"normalized_count = log1p(counts / library size × {target_sum:g})"
+            rep.notes.append(f"{int(miss.sum()):,} cells without a label in obs['{cluster_key}'] form the "
+                             f"cell type '{UNLABELED}' (--drop-unlabeled drops them)")
+    work.obs[p.key_added] = pd.Categorical(labs)
+    return work
 
-    # -- 4. genes -----------------------------------------------------------------------------------
-    with prog.step("genes") as info, _quiet():
-        sel = select_genes(work, n_top_genes=n_top_genes, network=net, keep_genes=keep_genes,
-                           batch_key=section_key if n_top_genes is not None else None)
-        rep.genes = sel
-        roles = pd.Series("", index=work.var_names, dtype=object)
-        if net is not None:
-            for name, genes in (("TF", net.tfs), ("ligand", net.ligands), ("receptor", net.receptors)):
-                m = work.var_names.isin(genes)
-                roles[m] = np.where(roles[m] == "", name, roles[m] + "," + name)
-        work.var["network_role"] = roles.to_numpy()
-        if sel.missing_keep:
-            notes.append(f"{len(sel.missing_keep)} requested genes are not in the data (or have no counts): "
+
+def _normalise(work: ad.AnnData, p: PrepParams) -> str:
+    """Step 3: ``normalized_count`` (and ``raw_count`` unless the input is already normalised)."""
+    if p.skip_normalize:
+        norm = as_csr32(work.X)
+        work.layers[_keys.NORMALIZED_LAYER] = norm
+        work.X = norm
+        return "input used as normalized_count as given (--skip-normalize; no raw_count layer)"
+    work.layers[_keys.RAW_LAYER] = work.X
+    normalize(work, target_sum=p.target_sum)
+    return f"normalized_count = log1p(counts / library size × {p.target_sum:g})"
+
+
+def _network_roles(var_names: pd.Index, net: Network | None) -> np.ndarray:
+    """``var['network_role']``: ``TF``, ``ligand``, ``receptor`` or several joined by commas, else ''."""
+    roles = pd.Series("", index=var_names, dtype=object)
+    if net is not None:
+        for name, genes in (("TF", net.tfs), ("ligand", net.ligands), ("receptor", net.receptors)):
+            m = var_names.isin(genes)
+            roles[m] = np.where(roles[m] == "", name, roles[m] + "," + name)
+    return roles.to_numpy()
+
+
+def _select(work: ad.AnnData, net: Network | None, p: PrepParams, rep: PrepReport) -> ad.AnnData:
+    """Step 4: highly variable genes ∪ network genes ∪ ``keep_genes``; ``var['network_role']``."""
+    sel = select_genes(work, n_top_genes=p.n_top_genes, network=net, keep_genes=p.keep_genes,
+                       batch_key=p.section_key if p.n_top_genes is not None else None)
+    rep.genes = sel
+    work.var["network_role"] = _network_roles(work.var_names, net)
+    if sel.missing_keep:
+        rep.notes.append(f"{len(sel.missing_keep)} requested genes are not in the data (or have no counts): "
                          f"{short_list(sel.missing_keep, 5)}")
-        if sel.selected:
-            work = work[:, sel.mask].copy()
-        info["detail"] = sel.summary(rep.n_genes_in - rep.n_genes_dropped)
-    work.var["highly_variable"] = sel.hvg[sel.mask] if sel.selected else sel.hvg
+    if sel.selected:
+        work = work[:, sel.mask].copy()
+    return work
 
-    # -- 5. PCA, graph, clusters, UMAP --------------------------------------------------------------
-    n_comps = int(min(n_pcs, work.n_obs - 1, work.n_vars - 1))
+
+def _pca(work: ad.AnnData, p: PrepParams, where: str, prog: _Progress) -> int:
+    """Step 5a: PCA on the highly variable genes (all genes when too few); returns the components."""
+    sc = require_scanpy()
+    n_comps = int(min(p.n_pcs, work.n_obs - 1, work.n_vars - 1))
     if n_comps < 2:
         raise InputError(f"{where}: {work.n_obs:,} cells × {work.n_vars:,} genes is too small for a PCA; "
                          "prep needs at least 3 cells and 3 genes with counts")
     with prog.step("PCA", announce=True) as info, _quiet():
         use_mask = "highly_variable" if int(work.var["highly_variable"].sum()) > n_comps else None
-        sc.pp.pca(work, n_comps=n_comps, mask_var=use_mask, random_state=random_state)
+        sc.pp.pca(work, n_comps=n_comps, mask_var=use_mask, random_state=p.random_state)
         info["detail"] = f"{n_comps} components"
-    need_labels = labels_in is None
-    umap_present = next((k for k in _keys.UMAP_KEYS if k in work.obsm), None)
-    do_umap = compute_umap if compute_umap is not None else umap_present is None
-    if need_labels or do_umap:
-        with prog.step("neighbours", announce=True) as info, _quiet():
-            # exact kNN up to knn.APPROX_ABOVE_CELLS cells, pynndescent above (see prep/knn.py)
-            k_nn = min(n_neighbors, work.n_obs - 1)
-            transformer = _knn.transformer_for(work.n_obs, k_nn, random_state)
-            sc.pp.neighbors(work, n_neighbors=k_nn, use_rep="X_pca", transformer=transformer,
-                            random_state=random_state)
-            kind = "exact" if transformer == "sklearn" else "approximate (pynndescent)"
-            info["detail"] = f"{k_nn}-NN graph on {n_comps} PCs, {kind}"
-    if need_labels:
-        with prog.step("Leiden", announce=True) as info, _quiet():
-            sc.tl.leiden(work, resolution=resolution, key_added=key_added, flavor="igraph", n_iterations=2,
-                         directed=False, random_state=random_state)
-            rep.cluster_source = f"Leiden clustering (resolution {resolution})"
-            n_found = work.obs[key_added].nunique()
-            merged, n_merged = _clusters.merge_small_clusters(
-                work.obs[key_added].to_numpy(), work.obsp["connectivities"], min_cluster_cells)
-            work.obs[key_added] = pd.Categorical(merged, categories=sorted(set(merged), key=int))
-            info["detail"] = f"{n_found} clusters"
-            if n_merged:
-                info["detail"] += (f"; {n_merged} with fewer than {min_cluster_cells} cells merged into their "
-                                   f"most connected neighbour → {n_found - n_merged}")
-                rep.cluster_source += f", clusters under {min_cluster_cells} cells merged"
-    else:
-        rep.cluster_source = f"obs['{cluster_key}']"
+    return n_comps
+
+
+def _neighbours(work: ad.AnnData, n_comps: int, p: PrepParams) -> str:
+    """Step 5b: the kNN graph on the PCs: exact up to ``knn.APPROX_ABOVE_CELLS`` cells, pynndescent
+    above (see prep/knn.py)."""
+    sc = require_scanpy()
+    k_nn = min(p.n_neighbors, work.n_obs - 1)
+    transformer = _knn.transformer_for(work.n_obs, k_nn, p.random_state)
+    sc.pp.neighbors(work, n_neighbors=k_nn, use_rep="X_pca", transformer=transformer,
+                    random_state=p.random_state)
+    kind = "exact" if transformer == "sklearn" else "approximate (pynndescent)"
+    return f"{k_nn}-NN graph on {n_comps} PCs, {kind}"
+
+
+def _leiden(work: ad.AnnData, p: PrepParams, rep: PrepReport) -> str:
+    """Step 5c: Leiden clusters in ``obs[key_added]``, clusters under ``min_cluster_cells`` merged."""
+    sc = require_scanpy()
+    sc.tl.leiden(work, resolution=p.resolution, key_added=p.key_added, flavor="igraph", n_iterations=2,
+                 directed=False, random_state=p.random_state)
+    rep.cluster_source = f"Leiden clustering (resolution {p.resolution})"
+    n_found = work.obs[p.key_added].nunique()
+    merged, n_merged = _clusters.merge_small_clusters(
+        work.obs[p.key_added].to_numpy(), work.obsp["connectivities"], p.min_cluster_cells)
+    work.obs[p.key_added] = pd.Categorical(merged, categories=sorted(set(merged), key=int))
+    detail = f"{n_found} clusters"
+    if n_merged:
+        detail += (f"; {n_merged} with fewer than {p.min_cluster_cells} cells merged into their "
+                   f"most connected neighbour → {n_found - n_merged}")
+        rep.cluster_source += f", clusters under {p.min_cluster_cells} cells merged"
+    return detail
+
+
+def _cluster_ids(work: ad.AnnData, key_added: str, rep: PrepReport) -> None:
+    """Step 5d: ``obs[key_added + '_int']``, ids in sorted label order as training numbers clusters."""
     from ..io.anndata import cluster_ids
 
     ids, id_labels = cluster_ids(work.obs[key_added], column=key_added)
     work.obs[f"{key_added}_int"] = ids
     rep.cluster_sizes = {lab: int(n) for lab, n in zip(id_labels, np.bincount(ids, minlength=len(id_labels)))}
+
+
+def _embed(work: ad.AnnData, c: _Checked, p: PrepParams, where: str, prog: _Progress,
+           rep: PrepReport) -> None:
+    """Step 5: PCA, kNN graph, Leiden labels when none are given, cluster ids, UMAP when asked or absent."""
+    n_comps = _pca(work, p, where, prog)
+    need_labels = c.cluster_key is None
+    umap_present = next((k for k in _keys.UMAP_KEYS if k in work.obsm), None)
+    do_umap = p.compute_umap if p.compute_umap is not None else umap_present is None
+    if need_labels or do_umap:
+        with prog.step("neighbours", announce=True) as info, _quiet():
+            info["detail"] = _neighbours(work, n_comps, p)
+    if need_labels:
+        with prog.step("Leiden", announce=True) as info, _quiet():
+            info["detail"] = _leiden(work, p, rep)
+    else:
+        rep.cluster_source = f"obs['{c.cluster_key}']"
+    _cluster_ids(work, p.key_added, rep)
     if do_umap:
         with prog.step("UMAP", announce=True) as info, _quiet():
-            sc.tl.umap(work, random_state=random_state)
+            require_scanpy().tl.umap(work, random_state=p.random_state)
             rep.umap = ("computed (obsm['X_umap'])" if umap_present is None
                         else f"recomputed (was obsm['{umap_present}'])")
             info["detail"] = rep.umap
     else:
         rep.umap = f"kept obsm['{umap_present}']"
 
-    # -- 6. imputation ------------------------------------------------------------------------------
+
+def _impute_layer(work: ad.AnnData, p: PrepParams, rep: PrepReport, prog: _Progress) -> str:
+    """Step 6: ``imputed_count`` = per-cell-type diffusion of ``normalized_count`` (dense float32)."""
+    labels = np.asarray(work.obs[p.key_added].astype(str))
+    imputed = _impute.impute_by_cluster(
+        work.layers[_keys.NORMALIZED_LAYER], np.asarray(work.obsm["X_pca"]), labels, knn=p.impute_knn,
+        knn_max=p.impute_knn_max, decay=p.impute_decay, t=p.impute_t, emit_every=10.0, progress=prog.say)
+    work.layers[_keys.DEFAULT_LAYER] = imputed
+    return (f"imputed_count = M^{p.impute_t} · normalized_count within each of {rep.n_clusters} cell "
+            f"types (k={p.impute_knn}, α={p.impute_decay:g}; {imputed.shape[0]:,} × {imputed.shape[1]:,} "
+            f"float32, {imputed.nbytes / 1e6:.0f} MB)")
+
+
+def _coordinates(work: ad.AnnData, skey: str, p: PrepParams, where: str, rep: PrepReport) -> str:
+    """Step 7: rescale to ``cell_size`` and lay sections out side by side (original kept)."""
+    xy = np.asarray(work.obsm[skey], dtype=np.float64)
+    sec = np.asarray(work.obs[p.section_key].astype(str)) if p.section_key else None
+    rep.median_nn_before = _coords.median_nn_distance(xy, sec)
+    new = xy.copy()
+    if p.rescale:
+        rep.scale_factor = _coords.rescale_factor(rep.median_nn_before, p.cell_size,
+                                                  where=f"{where}: obsm['{skey}']")
+        new *= rep.scale_factor
+    spacing = rep.median_nn_before * rep.scale_factor
+    if sec is not None:
+        gap = p.section_gap if p.section_gap is not None else _coords.DEFAULT_GAP_CELLS * spacing
+        new, rep.sections = _coords.layout_sections(new, sec, gap=float(gap))
+    if p.rescale or sec is not None:
+        if _keys.SPATIAL_UNSCALED_KEY in work.obsm:
+            rep.notes.append(f"obsm['{_keys.SPATIAL_UNSCALED_KEY}'] already existed and was kept as the original")
+        else:
+            work.obsm[_keys.SPATIAL_UNSCALED_KEY] = xy
+        work.obsm[skey] = new
+    rep.median_nn_after = _coords.median_nn_distance(new, sec)
+    return f"median nearest-neighbour distance {rep.median_nn_before:.4g} → {rep.median_nn_after:.4g}"
+
+
+def _prepare(
+    adata: ad.AnnData,
+    *,
+    network: str | os.PathLike[str] | pd.DataFrame | Network | None = None,
+    where: str = "AnnData",
+    emit: Callable[[str], None] | None = None,
+    **kwargs: Any,
+) -> tuple[ad.AnnData, PrepReport]:
+    """The steps of :func:`prepare` in order; ``kwargs`` are the :class:`PrepParams`."""
+    require_scanpy()
+    p = PrepParams.from_kwargs(**kwargs)
+    prog = _Progress(emit)
+    rep = PrepReport(n_cells_in=adata.n_obs, n_genes_in=adata.n_vars, params=p.as_record())
+    with prog.step("checks") as info:
+        c = _check_input(adata, p, network, where, rep)
+        info["detail"] = _check_detail(adata, p, c, rep)
+    work = _working_copy(adata, c.counts, p.layer, rep.notes)
+    with prog.step("filter") as info:
+        if c.cluster_key is not None:
+            work = _apply_labels(work, c.cluster_key, p, where, rep)
+        work, drop_notes, rep.n_cells_dropped, rep.n_genes_dropped = drop_empty(work, where=where)
+        rep.notes.extend(drop_notes)
+        info["detail"] = f"{work.n_obs:,} cells × {work.n_vars:,} genes with counts"
+    with prog.step("normalise") as info, _quiet():
+        info["detail"] = _normalise(work, p)
+    with prog.step("genes") as info, _quiet():
+        work = _select(work, c.network, p, rep)
+        assert rep.genes is not None
+        info["detail"] = rep.genes.summary(rep.n_genes_in - rep.n_genes_dropped)
+    sel = rep.genes
+    work.var["highly_variable"] = sel.hvg[sel.mask] if sel.selected else sel.hvg
+    _embed(work, c, p, where, prog, rep)
     with prog.step("impute", announce=True) as info:
-        labels = np.asarray(work.obs[key_added].astype(str))
-        imputed = _impute.impute_by_cluster(
-            work.layers[_keys.NORMALIZED_LAYER], np.asarray(work.obsm["X_pca"]), labels, knn=impute_knn,
-            knn_max=impute_knn_max, decay=impute_decay, t=impute_t, emit_every=10.0, progress=prog.say)
-        work.layers[_keys.DEFAULT_LAYER] = imputed
-        info["detail"] = (f"imputed_count = M^{impute_t} · normalized_count within each of {rep.n_clusters} cell "
-                          f"types (k={impute_knn}, α={impute_decay:g}; {imputed.shape[0]:,} × {imputed.shape[1]:,} "
-                          f"float32, {imputed.nbytes / 1e6:.0f} MB)")
-
-    # -- 7. coordinates -----------------------------------------------------------------------------
+        info["detail"] = _impute_layer(work, p, rep, prog)
     with prog.step("coordinates") as info:
-        xy = np.asarray(work.obsm[skey], dtype=np.float64)
-        sec = np.asarray(work.obs[section_key].astype(str)) if section_key else None
-        rep.median_nn_before = _coords.median_nn_distance(xy, sec)
-        new = xy.copy()
-        if rescale:
-            rep.scale_factor = _coords.rescale_factor(rep.median_nn_before, cell_size,
-                                                      where=f"{where}: obsm['{skey}']")
-            new *= rep.scale_factor
-        spacing = rep.median_nn_before * rep.scale_factor
-        if sec is not None:
-            gap = section_gap if section_gap is not None else _coords.DEFAULT_GAP_CELLS * spacing
-            new, rep.sections = _coords.layout_sections(new, sec, gap=float(gap))
-        if rescale or sec is not None:
-            if _keys.SPATIAL_UNSCALED_KEY in work.obsm:
-                notes.append(f"obsm['{_keys.SPATIAL_UNSCALED_KEY}'] already existed and was kept as the original")
-            else:
-                work.obsm[_keys.SPATIAL_UNSCALED_KEY] = xy
-            work.obsm[skey] = new
-        rep.median_nn_after = _coords.median_nn_distance(new, sec)
-        info["detail"] = f"median nearest-neighbour distance {rep.median_nn_before:.4g} → {rep.median_nn_after:.4g}"
-
+        info["detail"] = _coordinates(work, c.spatial_key, p, where, rep)
     rep.n_cells, rep.n_genes = work.n_obs, work.n_vars
     rep.timings = dict(prog.timings)
     rep.timings["total"] = time.perf_counter() - prog.t0
@@ -595,15 +706,11 @@ def prepare(adata: ad.AnnData, *, verbose: bool = True, **kwargs: Any) -> ad.Ann
 def read_input(path: str | os.PathLike[str]) -> ad.AnnData:
     """Read an ``.h5ad`` with one-line errors for a missing, foreign or damaged file."""
     import anndata as ad
-    import h5py
+
+    from ..io.anndata import check_h5ad_path
 
     p = Path(path).expanduser()
-    if not p.exists():
-        raise InputError(f"{p}: file not found; check the input path")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, expected an .h5ad file")
-    if not h5py.is_hdf5(p):
-        raise InputError(f"{p}: not an HDF5/.h5ad file (write it with AnnData.write_h5ad)")
+    check_h5ad_path(p, "check the input path")
     try:
         return ad.read_h5ad(p)
     except Exception as e:

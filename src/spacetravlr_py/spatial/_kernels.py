@@ -48,6 +48,18 @@ def bspline_weights(t: float, p: int, w: np.ndarray) -> None:
             w[k] = (u * a + (n - u) * b) / (n - 1)
 
 
+@njit(cache=True, inline="always")
+def _bspline_node(ux: float, uy: float, p: int, half: int, wx: np.ndarray, wy: np.ndarray) -> tuple[int, int]:
+    """The B-spline weights of a point at grid coordinates ``(ux, uy)`` along x and y (into ``wx``, ``wy``)
+    and the index ``(ix, iy)`` of the node its weight ``wx[0] · wy[0]`` belongs to (nodes ``ix - a``,
+    ``iy - b`` for ``a, b < p``)."""
+    fx = np.floor(ux)
+    fy = np.floor(uy)
+    bspline_weights(ux - fx, p, wx)
+    bspline_weights(uy - fy, p, wy)
+    return int(fx) + half, int(fy) + half
+
+
 @njit(cache=True, nogil=True)
 def spread_bspline(u: np.ndarray, values: np.ndarray, p: int, grid: np.ndarray) -> None:
     """Spread ``values`` (n, m) of points at grid coordinates ``u`` (n, 2) onto ``grid`` (nx, ny, m).
@@ -62,12 +74,7 @@ def spread_bspline(u: np.ndarray, values: np.ndarray, p: int, grid: np.ndarray) 
     wx = np.empty(p)
     wy = np.empty(p)
     for i in range(n):
-        fx = np.floor(u[i, 0])
-        fy = np.floor(u[i, 1])
-        bspline_weights(u[i, 0] - fx, p, wx)
-        bspline_weights(u[i, 1] - fy, p, wy)
-        ix = int(fx) + half
-        iy = int(fy) + half
+        ix, iy = _bspline_node(u[i, 0], u[i, 1], p, half, wx, wy)
         for a in range(p):
             for b in range(p):
                 w = wx[a] * wy[b]
@@ -84,12 +91,7 @@ def interpolate_bspline(u: np.ndarray, grid: np.ndarray, p: int, out: np.ndarray
     for i in prange(n):
         wx = np.empty(p)
         wy = np.empty(p)
-        fx = np.floor(u[i, 0])
-        fy = np.floor(u[i, 1])
-        bspline_weights(u[i, 0] - fx, p, wx)
-        bspline_weights(u[i, 1] - fy, p, wy)
-        ix = int(fx) + half
-        iy = int(fy) + half
+        ix, iy = _bspline_node(u[i, 0], u[i, 1], p, half, wx, wy)
         for c in range(m):
             out[i, c] = 0.0
         for a in range(p):
@@ -99,10 +101,12 @@ def interpolate_bspline(u: np.ndarray, grid: np.ndarray, p: int, out: np.ndarray
                     out[i, c] += w * grid[ix - a, iy - b, c]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def csr_weighted_sum(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray,
                      values: np.ndarray, out: np.ndarray) -> None:
-    """``out[i] = Σ_{k in row i} weights[k] · values[indices[k]]`` (sparse kernel × dense ligands).
+    """``out[i] = Σ_{k in row i} weights[k] · values[indices[k]]``, i.e. ``out = M @ values`` for a CSR
+    matrix ``M`` (``indptr, indices, weights``) and a dense C-contiguous ``values`` (sparse kernel × dense
+    ligands here; one diffusion step of the imputer in :mod:`spacetravlr_py.prep.impute`).
 
     Rows are independent: one output row per iteration of the ``prange`` loop, no reduction races.
     """

@@ -20,6 +20,7 @@ import numpy as np
 from .. import _keys
 from ..config import SpaceshipConfig
 from ..io.betadata import BetaFrame
+from ..naming import KIND_NAMES
 from .results import ClusterFit, GeneFit
 
 if TYPE_CHECKING:
@@ -62,8 +63,8 @@ def split_design(ctx: TrainingContext, mods: Modulators) -> tuple[np.ndarray, np
 
 def families(mods: Modulators) -> dict[str, int]:
     """Number of modulators per family."""
-    counts = np.bincount(np.asarray(mods.groups, dtype=np.int64), minlength=len(_keys.GROUP_NAMES))
-    return {name: int(n) for name, n in zip(_keys.GROUP_NAMES, counts)}
+    counts = np.bincount(np.asarray(mods.groups, dtype=np.int64), minlength=len(KIND_NAMES))
+    return {name: int(n) for name, n in zip(KIND_NAMES, counts)}
 
 
 @dataclass

@@ -168,6 +168,30 @@ def prepare_delta(delta: np.ndarray, *, rescale: float = 1.0, round_decimals: in
     return out
 
 
+def _checked_inputs(expression: np.ndarray, delta: np.ndarray, embedding: np.ndarray, temperature: float,
+                    n_threads: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(X (N, G) float64 C-contiguous, Δ (N, G), E (N, 2) float64 C-contiguous)`` after shape,
+    temperature and finiteness checks (Δ is checked by the kernels that read it)."""
+    X = np.ascontiguousarray(_as_matrix(expression), dtype=np.float64)
+    E = np.asarray(embedding, dtype=np.float64)
+    if E.ndim != 2 or E.shape[1] < 2:
+        raise ValueError(f"embedding must be N × 2 (or more columns; the first two are used), got {E.shape}")
+    E = np.ascontiguousarray(E[:, :2])
+    dshape = np.shape(delta)
+    if X.ndim != 2 or dshape != X.shape or E.shape[0] != X.shape[0]:
+        raise ValueError(f"shapes disagree: expression {X.shape}, delta {dshape}, embedding {E.shape}")
+    if X.shape[1] == 0:
+        raise ValueError("expression has no genes")
+    if not (temperature > 0):
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not np.isfinite(E).all():
+        raise ValueError("embedding must be finite")
+    with thread_limit(n_threads):
+        if not _kernels.all_finite(X):
+            raise ValueError("expression must be finite")
+    return X, _as_matrix(delta), E
+
+
 def transition_probabilities(
     expression: np.ndarray,
     delta: np.ndarray,
@@ -180,6 +204,7 @@ def transition_probabilities(
     delta_rescale: float = 1.0,
     round_decimals: int | None = 3,
     n_threads: int | None = None,
+    neighbors: np.ndarray | None = None,
 ) -> TransitionGraph:
     """Transition probabilities of every cell towards its embedding neighbours (colΔCor).
 
@@ -201,33 +226,24 @@ def transition_probabilities(
         velocyto semantics: self among the k neighbours (probability 0), undefined correlation = 1.
     delta_rescale, round_decimals
         Δ is multiplied by ``delta_rescale`` then rounded (as the Python reference's field does).
+    neighbors : (N, k) int array, optional
+        A precomputed ``knn(embedding, n_neighbors, include_self=reference_compat)`` (e.g. cached by a
+        server that computes many fields on one embedding); computed here when None.
 
     Returns
     -------
     TransitionGraph
     """
     t0 = time.perf_counter()
-    X = np.ascontiguousarray(_as_matrix(expression), dtype=np.float64)
-    E = np.asarray(embedding, dtype=np.float64)
-    if E.ndim != 2 or E.shape[1] < 2:
-        raise ValueError(f"embedding must be N × 2 (or more columns; the first two are used), got {E.shape}")
-    E = np.ascontiguousarray(E[:, :2])
+    X, D, E = _checked_inputs(expression, delta, embedding, temperature, n_threads)
     n = X.shape[0]
-    dshape = np.shape(delta)
-    if X.ndim != 2 or dshape != X.shape or E.shape[0] != n:
-        raise ValueError(f"shapes disagree: expression {X.shape}, delta {dshape}, embedding {E.shape}")
-    if X.shape[1] == 0:
-        raise ValueError("expression has no genes")
-    if not (temperature > 0):
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if not np.isfinite(E).all():
-        raise ValueError("embedding must be finite")
-    with thread_limit(n_threads):
-        if not _kernels.all_finite(X):
-            raise ValueError("expression must be finite")
-    D = _as_matrix(delta)
     t_prep = time.perf_counter()
-    nb = knn(E, n_neighbors, include_self=reference_compat, n_threads=n_threads)
+    if neighbors is None:
+        nb = knn(E, n_neighbors, include_self=reference_compat, n_threads=n_threads)
+    else:
+        nb = np.ascontiguousarray(neighbors, dtype=np.int64)
+        if nb.ndim != 2 or nb.shape[0] != n or (n and (nb.max() >= n or nb.min() < -1)):
+            raise ValueError(f"neighbors must be an (N, k) array of cell indices (N = {n}), got shape {nb.shape}")
     t_knn = time.perf_counter()
     nan_value = 1.0 if reference_compat else 0.0
     k = nb.shape[1]

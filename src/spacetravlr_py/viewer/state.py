@@ -1,0 +1,239 @@
+"""The viewer's state: which dataset is loaded (loaded once, in the background), the job manager and the
+last perturbation result.
+
+Loading runs on its own thread in two stages — the tissue (``dataset_ready``), then the run's betadata
+and perturbation engine (``perturb_ready``) — and publishes each stage only if no newer configure or a
+cancel happened meanwhile (a generation counter).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import _keys
+from ..errors import SpaceTravLRError
+from ._errors import ApiError
+from .dataset import Dataset
+from .jobs import JobManager
+from .security import PathGuard
+
+if TYPE_CHECKING:
+    from ..perturb.propagate import PerturbResult
+    from ..perturb.session import RunSession
+
+log = logging.getLogger("spacetravlr_py.viewer")
+
+RETRY = {"Retry-After": "1"}
+
+
+@dataclass(frozen=True)
+class LoadInputs:
+    """A validated dataset to load: an .h5ad, or a run TOML (whose ``[data]`` wins)."""
+
+    adata_path: Path
+    layer: str
+    cluster_annot: str
+    run_toml: Path | None = None
+    network_dir: Path | None = None
+
+
+@dataclass
+class LoadStatus:
+    state: str = "empty"  # empty, loading, ready, error, cancelled
+    stage: str = "none"  # none, tissue, run, done
+    percent: int = 0
+    label: str = ""
+    error: str | None = None
+    t0: float | None = None
+    t1: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        secs = None if self.t0 is None else round((self.t1 or time.perf_counter()) - self.t0, 3)
+        return {"state": self.state, "stage": self.stage, "percent": self.percent, "label": self.label,
+                "error": self.error, "seconds": secs}
+
+
+@dataclass(frozen=True)
+class LastResult:
+    """The last perturbation result and the request it answers (``key``)."""
+
+    key: tuple[Any, ...]
+    result: PerturbResult
+    job_id: int
+    seconds: float
+
+
+class ViewerState:
+    """Everything the routes share. ``guard`` checks paths; ``threads`` caps the perturbation kernels."""
+
+    def __init__(self, guard: PathGuard, *, threads: int | None = None) -> None:
+        self.guard = guard
+        self.threads = threads
+        self.dataset: Dataset | None = None
+        self.inputs: LoadInputs | None = None
+        self.status = LoadStatus()
+        self.jobs = JobManager()
+        self.last: LastResult | None = None
+        self.generation = 0
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._done.set()
+
+    # -- configuring ---------------------------------------------------------------------------
+
+    def prepare(self, *, adata_path: str = "", run_toml: str = "", layer: str | None = None,
+                cluster_annot: str | None = None, network_dir: str = "") -> LoadInputs:
+        """Validate the paths of a configure request (roots, existence, TOML) → :class:`LoadInputs`."""
+        from ..rundir import open_run
+
+        net = self.guard.check(network_dir, what="network_dir", kind="dir") if network_dir.strip() else None
+        if run_toml.strip():
+            p = self.guard.check(run_toml, what="run_toml", kind="any")
+            if p.is_dir():
+                p = self.guard.check(p / _keys.REPRO_TOML, what="run_toml")
+            try:
+                run = open_run(p)
+            except SpaceTravLRError as e:
+                raise ApiError(400, f"run_toml: {e}") from None
+            cfg = run.cfg
+            # the betadata folder and the dataset the TOML names must lie under the roots too
+            self.guard.check(run.dir.root, what=f"run folder of {p.name}", kind="dir")
+            h5 = self.guard.check(cfg.data.adata_path, what=f"[data].adata_path of {p.name}")
+            return LoadInputs(h5, cfg.data.layer, cfg.data.cluster_annot, p, net)
+        if not adata_path.strip():
+            raise ApiError(400, "give adata_path (an .h5ad) or run_toml (a training run's repro TOML)")
+        h5 = self.guard.check(adata_path, what="adata_path")
+        return LoadInputs(h5, _keys.DEFAULT_LAYER if layer is None else layer,
+                          _keys.DEFAULT_CLUSTER_ANNOT if cluster_annot is None else cluster_annot, None, net)
+
+    def start(self, inputs: LoadInputs) -> threading.Event:
+        """Drop the current dataset and load ``inputs`` in the background; returns the done event."""
+        self.jobs.cancel()
+        with self._lock:
+            self.generation += 1
+            gen = self.generation
+            self.dataset, self.last, self.inputs = None, None, inputs
+            self.status = LoadStatus("loading", "tissue", 0, f"reading {inputs.adata_path.name}",
+                                     t0=time.perf_counter())
+            done = threading.Event()
+            self._done = done
+        threading.Thread(target=self._load, args=(gen, inputs, done), name="viewer-load", daemon=True).start()
+        return done
+
+    def cancel_load(self) -> bool:
+        """Abandon a load in progress (its result is discarded when it finishes)."""
+        with self._lock:
+            if self.status.state != "loading":
+                return False
+            self.generation += 1
+            self.status.state, self.status.label, self.status.t1 = "cancelled", "cancelled", time.perf_counter()
+            self._done.set()
+            return True
+
+    def _publish(self, gen: int, **status: Any) -> bool:
+        with self._lock:
+            if gen != self.generation:
+                return False
+            for k, v in status.items():
+                setattr(self.status, k, v)
+            return True
+
+    def _load(self, gen: int, inputs: LoadInputs, done: threading.Event) -> None:
+        from ..io.anndata import load_tissue
+        from ..perturb.session import RunSession
+
+        try:
+            tissue = load_tissue(inputs.adata_path, layer=inputs.layer, cluster_annot=inputs.cluster_annot,
+                                 require_clusters=inputs.run_toml is not None)
+            ds = Dataset.from_tissue(tissue, inputs.adata_path, run_toml=inputs.run_toml,
+                                     network_dir=inputs.network_dir)
+            with self._lock:
+                if gen != self.generation:
+                    return
+                self.dataset = ds
+            if inputs.run_toml is not None:
+                self._publish(gen, stage="run", percent=40, label="loading betadata and the perturbation engine")
+                ov = {"grn.network_data_dir": str(inputs.network_dir)} if inputs.network_dir else None
+                session: RunSession = RunSession.open(inputs.run_toml, n_threads=self.threads, overrides=ov)
+                ds.session = session
+                ds.tissue = session.tissue  # the same data; the perturbation engine works on this copy
+            if not self._publish(gen, stage="network", percent=90, label="indexing the prior network"):
+                return
+            ds.load_network()
+            self._publish(gen, state="ready", stage="done", percent=100, label="ready", t1=time.perf_counter())
+        except SpaceTravLRError as e:
+            self._publish(gen, state="error", error=str(e), label="failed", t1=time.perf_counter())
+        except Exception as e:  # a bug or an unreadable file: keep serving, say what happened
+            log.exception("dataset load failed")
+            self._publish(gen, state="error", error=f"{type(e).__name__}: {e}", label="failed",
+                          t1=time.perf_counter())
+        finally:
+            with self._lock:
+                if gen == self.generation:
+                    done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    # -- access for the routes -----------------------------------------------------------------
+
+    def require_dataset(self) -> Dataset:
+        """The loaded dataset, or ApiError 503 (loading) / 409 (none, failed, cancelled)."""
+        ds = self.dataset
+        if ds is not None:
+            return ds
+        st = self.status
+        if st.state == "loading":
+            raise ApiError(503, f"the dataset is loading ({st.label}); poll GET /api/meta", RETRY)
+        if st.state == "error":
+            raise ApiError(409, f"the dataset failed to load: {st.error}")
+        raise ApiError(409, "no dataset loaded; POST /api/session/configure or start the viewer with "
+                            "--h5ad / --run-toml")
+
+    def require_run(self) -> tuple[Dataset, RunSession]:
+        """The dataset and its RunSession, or ApiError 503 (loading) / 409 (no run, failed)."""
+        ds = self.require_dataset()
+        if ds.session is not None:
+            return ds, ds.session
+        st = self.status
+        if ds.run_toml is None:
+            raise ApiError(409, "betadata and perturbation need a training run: start the viewer with --run-toml "
+                                "or configure run_toml")
+        if st.state == "loading":
+            raise ApiError(503, f"the run is loading ({st.label}); poll GET /api/meta", RETRY)
+        if st.state == "error":
+            raise ApiError(409, f"the run failed to load: {st.error}")
+        raise ApiError(409, "the run load was cancelled; configure it again")
+
+    def gene_column(self, ds: Dataset, gene: str, what: str = "gene") -> int:
+        """Column of ``gene`` in the expression matrix, or ApiError 400 with close matches."""
+        from ..errors import near_matches
+
+        j = ds.tissue.gene_index.get(gene)
+        if j is None:
+            shown = gene if len(gene) <= 80 else gene[:80] + "…"
+            raise ApiError(400, f"{what} '{shown}' is not a gene of the dataset"
+                                f"{near_matches(gene, ds.tissue.var_names) if len(gene) <= 80 else ''}")
+        return j
+
+    def meta(self) -> dict[str, Any]:
+        from .. import __version__
+        from .meta import meta_payload
+
+        return meta_payload(self, __version__)
+
+    def shutdown(self) -> None:
+        self.jobs.shutdown()
+        with self._lock:
+            self.generation += 1
+
+
+def env_flag(name: str) -> bool:
+    """True when the environment variable is ``1``/``true``/``yes``."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
