@@ -11,6 +11,7 @@ epoch, in-sample and held-out R² of lasso and CNN and the choice made, and — 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,9 +52,14 @@ class CnnTrainer:
         require_torch()
         device = resolve_device(cfg.execution.device)
         me = cfg.model_export
-        return cls(settings=CnnSettings.from_config(cfg, device=device), spatial_dim=cfg.spatial.spatial_dim,
-                   feature_radius=cfg.cnn.spatial_feature_radius, save_weights=me.save_cnn_weights,
-                   compressed_npz=me.compressed_npz, weights_subdir=me.output_subdir)
+        t = cls(settings=CnnSettings.from_config(cfg, device=device), spatial_dim=cfg.spatial.spatial_dim,
+                feature_radius=cfg.cnn.spatial_feature_radius, save_weights=me.save_cnn_weights,
+                compressed_npz=me.compressed_npz, weights_subdir=me.output_subdir)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if device == "cpu" and cfg.execution.n_parallel < cores:
+            t.notes.append(f"note: full mode trains each gene on one CPU core (bit-identical results for any "
+                           f"--parallel); --parallel {cores} would use all {cores} cores of this machine")
+        return t
 
     def prepare(self, ctx: Any) -> None:
         """Distance maps and niche features of every cell, once per run."""
