@@ -87,7 +87,7 @@ def test_per_cell_recovery_by_hand():
     full = {"G": BetaFrame("G", "CellID", obs, np.zeros(4), ["x"], np.array([[1.5], [2.5], [2.0], [2.0]]))}
     r = per_cell_recovery(truth, seed, obs, labels)
     # within A: truth 1, 3 around 2 (squared deviations 2); B is constant (no correlation term, no variance)
-    assert r == {"within_cluster_corr": 0.0, "relative_mse": 1.0, "n_terms": 1}
+    assert r == {"within_cluster_corr": 0.0, "corr": 0.0, "relative_mse": 1.0, "n_terms": 1}
     r = per_cell_recovery(truth, full, obs, labels)
     assert r["within_cluster_corr"] == pytest.approx(1.0) and r["relative_mse"] == pytest.approx(0.5 / 2)
 

@@ -108,11 +108,14 @@ def per_cell_recovery(truth: Any, fitted: Any, obs_names: list[str], cell_labels
     * ``within_cluster_corr``: Pearson correlation of fitted and true betas across the cells of each
       cluster, averaged over (gene, modulator, cluster); a beta constant within a cluster (seed mode)
       counts 0 — it carries no within-cluster information;
+    * ``corr``: Pearson correlation of fitted and true betas across all cells (between-cluster differences
+      included, which seed mode captures too), averaged over (gene, modulator);
     * ``relative_mse``: Σ (β̂ − β)² / Σ (β − β̄_cluster)² over cells: 1 = as good as the best single value
       per cluster, 0 = exact per-cell recovery.
     """
     labels = np.asarray(cell_labels)
     corrs: list[float] = []
+    overall: list[float] = []
     num = den = 0.0
     for g, tf in truth.items():
         if g not in fitted:
@@ -120,6 +123,9 @@ def per_cell_recovery(truth: Any, fitted: Any, obs_names: list[str], cell_labels
         names = list(tf.modulators)
         T = cell_matrix(tf, names, obs_names, cell_labels)
         F = cell_matrix(fitted[g], names, obs_names, cell_labels)
+        for j in range(len(names)):
+            if np.ptp(T[:, j]) > 0:
+                overall.append(float(np.corrcoef(F[:, j], T[:, j])[0, 1]) if np.ptp(F[:, j]) > 0 else 0.0)
         for lab in np.unique(labels):
             m = labels == lab
             t, f = T[m], F[m]
@@ -131,4 +137,5 @@ def per_cell_recovery(truth: Any, fitted: Any, obs_names: list[str], cell_labels
                     continue
                 corrs.append(float(np.corrcoef(f[:, j], t[:, j])[0, 1]) if np.ptp(f[:, j]) > 0 else 0.0)
     return {"within_cluster_corr": float(np.mean(corrs)) if corrs else math.nan,
+            "corr": float(np.mean(overall)) if overall else math.nan,
             "relative_mse": num / den if den > 0 else math.nan, "n_terms": len(corrs)}
