@@ -22,6 +22,7 @@ from typing import Any
 from . import (
     bench_cli,
     bench_dask,
+    bench_full,
     bench_perturb,
     bench_received,
     bench_scaling,
@@ -46,6 +47,10 @@ CASES: dict[str, tuple[Callable[[Ctx], Any], str]] = {
     "perturb_approx": (bench_perturb.run_approx, "perturbation, 100k cells, approximate kernel"),
     "train": (bench_train.run_vs_reference, "seed training, 200 genes × 2,000 cells (vs the reference)"),
     "train_large": (bench_train.run_large, "seed training, 3,000 genes × 10,000 cells, real network"),
+    "full": (bench_full.run_vs_reference, "full mode per gene, 2,000 cells, 10 epochs (vs the reference's CNN fit)"),
+    "full_ceiling": (bench_full.run_ceiling, "full mode vs a bare PyTorch loop over the same cell-passes"),
+    "full_200": (bench_full.run_200, "full mode, 200 genes × 2,000 cells × 10 epochs, end to end"),
+    "full_heldout": (bench_full.run_heldout, "full mode held-out R² of lasso and CNN, STARmap, 60 genes"),
     "transition": (bench_transition.run_vs_reference, "transition probabilities, 10k × 2,000 (vs the reference)"),
     "transition_numpy": (bench_transition.run_vs_numpy, "transition probabilities, 10k × 2,000 (vs NumPy)"),
     "transition_100k": (bench_transition.run_100k, "transition field, 100k × 2,000, k = 150"),
@@ -96,6 +101,10 @@ def _agreement_cell(a: dict[str, Any]) -> str:
     if "max_abs_delta_r2" in a:
         return (f"\\|ΔR²\\| ≤ {a['max_abs_delta_r2']:.2g} (median {a['median_delta_r2_ours_minus_ref']:+.2g}); "
                 f"mean R² {a['mean_r2_ours']:.3f} vs {a['mean_r2_reference']:.3f}")
+    if "heldout" in a:
+        h = a["heldout"]
+        return (f"held-out R² CNN {h.get('mean_r2_cnn_heldout', float('nan')):.4f} vs lasso "
+                f"{h.get('mean_r2_lasso_heldout', float('nan')):.4f} ({h['fits_heldout']} fits)")
     if "max_rel_err_per_ligand" in a:
         return f"max abs {_fmt_num(a['max_abs_diff'])}; rel. error {_fmt_num(a['max_rel_err_per_ligand'])}·max"
     if a.get("max_abs_diff") is not None:
@@ -337,8 +346,8 @@ def main(argv: list[str] | None = None) -> int:
 _ROW_ORDER = ["received_exact_gaussian_vs_numpy", "received_exact_truncated_vs_numpy",
               "received_exact_truncated_vs_reference", "received_approx_vs_numpy", "splash_vs_reference",
               "perturb_exact_vs_reference", "perturb_approx", "train_vs_reference", "train_large",
-              "dask_train", "dask_worker_memory", "transition_vs_reference", "transition_vs_numpy",
-              "transition_field", "viewer_preview",
+              "dask_train", "dask_worker_memory", "full_vs_reference", "full_ceiling", "full_200", "full_heldout_starmap",
+              "transition_vs_reference", "transition_vs_numpy", "transition_field", "viewer_preview",
               "viewer_umap_field", "viewer_gene_expression", "cli_help_spacetravlr",
               "cli_help_spacetravlr_perturb"]
 

@@ -398,12 +398,29 @@ def test_killed_first_run_still_records_its_dataset(small: WrittenTissue, tmp_pa
     assert "another dataset" in error_line(capsys)
 
 
-def test_full_training_mode_is_not_available_yet(small: WrittenTissue, tmp_path: Path, capsys):
+def test_full_training_mode_bad_input_one_line(small: WrittenTissue, tmp_path: Path, capsys, monkeypatch):
+    torch = pytest.importorskip("torch")
     out = tmp_path / "run"
-    assert main(small.cli_args(out, "--training-mode", "full")) == 2
+    full = ("--training-mode", "full", "--genes", "Cd19")
+    assert main(small.cli_args(out, *full, "--epochs", "0")) == 2
+    assert "[training].epochs = 0: full mode trains for at least 1 epoch" in error_line(capsys)
+    if not torch.cuda.is_available():
+        assert main(small.cli_args(out, *full, "--device", "cuda")) == 2
+        assert 'device = "cuda" but PyTorch sees no CUDA device' in error_line(capsys)
+    monkeypatch.setitem(sys.modules, "torch", None)  # as without the full extra
+    assert main(small.cli_args(out, *full)) == 2
     line = error_line(capsys)
-    assert "full" in line and "not available" in line and "--training-mode seed" in line
+    assert "--training-mode full needs PyTorch" in line and "pip install 'spacetravlr-py[full]'" in line
     assert nothing_written(out)
+
+
+def test_full_training_mode_cli(small: WrittenTissue, tmp_path: Path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "run"
+    assert main(small.cli_args(out, "--training-mode", "full", "--genes", "Cd19", "--epochs", "1",
+                           "--save-cnn-weights", "--device", "cpu")) == 0
+    assert (out / "Cd19_betadata.feather").exists() and (out / "CNN_weights" / "Cd19_cnn_weights.npz").exists()
+    assert "cnn\t" in (out / "log" / "Cd19.log").read_text()
 
 
 def test_no_dataset(capsys, tmp_path: Path, monkeypatch):

@@ -33,9 +33,11 @@ SPEC_DEFAULTS: dict[str, dict[str, object]] = {
     "training": {"mode": "seed", "epochs": 10, "learning_rate": 1e-3, "score_threshold": 0.2, "genes": [],
                  "max_genes": None},
     "cnn": {"adam_beta_1": 0.9, "adam_beta_2": 0.999, "adam_epsilon": 1e-5, "weight_decay": None,
-            "grad_clip_norm": None, "spatial_feature_radius": 100.0, "output_activation": "sigmoidx2"},
+            "grad_clip_norm": None, "spatial_feature_radius": 100.0, "output_activation": "sigmoidx2",
+            # beyond SPEC §2.3 (issue 13): mini-batch size, held-out fraction, early-stopping patience
+            "batch_size": 64, "holdout_fraction": 0.1, "patience": 5},
     "execution": {"n_parallel": 1, "output_dir": "", "stale_lock_secs": 0.0, "random_seed": 42,
-                  "write_minimal_repro_h5ad": False, "scheduler": ""},
+                  "write_minimal_repro_h5ad": False, "scheduler": "", "device": "auto"},
     "perturbation": {"beta_scale_factor": 1.0, "beta_cap": None, "n_propagation": 4,
                      "ligand_grid_factor": None, "clip": "zero_to_max", "cells_csv": None,
                      "cells_csv_column": None},

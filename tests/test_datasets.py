@@ -65,3 +65,33 @@ def test_same_seed_same_tissue() -> None:
     np.testing.assert_array_equal(a.adata.X, b.adata.X)
     assert a.network.equals(b.network) and a.planted == b.planted
     assert not np.array_equal(a.adata.X, synthetic_tissue(n_cells=150, seed=5).adata.X)
+
+
+def test_spatial_betas_vary_smoothly_within_clusters_and_leave_other_genes_alone() -> None:
+    plain = synthetic_tissue(n_cells=400, seed=1)
+    syn = synthetic_tissue(n_cells=400, seed=1, spatial_betas=0.4)
+    targets = syn.roles["targets"]
+    X0, X1 = np.asarray(plain.adata.X), np.asarray(syn.adata.X)
+    for j, g in enumerate(syn.adata.var_names):
+        assert np.array_equal(X0[:, j], X1[:, j]) == (g not in targets), g
+    assert not plain.cell_betas and sorted(syn.cell_betas) == sorted(targets)
+    labels = np.asarray(syn.adata.obs["cell_type"].astype(str))
+    xy = np.asarray(syn.adata.obsm["spatial"])
+    nn = np.argsort(((xy[:, None] - xy[None]) ** 2).sum(-1), axis=1)[:, 1]  # nearest other cell
+    for g in targets:
+        cell, clus = syn.cell_betas[g], syn.betas[g]
+        assert cell.row_kind == _keys.CELLID_COL and cell.row_ids == list(syn.adata.obs_names)
+        assert cell.modulators == clus.modulators
+        for k, lab in enumerate(clus.row_ids):
+            m = labels == lab
+            assert np.all(cell.intercept[m] == clus.intercept[k])
+            np.testing.assert_allclose(cell.coefs[m].mean(axis=0), clus.coefs[k], atol=1e-12)  # mean 1 per cluster
+            ratio = cell.coefs[m] / np.where(clus.coefs[k] == 0, np.nan, clus.coefs[k])
+            assert np.nanmin(ratio) >= 0.6 - 1e-12 and np.nanmax(ratio) <= 1.4 + 1e-12
+            assert np.all(cell.coefs[m][:, clus.coefs[k] == 0] == 0)
+        same = labels[nn] == labels
+        c = [np.corrcoef(cell.coefs[same, j], cell.coefs[nn[same], j])[0, 1] for j in range(len(cell.modulators))
+             if np.ptp(cell.coefs[:, j]) > 0]
+        assert np.mean(c) > 0.8  # smooth: neighbours have similar betas
+    with pytest.raises(ValueError, match="spatial_betas"):
+        synthetic_tissue(n_cells=50, spatial_betas=1.0)

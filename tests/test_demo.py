@@ -33,9 +33,10 @@ def test_beta_recovery_exact_for_the_planted_betas(tmp_path: Path) -> None:
 
 def test_run_demo_from_python(tmp_path: Path) -> None:
     lines: list[str] = []
-    s = run_demo(tmp_path / "demo", n_cells=500, seed=2, emit=lines.append)
+    s = run_demo(tmp_path / "demo", n_cells=500, seed=2, emit=lines.append, full=False)
     assert isinstance(s, DemoSummary) and s.out_dir == (tmp_path / "demo").resolve()
     assert lines[0] == "[1/5] synthetic tissue: 500 cells, seed 2" and lines[-1].startswith("done in ")
+    assert s.full_mode is None
     assert s.n_cells == 500 and s.trained["failed"] == 0 and s.trained["done"] + s.trained["orphan"] == s.n_genes
     assert set(s.network_edges) == set(_keys.EDGE_TYPES)
     assert s.beta_pearson_r is not None and s.beta_pearson_r > 0.5 and s.n_beta_values > 0
@@ -49,3 +50,19 @@ def test_run_demo_from_python(tmp_path: Path) -> None:
     written = json.loads((s.out_dir / _keys.DEMO_SUMMARY_JSON).read_text())
     assert written == json.loads(json.dumps(s.as_json()))
     assert sorted(p.name for p in s.run_dir.glob("*_betadata.feather")) != []
+
+
+def test_full_mode_stage(tmp_path: Path) -> None:
+    """Seed and full mode on a tissue whose betas vary within cell types: only the CNN's per-cell betas
+    carry within-cell-type signal; the keep-lasso rule never loses to the lasso on test cells."""
+    pytest.importorskip("torch")
+    from spacetravlr_py.demo import full_mode_stage
+
+    lines: list[str] = []
+    st = full_mode_stage(tmp_path / "fm", n_cells=800, seed=0, n_parallel=2, emit=lines.append, reporter=None)
+    seed, full = st.recovery["seed"], st.recovery["full"]
+    assert seed["within_cluster_corr"] == 0.0 < full["within_cluster_corr"]
+    assert seed["n_terms"] == full["n_terms"] > 0 and np.isfinite([seed["relative_mse"], full["relative_mse"]]).all()
+    h = st.heldout
+    assert h["genes"] == 12 and h["fits_heldout"] > 0 and h["min_gain_full_minus_lasso"] >= 0
+    assert (tmp_path / "fm" / "full" / "Cd19_betadata.feather").exists()

@@ -235,6 +235,9 @@ class CnnSection:
     grad_clip_norm: float | None = _opt(None, "float", optional=True, gt=0)
     spatial_feature_radius: float = _opt(100.0, "float", gt=0)
     output_activation: str = _opt("sigmoidx2", "str", choices=("identity", "sigmoid", "tanh", "sigmoidx2"))
+    batch_size: int = _opt(64, "int", ge=1, doc="cells per optimiser step")
+    holdout_fraction: float = _opt(0.1, "float", ge=0, le=0.5, doc="cells of each cluster held out")
+    patience: int = _opt(5, "int", ge=0, doc="epochs without held-out improvement before stopping; 0 = never")
 
 
 @dataclass
@@ -248,6 +251,7 @@ class ExecutionSection:
     write_minimal_repro_h5ad: bool = _opt(False, "bool",
                                           doc="write spacetravlr_minimal_repro.h5ad (what perturbing needs)")
     scheduler: str = _opt("", "str", doc="Dask scheduler tcp://HOST:PORT or local:N; \"\" = no Dask")
+    device: str = _opt("auto", "str", choices=("auto", "cpu", "cuda", "mps"), doc="CNN device (full mode)")
 
 
 @dataclass

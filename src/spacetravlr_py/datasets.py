@@ -74,6 +74,9 @@ class SyntheticTissue:
         ``root_tfs``, ``tfs``, ``ligands``, ``receptors``, ``targets``.
     params : dict
         Generation parameters (kernel, radius, noise, seed...).
+    cell_betas : dict of str → BetaFrame
+        With ``spatial_betas > 0``: the true per-cell betas of every target gene (``CellID`` rows in
+        AnnData order); ``betas`` then holds the cluster betas they modulate. Empty otherwise.
     """
 
     adata: ad.AnnData
@@ -82,9 +85,11 @@ class SyntheticTissue:
     planted: dict[str, list[str]]
     roles: dict[str, list[str]]
     params: dict[str, Any] = field(default_factory=dict)
+    cell_betas: dict[str, BetaFrame] = field(default_factory=dict)
 
     def write(self, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-        """Write ``tissue.h5ad``, ``mouse_network.parquet``, ``true_betadata/`` and ``planted.json``."""
+        """Write ``tissue.h5ad``, ``mouse_network.parquet``, ``true_betadata/``, ``planted.json`` and, with
+        per-cell truth, ``true_cell_betadata/``."""
         from .betadata.frame import betadata_path, write_betadata
         from .io.atomic import atomic_write, atomic_write_text
 
@@ -100,7 +105,12 @@ class SyntheticTissue:
         meta = out / "planted.json"
         atomic_write_text(meta, json.dumps({"planted": self.planted, "roles": self.roles,
                                             "params": self.params}, indent=1))
-        return {"h5ad": h5ad, "network": net, "true_betadata": bdir, "planted": meta}
+        paths = {"h5ad": h5ad, "network": net, "true_betadata": bdir, "planted": meta}
+        if self.cell_betas:
+            paths["true_cell_betadata"] = out / "true_cell_betadata"
+            for g, f in self.cell_betas.items():
+                write_betadata(betadata_path(paths["true_cell_betadata"], g), f)
+        return paths
 
 
 FLAT_FEATURE_SD = 0.1
@@ -118,6 +128,38 @@ def _smooth_field(xy: np.ndarray, rng: np.random.Generator, side: float, n_waves
         k = rng.normal(size=2) * 2 * np.pi / side * rng.uniform(0.5, 2.0)
         f += np.sin(xy @ k + rng.uniform(0, 2 * np.pi))
     return f / np.sqrt(n_waves)
+
+
+def _obs_names(n: int) -> list[str]:
+    return [f"cell{i:06d}" for i in range(n)]
+
+
+@dataclass
+class _SpatialBetas:
+    """Per-cell multipliers ``1 + amplitude · φ(x)`` of the target genes' betas: one smooth field ``φ`` per
+    term (2–4 waves across the tissue, so that it varies within each cluster), centred on every cluster
+    (the cluster mean of a cell's betas is the cluster's beta) and scaled to [-1, 1]. Drawn from a
+    generator of their own, so that every other gene of the tissue is the same as without them."""
+
+    amplitude: float
+    xy: np.ndarray
+    side: float
+    clusters: np.ndarray
+    rng: np.random.Generator
+
+    def multipliers(self, n_terms: int) -> np.ndarray:
+        """``(N, n_terms)`` multipliers in ``[1 − amplitude, 1 + amplitude]``, mean 1 in every cluster."""
+        out = np.empty((len(self.xy), n_terms))
+        n_k = np.bincount(self.clusters)
+        for j in range(n_terms):
+            f = np.zeros(len(self.xy))
+            for _ in range(3):
+                angle, waves = self.rng.uniform(0, 2 * np.pi), self.rng.uniform(2.0, 4.0)
+                k = np.array([np.cos(angle), np.sin(angle)]) * 2 * np.pi * waves / self.side
+                f += np.sin(self.xy @ k + self.rng.uniform(0, 2 * np.pi))
+            f -= (np.bincount(self.clusters, weights=f) / np.maximum(n_k, 1))[self.clusters]
+            out[:, j] = 1.0 + self.amplitude * f / max(float(np.abs(f).max()), 1e-12)
+        return out
 
 
 def _softplus(z: np.ndarray) -> np.ndarray:
@@ -207,6 +249,9 @@ class _Planter:
     betas: dict[str, BetaFrame] = field(default_factory=dict)
     planted: dict[str, list[str]] = field(default_factory=dict)
     grn_edges: list[tuple[str, str]] = field(default_factory=list)
+    spatial: _SpatialBetas | None = None
+    """Makes the betas of target genes (``big`` plants) vary from cell to cell."""
+    cell_betas: dict[str, BetaFrame] = field(default_factory=dict)
 
     def col(self, gene: str) -> np.ndarray:
         return self.X[:, self.gi[gene]]
@@ -221,7 +266,12 @@ class _Planter:
         F = np.column_stack([self.col(t) for t in tf_list] + feats) if nb else np.zeros((len(self.X), 0))
         if big and feats:
             _zero_flat_terms(B, F, len(tf_list), self.clusters)
-        lin = np.einsum("ij,ij->i", B[self.clusters], F)
+        cell_B = B[self.clusters]
+        per_cell = big and self.spatial is not None
+        if per_cell:
+            assert self.spatial is not None
+            cell_B = cell_B * self.spatial.multipliers(nb)
+        lin = np.einsum("ij,ij->i", cell_B, F)
         b0k, y = self._intercepts_and_values(lin, b0)
         if off_clusters is not None and off_clusters.any():
             # some clusters barely express the gene: the whole cluster model is scaled consistently
@@ -233,6 +283,10 @@ class _Planter:
         self.betas[gene] = BetaFrame(gene=gene, row_kind=_keys.CLUSTER_COL, row_ids=self.labels, intercept=b0k,
                                      modulators=list(tf_list) + names, coefs=B)
         self.planted[gene] = list(tf_list) + names
+        if per_cell:
+            self.cell_betas[gene] = BetaFrame(gene=gene, row_kind=_keys.CELLID_COL, row_ids=_obs_names(len(F)),
+                                              intercept=b0k[self.clusters], modulators=list(tf_list) + names,
+                                              coefs=cell_B)
         self._add_grn_edges(gene, tf_list)
 
     def _intercepts_and_values(self, lin: np.ndarray, b0: float) -> tuple[np.ndarray, np.ndarray]:
@@ -340,7 +394,7 @@ def _anndata(X: np.ndarray, xy: np.ndarray, clusters: np.ndarray, labels: list[s
     PCA of log1p expression as ``X_umap``)."""
     import anndata as ad
 
-    obs_names = [f"cell{i:06d}" for i in range(len(X))]
+    obs_names = _obs_names(len(X))
     obs = pd.DataFrame({_keys.DEFAULT_CLUSTER_ANNOT: pd.Categorical([labels[k] for k in clusters],
                                                                      categories=labels)},
                        index=obs_names)
@@ -380,6 +434,7 @@ def synthetic_tissue(
     scale: float = 1.0,
     approx_above_cells: int = 15000,
     density: float = 1e-3,
+    spatial_betas: float = 0.0,
 ) -> SyntheticTissue:
     """Generate a tissue whose expression follows a planted spatial regulatory model.
 
@@ -401,6 +456,11 @@ def synthetic_tissue(
         noise-free signal (0.05 = 5%).
     radius, contact_distance, per_ligand_radius, kernel, scale, approx_above_cells
         The received-ligand model (use the same values when training on the tissue).
+    spatial_betas : float
+        In [0, 1). Above 0, the true betas of the target genes vary smoothly in space within each
+        cluster — ``β(cell) = β_cluster ⊙ (1 + spatial_betas · φ(x))``, one smooth field ``φ ∈ [-1, 1]``
+        per term, centred on every cluster (the intercept stays per cluster) — as full mode assumes; the
+        per-cell truth is in :attr:`SyntheticTissue.cell_betas`. Every other gene is the same as with 0.
 
     Returns
     -------
@@ -410,6 +470,8 @@ def synthetic_tissue(
 
     if n_cells < 2:
         raise ValueError("n_cells must be at least 2")
+    if not 0.0 <= spatial_betas < 1.0:
+        raise ValueError(f"spatial_betas must be in [0, 1), got {spatial_betas}")
     rng = np.random.default_rng(seed)
     panel = _panel(n_tfs, n_lr_pairs, n_targets, n_root_tfs if n_root_tfs is not None else max(1, (3 * n_tfs) // 5))
     genes = panel.genes
@@ -417,6 +479,8 @@ def synthetic_tissue(
     labels = [f"ct{k}" for k in range(n_clusters)]
     pl = _Planter(rng=rng, X=np.zeros((n_cells, len(genes))), gi={g: i for i, g in enumerate(genes)},
                   clusters=clusters, labels=labels, noise=noise, decoy_tfs=decoy_tfs, panel=panel)
+    if spatial_betas > 0:
+        pl.spatial = _SpatialBetas(spatial_betas, xy, side, clusters, np.random.default_rng([seed, 1]))
     # dependency order: root TFs → level-1 TFs → ligands and receptors → received ligands → targets
     _plant_roots(pl, xy, side)
     _plant_upstream(pl, tfs_per_gene)
@@ -431,9 +495,11 @@ def synthetic_tissue(
     params = dict(n_cells=n_cells, n_clusters=n_clusters, seed=seed, noise=noise, radius=radius,
                   contact_distance=contact_distance, per_ligand_radius=per_ligand_radius, kernel=kernel,
                   scale=scale, side=side)
+    if spatial_betas > 0:
+        params["spatial_betas"] = spatial_betas
     return SyntheticTissue(adata=_anndata(pl.X, xy, clusters, labels, genes, params),
                            network=_network_table(pl.grn_edges, panel.pairs, nichenet), betas=pl.betas,
-                           planted=pl.planted, roles=panel.roles(), params=params)
+                           planted=pl.planted, roles=panel.roles(), params=params, cell_betas=pl.cell_betas)
 
 
 # --------------------------------------------------------------------------------------------------

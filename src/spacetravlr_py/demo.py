@@ -1,7 +1,8 @@
 """The whole pipeline on the built-in synthetic tissue, callable from Python (``spacetravlr demo`` prints it).
 
 synthetic tissue (planted network) → received ligands → seed training → knockouts of the planted TF and
-ligand that reach the most genes → transition fields, with files in one output folder::
+ligand that reach the most genes → transition fields → (with PyTorch) full mode on a second tissue whose
+betas vary within cell types, seed vs full per-cell recovery, with files in one output folder::
 
     >>> from spacetravlr_py.demo import run_demo
     >>> summary = run_demo("demo_output", n_cells=600)            # doctest: +SKIP
@@ -43,6 +44,21 @@ class Knockout:
     seconds: float
 
 
+@dataclass(frozen=True)
+class FullModeStage:
+    """The demo's full-mode stage: seed and full mode on a tissue whose true betas vary within cell types."""
+
+    out_dir: Path
+    spatial_betas: float
+    epochs: int
+    seconds_seed: float
+    seconds_full: float
+    recovery: dict[str, dict[str, float]]
+    """``{"seed": ..., "full": ...}`` of :func:`~spacetravlr_py.training.cnn_report.per_cell_recovery`."""
+    heldout: dict[str, Any]
+    """:func:`~spacetravlr_py.training.cnn_report.heldout_summary` of the full run (``per_gene`` left out)."""
+
+
 @dataclass
 class DemoSummary:
     """What :func:`run_demo` did and where its files are."""
@@ -62,6 +78,8 @@ class DemoSummary:
     """Pearson r of planted vs fitted betas of the target genes (None when nothing to compare)."""
     n_beta_values: int = 0
     knockouts: list[Knockout] = field(default_factory=list)
+    full_mode: FullModeStage | None = None
+    """None when skipped (``full=False`` or PyTorch not installed)."""
     seconds: float = 0.0
 
     @property
@@ -70,9 +88,15 @@ class DemoSummary:
 
     def as_json(self) -> dict[str, Any]:
         """The content of ``demo_summary.json``."""
-        return {"tissue": str(self.tissue), "run": str(self.run_dir),
-                "knockouts": {k.gene: {"role": k.role, "top_affected": k.top_affected,
-                                       "files": [str(p) for p in k.files.values()]} for k in self.knockouts}}
+        out: dict[str, Any] = {
+            "tissue": str(self.tissue), "run": str(self.run_dir),
+            "knockouts": {k.gene: {"role": k.role, "top_affected": k.top_affected,
+                                   "files": [str(p) for p in k.files.values()]} for k in self.knockouts}}
+        if self.full_mode is not None:
+            f = self.full_mode
+            out["full_mode"] = {"dir": str(f.out_dir), "spatial_betas": f.spatial_betas, "epochs": f.epochs,
+                                "recovery": f.recovery, "heldout": f.heldout}
+        return out
 
 
 def beta_recovery(syn: SyntheticTissue, run_dir: str | os.PathLike[str]) -> tuple[float | None, int]:
@@ -132,6 +156,12 @@ def knockout(session: RunSession, gene: str, role: str, ko_dir: Path) -> Knockou
                     seconds=float(res.timings["total_s"]))
 
 
+def _have_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
 def _say(emit: Callable[[str], None] | None, line: str) -> None:
     if emit is not None:
         emit(line)
@@ -141,11 +171,11 @@ def _edge_counts(syn: SyntheticTissue) -> dict[str, int]:
     return {str(k): int(v) for k, v in syn.network.edge_type.value_counts().items()}
 
 
-def _make_tissue(out: Path, n_cells: int, seed: int,
-                 emit: Callable[[str], None] | None) -> tuple[SyntheticTissue, dict[str, Path]]:
+def _make_tissue(out: Path, n_cells: int, seed: int, emit: Callable[[str], None] | None,
+                 n_steps: int = 5) -> tuple[SyntheticTissue, dict[str, Path]]:
     from .datasets import synthetic_tissue
 
-    _say(emit, f"[1/5] synthetic tissue: {n_cells} cells, seed {seed}")
+    _say(emit, f"[1/{n_steps}] synthetic tissue: {n_cells} cells, seed {seed}")
     syn = synthetic_tissue(n_cells=n_cells, seed=seed)
     paths = syn.write(out / _keys.DEMO_DATA_DIR)
     _say(emit, f"      {syn.adata.n_obs} cells × {syn.adata.n_vars} genes, 5 clusters; network edges "
@@ -155,11 +185,11 @@ def _make_tissue(out: Path, n_cells: int, seed: int,
 
 
 def _train(paths: dict[str, Path], run_dir: Path, n_parallel: int, emit: Callable[[str], None] | None,
-           reporter: Reporter | None) -> dict[str, int]:
+           reporter: Reporter | None, n_steps: int = 5) -> dict[str, int]:
     from .config import SpaceshipConfig
     from .training import train
 
-    _say(emit, "[2/5] training (seed mode: received ligands + per-cluster sparse group lasso)")
+    _say(emit, f"[2/{n_steps}] training (seed mode: received ligands + per-cluster sparse group lasso)")
     cfg = SpaceshipConfig().with_overrides({
         "data.adata_path": str(paths["h5ad"]),
         "grn.network_data_dir": str(paths["network"].parent),
@@ -173,9 +203,69 @@ def _train(paths: dict[str, Path], run_dir: Path, n_parallel: int, emit: Callabl
     return counts
 
 
+FULL_EPOCHS = 10
+FULL_SPATIAL_BETAS = 0.5
+FULL_SPATIAL_DIM = 16
+FULL_BATCH_SIZE = 32
+FULL_LEARNING_RATE = 3e-3
+
+
+def full_mode_stage(out: Path, n_cells: int, seed: int, n_parallel: int, emit: Callable[[str], None] | None,
+                    reporter: Reporter | None) -> FullModeStage:
+    """Seed and full mode on the target genes of a tissue whose betas vary smoothly within cell types.
+
+    The tissue is :func:`~spacetravlr_py.datasets.synthetic_tissue` with ``spatial_betas =``
+    :data:`FULL_SPATIAL_BETAS`; full mode runs :data:`FULL_EPOCHS` epochs on
+    :data:`FULL_SPATIAL_DIM`² maps (fast enough for a demo). Writes ``data/``, ``seed/`` and ``full/``
+    under ``out``.
+    """
+    from .betadata.frame import betadata_path, read_betadata
+    from .config import SpaceshipConfig
+    from .datasets import synthetic_tissue
+    from .training import train
+    from .training.cnn_report import heldout_summary, per_cell_recovery
+
+    syn = synthetic_tissue(n_cells=n_cells, seed=seed, spatial_betas=FULL_SPATIAL_BETAS)
+    paths = syn.write(out / _keys.DEMO_DATA_DIR)
+    targets = syn.roles["targets"]
+    obs, labels = list(syn.adata.obs_names), [str(c) for c in syn.adata.obs[_keys.DEFAULT_CLUSTER_ANNOT]]
+    recovery: dict[str, dict[str, float]] = {}
+    seconds: dict[str, float] = {}
+    for mode in ("seed", "full"):
+        cfg = SpaceshipConfig().with_overrides({
+            "data.adata_path": str(paths["h5ad"]), "grn.network_data_dir": str(paths["network"].parent),
+            "execution.output_dir": str(out / mode), "execution.n_parallel": n_parallel, "training.mode": mode,
+            "training.genes": targets, "training.epochs": FULL_EPOCHS, "spatial.spatial_dim": FULL_SPATIAL_DIM,
+            "training.learning_rate": FULL_LEARNING_RATE, "cnn.batch_size": FULL_BATCH_SIZE,
+        }, source="demo")
+        t0 = time.perf_counter()
+        train(cfg, reporter=reporter)
+        seconds[mode] = time.perf_counter() - t0
+        fitted = {g: read_betadata(betadata_path(out / mode, g)) for g in targets
+                  if betadata_path(out / mode, g).exists()}
+        recovery[mode] = per_cell_recovery(syn.cell_betas, fitted, obs, labels)
+    held = heldout_summary(out / "full")
+    held.pop("per_gene")
+    return FullModeStage(out_dir=out, spatial_betas=FULL_SPATIAL_BETAS, epochs=FULL_EPOCHS,
+                         seconds_seed=seconds["seed"], seconds_full=seconds["full"], recovery=recovery, heldout=held)
+
+
+def _report_full(stage: FullModeStage, emit: Callable[[str], None] | None) -> None:
+    r, h = stage.recovery, stage.heldout
+    _say(emit, f"      seed {stage.seconds_seed:.1f}s, full {stage.seconds_full:.1f}s → {stage.out_dir}")
+    for mode in ("seed", "full"):
+        m = r[mode]
+        _say(emit, f"      {mode:<4} per-cell betas vs truth: within-cell-type r = {m['within_cluster_corr']:.3f}, "
+                   f"r = {m['corr']:.3f}, relative MSE {m['relative_mse']:.3g}")
+    if h.get("fits_heldout"):
+        _say(emit, f"      held-out (test-cell) R² of {h['fits_heldout']} cluster fits: lasso "
+                   f"{h['mean_r2_lasso_heldout']:.3f}, CNN {h['mean_r2_cnn_heldout']:.3f}; CNN kept in "
+                   f"{h['cnn_chosen']}, lasso in the others")
+
+
 def run_demo(out_dir: str | os.PathLike[str] = "demo_output", *, n_cells: int = 3000, seed: int = 0,
              n_parallel: int = 1, emit: Callable[[str], None] | None = None,
-             reporter: Reporter | None = None) -> DemoSummary:
+             reporter: Reporter | None = None, full: bool = True) -> DemoSummary:
     """Generate a synthetic tissue with a planted network and run the whole pipeline on it.
 
     Writes ``data/`` (tissue, network, planted betas), ``run/`` (betadata), ``perturbations/``
@@ -194,6 +284,9 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo_output", *, n_cells: int = 
     reporter
         Hears the training run's events (default: Python logging; ``spacetravlr demo`` passes a quiet
         console reporter).
+    full
+        Run the full-mode stage (:func:`full_mode_stage`, under ``out_dir/full_mode``) when PyTorch is
+        installed.
 
     Returns
     -------
@@ -205,12 +298,13 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo_output", *, n_cells: int = 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    syn, paths = _make_tissue(out, n_cells, seed, emit)
+    n_steps = 6 if full and _have_torch() else 5
+    syn, paths = _make_tissue(out, n_cells, seed, emit, n_steps)
     run_dir = out / _keys.DEMO_RUN_DIR
     summary = DemoSummary(out_dir=out, tissue=paths["h5ad"], network=paths["network"],
                           true_betadata=paths["true_betadata"], run_dir=run_dir, n_cells=syn.adata.n_obs,
                           n_genes=syn.adata.n_vars, network_edges=_edge_counts(syn),
-                          trained=_train(paths, run_dir, n_parallel, emit, reporter))
+                          trained=_train(paths, run_dir, n_parallel, emit, reporter, n_steps))
     summary.beta_pearson_r, summary.n_beta_values = beta_recovery(syn, run_dir)
     if summary.beta_pearson_r is not None:
         _say(emit, f"      planted vs fitted betas of the target genes: Pearson r = {summary.beta_pearson_r:.3f} "
@@ -218,13 +312,18 @@ def run_demo(out_dir: str | os.PathLike[str] = "demo_output", *, n_cells: int = 
     tf, lig = most_used_modulators(syn.planted)
     session = RunSession.open(run_dir / _keys.REPRO_TOML)
     for step, gene, role in ((3, tf, "TF"), (4, lig, "ligand")):
-        _say(emit, f"[{step}/5] knockout of the planted {role} {gene} (all cells, 4 propagation steps)")
+        _say(emit, f"[{step}/{n_steps}] knockout of the planted {role} {gene} (all cells, 4 propagation steps)")
         ko = knockout(session, gene, role, summary.ko_dir)
         summary.knockouts.append(ko)
         _say(emit, "      most affected genes (mean |Δ|): " + ", ".join(f"{g} {v:.3g}" for g, v in ko.top_affected))
         _say(emit, f"      {ko.seconds:.2f}s; wrote {len(ko.files)} files to {summary.ko_dir}")
-    _say(emit, "[5/5] transition fields: "
+    _say(emit, f"[5/{n_steps}] transition fields: "
                + ", ".join(str(summary.ko_dir / f"{g}_ko_umap_field.png") for g in (tf, lig)))
+    if n_steps == 6:
+        _say(emit, f"[6/6] full mode (per-cell CNN betas, {FULL_EPOCHS} epochs) on a tissue whose betas vary "
+                   f"within cell types (spatial_betas {FULL_SPATIAL_BETAS})")
+        summary.full_mode = full_mode_stage(out / _keys.DEMO_FULL_DIR, n_cells, seed, n_parallel, emit, reporter)
+        _report_full(summary.full_mode, emit)
     atomic_write_text(out / _keys.DEMO_SUMMARY_JSON, json.dumps(summary.as_json(), indent=1, default=str))
     summary.seconds = time.perf_counter() - t0
     _say(emit, f"done in {summary.seconds:.1f}s; outputs in {out} (summary: {out / _keys.DEMO_SUMMARY_JSON})")

@@ -1,7 +1,8 @@
 """``spacetravlr demo``: the whole pipeline on the built-in synthetic tissue (:func:`spacetravlr_py.demo.run_demo`).
 
-synthetic tissue (planted network) → received ligands → seed training → knockouts → transition field,
-with a short printed summary and files in the output folder.
+synthetic tissue (planted network) → received ligands → seed training → knockouts → transition field →
+full mode (per-cell betas, with PyTorch) on a tissue whose betas vary within cell types, with a short
+printed summary and files in the output folder.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells", type=int, default=3000, help="number of cells (default 3000)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the tissue (default 0)")
     p.add_argument("--parallel", type=int, default=1, help="training worker processes (default 1)")
+    p.add_argument("--no-full", action="store_true",
+                   help="skip the full-mode stage (per-cell CNN betas; runs only when PyTorch is installed)")
     p.add_argument("--plain", action="store_true", help="plain progress output")
     return p
 
@@ -30,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..training import ConsoleReporter
 
     summary = run_demo(a.out, n_cells=a.cells, seed=a.seed, n_parallel=a.parallel, emit=print,
-                       reporter=ConsoleReporter(plain=True, quiet=True))
+                       reporter=ConsoleReporter(plain=True, quiet=True), full=not a.no_full)
     import shlex
 
     from .. import _keys

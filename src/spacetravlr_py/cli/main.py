@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--training-mode", choices=["seed", "full"], help="seed (cluster lasso) or full (CNN)")
     p.add_argument("--epochs", type=int, help="CNN epochs (full mode)")
     p.add_argument("--lr", dest="learning_rate", type=float, help="CNN learning rate (full mode)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"],
+                   help="CNN device ([execution].device; auto = CUDA when present, else CPU)")
     p.add_argument("--parallel", type=int, metavar="N", help="worker processes ([execution].n_parallel)")
     p.add_argument("--scheduler", metavar="ADDR",
                    help="train on a Dask cluster: tcp://HOST:PORT of a running `dask scheduler`, or local:N "
@@ -124,6 +126,7 @@ def overrides_from_args(a: argparse.Namespace) -> dict[str, Any]:
         "training.learning_rate": a.learning_rate,
         "execution.n_parallel": a.parallel,
         "execution.scheduler": a.scheduler,
+        "execution.device": a.device,
         "training.genes": [g.strip() for g in a.genes.split(",") if g.strip()] if a.genes else None,
         "training.max_genes": a.max_genes,
         "grn.max_ligands": a.max_ligands,

@@ -301,7 +301,7 @@ class Perturber:
 
         ``on_step(step, n_steps)`` is called after each propagation step (progress); an exception it
         raises aborts the run (cancellation). The result holds the state genes and the perturbed genes
-        (:class:`~spacetravlr_py.perturb.result.PerturbResult`).
+        (:class:`~spacetravlr_py.perturbation.result.PerturbResult`).
         """
         t_start = time.perf_counter()
         names, vals = self._targets(genes, desired)

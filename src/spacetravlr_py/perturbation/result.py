@@ -274,7 +274,7 @@ class PerturbResult:
 
     def to_frame(self) -> Any:
         """DataFrame: ``CellID`` + every gene of the panel (simulated expression); for large panels write
-        with :func:`~spacetravlr_py.perturb.export.write_expression`, which streams instead."""
+        with :func:`~spacetravlr_py.perturbation.export.write_expression`, which streams instead."""
         import pandas as pd
 
         t = self.tissue

@@ -160,7 +160,7 @@ def write_result(result: PerturbResult, out: str | os.PathLike[str], *, summary:
     """Atomically write the simulated expression (feather: ``CellID`` + every gene of the panel, or only
     the genes that moved with ``changed_only``) and a JSON summary.
 
-    The feather is streamed in row blocks (:func:`~spacetravlr_py.perturb.export.write_expression`):
+    The feather is streamed in row blocks (:func:`~spacetravlr_py.perturbation.export.write_expression`):
     genes that did not move are read from the layer block by block, never as a full-width matrix.
     """
     from ..io.atomic import atomic_write_text

@@ -182,3 +182,34 @@ def pairs_to_csr(coords: np.ndarray, pairs: np.ndarray, inv_two_var: float, indp
             indices[q] = c
             data[q] = tmp_val[p]
             pos[r] = q + 1
+
+
+@njit(cache=True, parallel=True)
+def distance_maps(coords: np.ndarray, x0: float, y0: float, width: float, height: float,
+                  out: np.ndarray) -> None:
+    """Per-cell distance maps over a ``dim × dim`` grid, min–max normalised per cell (full mode).
+
+    Pixel ``(i, j)`` has centre ``(x0 + (j + ½)·width, y0 − (i + ½)·height)`` (row 0 at the top, ``y0`` =
+    the largest y); ``out[s, i, j] = (d − min_s d) / max(max_s d − min_s d, 1e-15)`` with ``d`` the
+    Euclidean distance from cell ``s`` to the pixel centre, computed in float64, stored in ``out``'s dtype.
+    """
+    n = coords.shape[0]
+    dim = out.shape[1]
+    for s in prange(n):
+        x = coords[s, 0]
+        y = coords[s, 1]
+        d = np.empty((dim, dim))
+        lo = np.inf
+        hi = -np.inf
+        for i in range(dim):
+            dy = (y0 - (i + 0.5) * height) - y
+            for j in range(dim):
+                dx = (x0 + (j + 0.5) * width) - x
+                v = np.sqrt(dx * dx + dy * dy)
+                d[i, j] = v
+                lo = min(lo, v)
+                hi = max(hi, v)
+        den = max(hi - lo, 1e-15)
+        for i in range(dim):
+            for j in range(dim):
+                out[s, i, j] = (d[i, j] - lo) / den

@@ -31,7 +31,7 @@ REFERENCE_PENALTY_FACTOR = 2.0
 
 _ARRAYS = ("expression", "clusters", "received", "lr_features", "lr_means", "lr_grams")
 _META = ("cluster_labels", "var_names", "selector", "ligand_radius", "received_names", "fit", "received_info",
-         "lr_pairs", "lr_has_grams", "coords", "random_seed", "tf_prior", "targets")
+         "lr_pairs", "lr_has_grams", "coords", "random_seed", "tf_prior", "targets", "obs_names")
 TARGET_CHUNK_BYTES = 256 << 20
 """Memory for the expression of targets that are not modulators: read from the layer in chunks of genes."""
 
@@ -149,6 +149,7 @@ class TrainingContext:
     random_seed: int = 42
     tf_prior: TfPrior | None = None
     targets: TargetColumns | None = None
+    obs_names: list[str] = field(default_factory=list)
     run_arrays: dict[str, np.ndarray] = field(default_factory=dict)
     _gi: dict[str, int] = field(default_factory=dict, repr=False)
     _ri: dict[str, int] = field(default_factory=dict, repr=False)
@@ -334,4 +335,5 @@ def build_context(cfg: SpaceshipConfig, tissue: Tissue, network: Any, targets: l
                            fit=FitSettings.from_config(cfg), received_info=infos,
                            lr_pairs=pairs, lr_features=shared.XL, lr_means=shared.means, lr_grams=shared.grams,
                            lr_has_grams=shared.has_grams, coords=tissue.coords,
-                           random_seed=cfg.execution.random_seed, tf_prior=tf_prior, targets=lazy)
+                           random_seed=cfg.execution.random_seed, tf_prior=tf_prior, targets=lazy,
+                           obs_names=[str(o) for o in tissue.obs_names])

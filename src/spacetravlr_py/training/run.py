@@ -283,6 +283,8 @@ def _train_pending(inp: _Inputs, rd: RunDir, pending: list[str], trainer: Traine
             if pending:
                 ctx = build_context(cfg, inp.tissue, inp.network, pending, extras=inp.extras, tf_prior=inp.tf_prior)
                 trainer.prepare(ctx)
+                for note in getattr(trainer, "notes", []):  # e.g. full mode: clusters too small to hold out
+                    col.warning(note)
                 for line in ctx.received_info:
                     col.message(line)
             t_ctx = time.perf_counter()

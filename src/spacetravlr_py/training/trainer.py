@@ -6,7 +6,7 @@ executor) writes the files. ``prepare`` runs once per run in the main process an
 to ``ctx.run_arrays`` (shipped to workers memory-mapped), e.g. the CNN's distance maps.
 
 * :class:`SeedTrainer` — seed mode: one sparse group lasso per (gene, cluster) (SPEC §5.1).
-* full mode (per-cell CNN betas, SPEC §5.2) plugs in here as a second trainer.
+* :class:`~.cnn_trainer.CnnTrainer` — full mode: per-cell CNN betas (SPEC §5.2).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import numpy as np
 from .. import _keys
 from ..betadata.frame import BetaFrame
 from ..config import SpaceshipConfig
-from ..errors import ConfigError
 from ..naming import KIND_NAMES
 from .results import ClusterFit, GeneFit
 
@@ -114,6 +113,7 @@ class SeedTrainer:
 def trainer_for(cfg: SpaceshipConfig) -> Trainer:
     """The trainer of ``[training].mode``."""
     if cfg.training.mode == "full":
-        raise ConfigError("[training].mode = \"full\" (per-cell CNN betas) is not available in this version "
-                          "yet; use --training-mode seed")
+        from .cnn_trainer import CnnTrainer
+
+        return CnnTrainer.from_config(cfg)
     return SeedTrainer()
