@@ -346,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
 _ROW_ORDER = ["received_exact_gaussian_vs_numpy", "received_exact_truncated_vs_numpy",
               "received_exact_truncated_vs_reference", "received_approx_vs_numpy", "splash_vs_reference",
               "perturb_exact_vs_reference", "perturb_approx", "train_vs_reference", "train_large",
-              "dask_train", "dask_worker_memory", "full_vs_reference", "full_ceiling", "full_200", "full_heldout_starmap",
+              "dask_train", "dask_worker_memory", "full_vs_reference", "full_ceiling", "full_200",
+              "full_heldout_starmap",
               "transition_vs_reference", "transition_vs_numpy", "transition_field", "viewer_preview",
               "viewer_umap_field", "viewer_gene_expression", "cli_help_spacetravlr",
               "cli_help_spacetravlr_perturb"]
