@@ -35,12 +35,13 @@ def screen_top(ranked: pd.DataFrame, *, n: int = 20, ax: Axes | None = None, sho
     roles = top["roles"].fillna("").astype(str) if "roles" in top else None
     colours = ([ROLE_COLOURS.get(r.split(",")[0], "#7f7f7f") for r in roles] if roles is not None
                else ["#4c72b0"] * len(top))
+    from matplotlib.patches import Patch
+
     ax.barh(top["gene"].astype(str), top["impact"].to_numpy(dtype=float), color=colours)
-    for role, c in ROLE_COLOURS.items():
-        if roles is not None and roles.str.split(",").str[0].eq(role).any():
-            ax.barh([], [], color=c, label=role)
     if roles is not None:
-        ax.legend(frameon=False, fontsize="small", loc="lower right")
+        first = set(roles.str.split(",").str[0])
+        handles = [Patch(color=c, label=role) for role, c in ROLE_COLOURS.items() if role in first]
+        ax.legend(handles=handles, frameon=False, fontsize="small", loc="lower right", title="first role")
     ax.set_xlabel("impact: mean |Δ| over all cells and all other genes")
     ax.tick_params(axis="y", labelsize="small" if len(top) <= 25 else "x-small")
     ax.set_title(title or f"top {len(top)} genes by impact")
