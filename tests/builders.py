@@ -336,3 +336,99 @@ def train_run(base: Path, *, config: dict[str, Any] | None = None, **synthetic_k
     res = train(cfg)
     assert res.counts["done"] > 0 and res.counts["failed"] == 0, res.counts
     return TrainedRun(data, out)
+
+
+# --------------------------------------------------------------------------------------------------
+# run folders with what the report must show: full mode (per-cell betas, held-out R²), failures, orphans
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PerCellTrainer:
+    """Writes a full-mode run folder through the same files as full mode, without the CNN: the seed fit,
+    then ``CellID`` betadata (each cell's cluster betas × a smooth spatial factor 1 ± 0.2) and per-cluster
+    held-out R² in the log (lasso: in-sample R² − 0.05·(k+1)/K, CNN: in-sample R² − 0.02, choice by the
+    larger). For tests of what reads full-mode runs (reports, interactions) when the CNN trainer is not at
+    hand; the numbers are inputs of those tests, not results of a CNN.
+    """
+
+    obs_names: list[str]
+    mode: str = "full"
+
+    def prepare(self, ctx: Any) -> None:
+        """Nothing run-wide."""
+
+    def fit(self, ctx: Any, gene: str) -> Any:
+        import dataclasses
+
+        from spacetravlr_py.training import SeedTrainer
+
+        fit = SeedTrainer().fit(ctx, gene)
+        if fit.frame is None:
+            return fit
+        f = fit.frame
+        k = np.asarray(ctx.clusters)
+        xy = np.asarray(ctx.coords)
+        factor = 1.0 + 0.2 * np.sin(xy[:, 0] / 97.0) * np.cos(xy[:, 1] / 131.0)
+        fit.frame = BetaFrame(gene, _keys.CELLID_COL, list(self.obs_names), f.intercept[k], list(f.modulators),
+                              f.coefs[k] * factor[:, None], groups=f.groups)
+        n = len(fit.clusters)
+        out = []
+        for i, c in enumerate(fit.clusters):
+            lasso, cnn = c.r2 - 0.05 * (i + 1) / n, c.r2 - 0.02
+            out.append(dataclasses.replace(c, heldout_r2={"lasso": lasso, "cnn": cnn},
+                                           choice="cnn" if cnn > lasso else "lasso"))
+        fit.clusters = out
+        return fit
+
+
+def full_mode_run(base: Path, **synthetic_kw: Any) -> TrainedRun:
+    """A synthetic tissue trained into ``base/run`` as a full-mode run folder (:class:`PerCellTrainer`)."""
+    from spacetravlr_py.training import train
+
+    data = write_tissue(base / "data", **synthetic_kw)
+    out = base / "run"
+    cfg = run_config(data, out, training__mode="full")
+    res = train(cfg, trainer=PerCellTrainer([str(x) for x in data.syn.adata.obs_names]))
+    assert res.counts["done"] > 0 and res.counts["failed"] == 0, res.counts
+    return TrainedRun(data, out)
+
+
+@dataclass
+class FailingTrainer:
+    """The seed trainer, except that the genes in ``fail`` raise (the run records them as failed)."""
+
+    fail: tuple[str, ...]
+    mode: str = "seed"
+
+    def prepare(self, ctx: Any) -> None:
+        """Nothing run-wide."""
+
+    def fit(self, ctx: Any, gene: str) -> Any:
+        from spacetravlr_py.training import SeedTrainer
+
+        if gene in self.fail:
+            raise FloatingPointError(f"planted failure of {gene}")
+        return SeedTrainer().fit(ctx, gene)
+
+
+def problem_run(base: Path, *, fail: Sequence[str] = ("Pax5",), constant: Sequence[str] = ("Stat3", "Nfkb1"),
+                **synthetic_kw: Any) -> TrainedRun:
+    """A run with failed genes (``fail`` raise in the trainer) and orphans (``constant`` genes have the same
+    value in every cell, so there is nothing to fit)."""
+    from spacetravlr_py.training import train
+
+    data = write_tissue(base / "data", **synthetic_kw)
+
+    def flatten(a: Any) -> None:
+        for g in constant:
+            j = list(a.var_names).index(g)
+            for m in [a.X, *a.layers.values()]:
+                m[:, j] = 1.5
+
+    h5ad = data.variant(base / "flat", flatten)
+    data = WrittenTissue(data.syn, h5ad, data.net_dir)
+    out = base / "run"
+    res = train(run_config(data, out), trainer=FailingTrainer(tuple(fail)))
+    assert res.counts["failed"] == len(fail) and res.counts["orphan"] >= len(constant), res.counts
+    return TrainedRun(data, out)

@@ -69,7 +69,8 @@ def r2_by_cluster(fits: pd.DataFrame, *, ax: Axes | None = None, show: bool | No
         show_at = [i for i, d in enumerate(data) if d.size]
         if show_at:
             bp = ax.boxplot([data[i] for i in show_at], positions=pos[show_at], widths=width * 0.85,
-                            patch_artist=True, showfliers=True, flierprops={"markersize": 2})
+                            patch_artist=True, showfliers=True, flierprops={"markersize": 2},
+                            medianprops={"color": "black"})
             for b in bp["boxes"]:
                 b.set_facecolor(colour)
                 b.set_alpha(0.75)
@@ -167,12 +168,16 @@ def interaction_heatmap(interactions: pd.DataFrame, *, n_per_type: int = 5, ax: 
          .reindex(index=edges, columns=types))
     vals = M.to_numpy(dtype=float)
     lim = float(np.nanmax(np.abs(vals))) if np.isfinite(vals).any() else 1.0
-    im = ax.imshow(np.ma.masked_invalid(vals), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    import matplotlib
+
+    cmap = matplotlib.colormaps["RdBu_r"].copy()
+    cmap.set_bad("#c8c8c8")  # a coefficient that is exactly zero (left out of the table) is grey, not white
+    im = ax.imshow(np.ma.masked_invalid(vals), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
     ax.set_xticks(np.arange(len(types)))
     ax.set_xticklabels(types, rotation=45, ha="right")
     ax.set_yticks(np.arange(len(edges)))
     ax.set_yticklabels(edges, fontsize="x-small" if len(edges) > 25 else "small")
-    fig.colorbar(im, ax=ax, shrink=0.6, label="aggregated β (blank: zero)")
+    fig.colorbar(im, ax=ax, shrink=0.6, label="aggregated β (grey: zero)")
     ax.set_title(title or f"strongest interactions per cell type (top {n_per_type} each)")
     _finish(fig, ax, show, save, own)
     return ax

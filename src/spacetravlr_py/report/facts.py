@@ -29,9 +29,11 @@ if TYPE_CHECKING:
 FIT_COLUMNS: tuple[str, ...] = ("gene", "cluster", "label", "n_cells", "n_modulators", "r2", "kept",
                                 "heldout_r2_lasso", "heldout_r2_cnn", "choice")
 """Columns of :attr:`RunFacts.fits`: one row per (gene, cluster) model read from the logs."""
-GENE_COLUMNS: tuple[str, ...] = ("gene", "status", "reason", "seconds", "mean_r2", "n_clusters_kept",
-                                 *KIND_NAMES, "n_modulators")
-"""Columns of :attr:`RunFacts.genes`: one row per queued gene."""
+GENE_COLUMNS: tuple[str, ...] = ("gene", "status", "reason", "seconds", "mean_r2", "mean_heldout_r2",
+                                 "n_clusters_kept", *KIND_NAMES, "n_modulators")
+"""Columns of :attr:`RunFacts.genes`: one row per queued gene. ``mean_r2``: mean in-sample R² of the
+cluster models the R² gate kept; ``mean_heldout_r2`` (full mode): mean held-out R² of the model each of
+those clusters kept (the CNN's when chosen, else the lasso's)."""
 STATUSES: tuple[str, ...] = ("done", "orphan", "failed", "unfinished")
 
 
@@ -144,11 +146,14 @@ def _gene_table(status: dict[str, tuple[str, str]], logs: dict[str, tuple[list[d
         if not why and st == "orphan":
             why = keys.get("reason", "")
         kept = [_num(r["r2"]) for r in table if r.get("kept") == "True"]
+        held = [_num(r.get(f"heldout_r2_{r.get('choice') or 'lasso'}", "")) for r in table if r.get("kept") == "True"]
+        held = [h for h in held if math.isfinite(h)]
         fam = mods.get(gene) or {}
         counts = [int(fam.get(k, 0)) for k in KIND_NAMES]
         n_mod = sum(counts) if fam else (int(_num(table[0]["n_modulators"])) if table else 0)
         rows.append((gene, st, why.splitlines()[0] if why else "", float(per_gene_s.get(gene, math.nan)),
-                     float(np.mean(kept)) if kept else math.nan, len(kept), *counts, n_mod))
+                     float(np.mean(kept)) if kept else math.nan, float(np.mean(held)) if held else math.nan,
+                     len(kept), *counts, n_mod))
     return pd.DataFrame(rows, columns=list(GENE_COLUMNS))
 
 

@@ -110,7 +110,9 @@ def _fit(f: RunFacts, figs: Figures) -> Section:
     ranked = figs.img(_pl().gene_r2(trained, n_worst=6, ax=_new_axes()[1], show=False).figure, "r2_genes",
                       "Trained genes ranked by mean R² over their kept cluster models; the worst are named.")
     worst = trained.dropna(subset=["mean_r2"]).sort_values("mean_r2", kind="stable").head(N_WORST)
-    worst_t = frame_table(worst[["gene", "mean_r2", "n_clusters_kept", "n_modulators", "seconds"]], digits=3)
+    cols = ["gene", "mean_r2", *(["mean_heldout_r2"] if f.full_mode else []), "n_clusters_kept", "n_modulators",
+            "seconds"]
+    worst_t = frame_table(worst[cols], digits=3)
     body = (table(rows, head, digits=3) + "<div class='cols'>" + box + ranked + "</div>"
             + f"<h3>The {len(worst)} genes with the lowest mean R²</h3>" + worst_t)
     return Section("fit", "Model fit (R²)", body)
