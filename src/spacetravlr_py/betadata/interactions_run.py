@@ -61,9 +61,11 @@ def open_run_tissue(run_toml: str | os.PathLike[str], *, cluster_col: str | None
     """The dataset of a run and its folder; one line when the folder holds no betadata.
 
     ``cluster_col`` replaces ``[data].cluster_annot``: the obs column whose labels name the ``Cluster``
-    rows of seed betadata.
+    rows of seed betadata (the dataset is checked against the run's fingerprint with the run's column).
     """
-    from ..io.anndata import load_tissue
+    import dataclasses
+
+    from ..io.anndata import cluster_ids, load_tissue
     from ..rundir import open_run
 
     run = open_run(run_toml)
@@ -71,9 +73,16 @@ def open_run_tissue(run_toml: str | os.PathLike[str], *, cluster_col: str | None
         raise InputError(f"run folder {run.dir.root} holds no *_betadata.feather/.parquet/.csv files; train it "
                          "first (spacetravlr) or point --run-toml at the run that has them")
     cfg = run.cfg
-    col = cluster_col or cfg.data.cluster_annot
-    tissue = load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=col)
+    tissue = load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)
     run.check_dataset(tissue)
+    if cluster_col and cluster_col != tissue.cluster_annot:
+        obs = tissue.obs
+        cols = [] if obs is None else [str(c) for c in obs.columns]
+        if obs is None or cluster_col not in obs.columns:
+            raise InputError(f"{tissue.path}: obs has no cluster column '{cluster_col}'"
+                             f"{near_matches(cluster_col, cols)} (obs columns: {short_list(cols)}); set --cluster-col")
+        ids, labels = cluster_ids(obs[cluster_col], column=cluster_col)
+        tissue = dataclasses.replace(tissue, clusters=ids, cluster_labels=labels, cluster_annot=cluster_col)
     return tissue, run.dir.root
 
 
