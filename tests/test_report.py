@@ -31,7 +31,9 @@ SEED_LOG = """cluster\tlabel\tn_cells\tn_modulators\tr2\tmse\titerations\tconver
 1\tct1\t26\t26\t0.1\t0.003\t500\tFalse\tFalse
 status\tdone
 """
-FULL_LOG = """cluster\tlabel\tn_cells\tn_modulators\tr2\tmse\titerations\tconverged\tkept\theldout_r2_cnn\theldout_r2_lasso\tchoice
+FULL_HEAD = "\t".join(["cluster", "label", "n_cells", "n_modulators", "r2", "mse", "iterations", "converged", "kept",
+                       "heldout_r2_cnn", "heldout_r2_lasso", "choice"])
+FULL_LOG = FULL_HEAD + """
 0\tct0\t16\t27\t0.9\t4e-05\t500\tFalse\tTrue\t0.8\t0.7\tcnn
 1\tct1\t89\t27\t0.6\t0.001\t500\tFalse\tTrue\t\t\t
 full_mode\tepochs 10

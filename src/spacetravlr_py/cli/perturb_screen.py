@@ -98,8 +98,13 @@ def main(a: argparse.Namespace) -> int:
     ptoml = _perturb_toml(a)
     recipe = SessionRecipe(request.run_toml, {k: v for k, v in _overrides(a).items() if v is not None},
                            ptoml.apply if ptoml else None, a.threads)
-    session = None if (a.workers > 1 and prior is not None) else _open(a)
-    executor = ProcessScreen(recipe, a.workers) if a.workers > 1 else SerialScreen(session)
+    executor: Any
+    if a.workers > 1:  # the workers open the run; this process only to plan a new screen
+        session = None if prior is not None else _open(a)
+        executor = ProcessScreen(recipe, a.workers)
+    else:
+        session = _open(a)
+        executor = SerialScreen(session)
     t0 = time.perf_counter()
 
     def plan(spec: Any, n_left: int) -> None:
