@@ -432,3 +432,40 @@ def problem_run(base: Path, *, fail: Sequence[str] = ("Pax5",), constant: Sequen
     res = train(run_config(data, out), trainer=FailingTrainer(tuple(fail)))
     assert res.counts["failed"] == len(fail) and res.counts["orphan"] >= len(constant), res.counts
     return TrainedRun(data, out)
+
+
+# --------------------------------------------------------------------------------------------------
+# a planted paracrine circuit for neighbour effects
+# --------------------------------------------------------------------------------------------------
+
+PLANTED_BETA = 1.0
+"""β of ``Lig$Rec`` in the target ``Tgt`` of the planted neighbour tissue."""
+
+
+def planted_neighbour_tissue(n_x: int = 36, n_y: int = 18, spacing: float = 15.0,
+                             seed: int = 0) -> tuple[Tissue, list[BetaFrame]]:
+    """Senders (type ``S``, the left strip x < 75) express the ligand ``Lig``; the rest of the tissue mixes
+    receivers (``R``, expressing the receptor ``Rec``) and bystanders (``B``, no receptor) at random.
+
+    Planted models (``Cluster`` rows S, R, B): ``Tgt = 0.5·Tf + PLANTED_BETA·RL[Lig]·Rec`` in every type (small enough that no cell is clipped at 0)
+    (so only cells with the receptor can respond to the ligand), ``Down = 0.3·Tgt`` (a gene downstream of
+    the target inside the cell), ``Lig = 0.2·Tf`` (the ligand's own model, so it is a trained modulator).
+    Knocking ``Lig`` out in ``S`` reaches ``R`` cells only, through ``Lig``, more strongly near the strip.
+    """
+    rng = np.random.default_rng(seed)
+    gx, gy = np.meshgrid(np.arange(n_x), np.arange(n_y))
+    xy = np.column_stack([gx.ravel(), gy.ravel()]).astype(float) * spacing + rng.uniform(-2, 2, (n_x * n_y, 2))
+    labels = ["B", "R", "S"]
+    kind = np.where(xy[:, 0] < 75.0, 2, rng.integers(0, 2, len(xy)))  # 2 = S; else 0 = B / 1 = R
+    genes = ["Tf", "Lig", "Rec", "Tgt", "Down"]
+    X = np.zeros((len(xy), len(genes)))
+    X[:, 0] = 1.0 + 0.1 * rng.random(len(xy))
+    X[kind == 2, 1] = 5.0
+    X[kind == 1, 2] = 2.0
+    X[:, 3] = 1.0 + 0.1 * rng.random(len(xy))
+    X[:, 4] = 0.5 + 0.1 * rng.random(len(xy))
+    t = make_tissue(X, genes, clusters=kind, labels=labels, coords=xy)
+    frames = [beta_frame("Tgt", labels, ["Tf", "Lig$Rec"], [[0.5, PLANTED_BETA]] * 3),
+              beta_frame("Down", labels, ["Tgt"], [[0.3]] * 3),
+              beta_frame("Lig", labels, ["Tf"], [[0.2]] * 3)]
+    return t, frames

@@ -86,7 +86,9 @@ def neighbour_effects(effects: NeighbourEffects, *, ax: Axes | None = None, show
         y = d["mean_abs_delta"].to_numpy(dtype=float)
         x = d["d_mean"].to_numpy(dtype=float)
         keep = y > 0 if log else np.ones_like(y, dtype=bool)
-        ax.plot(x[keep], y[keep], "o-", color=_PALETTE[k % len(_PALETTE)], label=f"{ct}", ms=4)
+        quiet = not (y > 0).any()  # drawn nowhere on a log axis: say so in the legend
+        ax.plot(x[keep], y[keep], "o-", color=_PALETTE[k % len(_PALETTE)], ms=4,
+                label=f"{ct} (no change)" if quiet else f"{ct}")
     for e in effects.edges[1:-1]:
         if math.isfinite(e):
             ax.axvline(e, color="#ddd", lw=0.6, zorder=0)
