@@ -45,7 +45,7 @@ class Viewer:
 
     def __init__(self, h5ad: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        self.proc = subprocess.Popen([sys.executable, "-c", "from spacetravlr_py.viewer.cli import run; run()",
+        self.proc = subprocess.Popen([sys.executable, "-c", "from spacetravlr_py.cli.viewer import run; run()",
                                       "--h5ad", str(h5ad), "--port", "0"], env=env, text=True,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert self.proc.stderr is not None

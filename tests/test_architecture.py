@@ -1,7 +1,7 @@
 """The package's import structure: the pipeline's layers depend one way.
 
 * perturbation, the run folder and betadata never import training;
-* the library never imports the programs (``cli/``) or argparse;
+* the library never imports the programs (``cli/``, where every console script lives) or argparse;
 * module-level imports have no cycles.
 """
 

@@ -25,4 +25,5 @@ def test_viewer_benchmark_phases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert res["n_obs"] == 800 and res["n_trained"] == 50
     for key, n in (("preview", 2), ("field", 2), ("expression", 8)):
         assert res[key]["n"] == n and 0 < res[key]["median_s"] <= res[key]["p95_s"] <= res[key]["max_s"]
+    assert res["preview_engine"]["n"] == 2 and res["preview_engine"]["max_s"] <= res["preview"]["max_s"]
     assert res["expr_during_preview"]["n"] > 0 and res["peak_rss_mib"] >= res["rss_after_mib"] > 0

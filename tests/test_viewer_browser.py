@@ -56,7 +56,7 @@ def server(demo_run: Path) -> Iterator[str]:
     if not (STATIC / "index.html").is_file():
         pytest.fail(f"the front end is not built ({STATIC}/index.html missing): run `make setup` "
                     "(or `cd web && npm ci && npm run build`)")
-    proc = subprocess.Popen(_program("spacetravlr_py.viewer.cli", "--run-toml", str(demo_run), "--port", "0"),
+    proc = subprocess.Popen(_program("spacetravlr_py.cli.viewer", "--run-toml", str(demo_run), "--port", "0"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
         url = _wait_for_url(proc)

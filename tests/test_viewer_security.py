@@ -218,7 +218,7 @@ def test_cli_warns_on_a_non_loopback_bind_and_honours_the_cors_env(layout) -> No
 
 
 def test_cli_user_errors_are_one_line(layout, capsys) -> None:
-    from spacetravlr_py.viewer.cli import main
+    from spacetravlr_py.cli.viewer import main
 
     assert main(["--run-toml", str(layout["base"] / "missing.toml")]) == 2
     err = capsys.readouterr().err

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spacetravlr_py.cli.viewer import is_loopback
 from spacetravlr_py.viewer import payloads as pl
 from spacetravlr_py.viewer._errors import ApiError
-from spacetravlr_py.viewer.cli import is_loopback
 from spacetravlr_py.viewer.inspector import CellBetas, ModulatorSet, cell_context, spatial_neighbors
 from spacetravlr_py.viewer.jobs import Job, JobCancelled, JobManager
 from spacetravlr_py.viewer.security import PathGuard, start_roots

@@ -114,7 +114,7 @@ def cli_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[
     """``spatial_viewer ARGS --port 0`` in a subprocess; yields (base URL, process, stderr lines so far)."""
     src = str(Path(__file__).resolve().parents[1] / "src")
     e = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
-    cmd = [sys.executable, "-c", "from spacetravlr_py.viewer.cli import run; run()", *args]
+    cmd = [sys.executable, "-c", "from spacetravlr_py.cli.viewer import run; run()", *args]
     if "--port" not in args:
         cmd += ["--port", "0"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=e)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import _keys
+from .. import naming
 from ..errors import InputError, near_matches, short_list
 from ..io.anndata import Tissue
 from ..io.betadata import BetaFrame, list_betadata, read_betadata
@@ -46,20 +46,19 @@ COLUMNS: tuple[str, ...] = ("modulator", "target", "cell_type", "value", "family
 * ``n_cells`` — cells in the group.
 """
 _DTYPES: dict[str, Any] = {"value": float, "n_cells": np.int64}
-FAMILY_TF, FAMILY_LR, FAMILY_TFL = "tf", "lr", "tfl"
-"""``family`` values: the short kind names of modulators (a name read back from betadata cannot tell an
-extra modulator from a TF, so extras are ``tf`` here)."""
+FAMILY_TF, FAMILY_LR, FAMILY_TFL = (naming.KIND_NAMES[k] for k in (naming.TF, naming.LR, naming.TFL))
+"""``family`` values: the short kind names (a name read back from betadata cannot tell an extra modulator
+from a TF, so extras are ``tf`` here)."""
 
 
 def modulator_parts(name: str) -> tuple[str, str | None, str | None, str | None]:
     """``(family, ligand, receptor, tf)`` of a modulator name: ``L$R`` → lr, ``L#TF`` → tfl, else tf."""
-    if _keys.LR_SEP in name:
-        lig, rec = name.split(_keys.LR_SEP, 1)
-        return FAMILY_LR, lig, rec, None
-    if _keys.TFL_SEP in name:
-        lig, tf = name.split(_keys.TFL_SEP, 1)
-        return FAMILY_TFL, lig, None, tf
-    return FAMILY_TF, None, None, name
+    m = naming.parse_modulator(name)
+    if m.kind == naming.LR:
+        return FAMILY_LR, m.first, m.second, None
+    if m.kind == naming.TFL:
+        return FAMILY_TFL, m.first, None, m.second
+    return FAMILY_TF, None, None, m.first
 
 
 class _Parts:

@@ -29,6 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..demo import run_demo
     from ..training import ConsoleReporter
 
-    run_demo(a.out, n_cells=a.cells, seed=a.seed, n_parallel=a.parallel, emit=print,
-             reporter=ConsoleReporter(plain=True, quiet=True))
+    summary = run_demo(a.out, n_cells=a.cells, seed=a.seed, n_parallel=a.parallel, emit=print,
+                       reporter=ConsoleReporter(plain=True, quiet=True))
+    import shlex
+
+    from .. import _keys
+
+    toml = summary.run_dir / _keys.REPRO_TOML
+    print(f"explore it in the browser: spatial_viewer --run-toml {shlex.quote(str(toml))} --open")
     return EXIT_OK

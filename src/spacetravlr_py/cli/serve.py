@@ -6,6 +6,6 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..viewer.cli import serve_main
+    from .viewer import serve_main
 
     return serve_main(argv, "spacetravlr serve")

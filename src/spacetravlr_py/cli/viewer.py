@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..cli._common import EXIT_OK, guarded
+from ._common import EXIT_OK, guarded
 
 PROG = "spatial_viewer"
 
@@ -88,7 +88,7 @@ def serve_main(argv: Sequence[str] | None, prog: str = PROG) -> int:
     a = build_parser(prog).parse_args(argv)
     from .. import _keys
     from ..errors import InputError
-    from .state import env_flag
+    from ..viewer.state import env_flag
 
     if a.max_body_mb <= 0:
         raise InputError(f"--max-body-mb must be > 0, got {a.max_body_mb}")
@@ -126,16 +126,16 @@ def setup(a: argparse.Namespace, *, allow_cors: bool) -> tuple[Any, Any, socket.
     """State (with the start dataset loading), the uvicorn server and its bound socket."""
     import uvicorn
 
-    from .app import create_app
-    from .security import PathGuard, resolve, start_roots
-    from .state import ViewerState
-    from .static_files import default_static_dir
+    from ..viewer.app import create_app
+    from ..viewer.security import PathGuard, resolve, start_roots
+    from ..viewer.state import ViewerState
+    from ..viewer.static_files import default_static_dir
 
     roots = start_roots(a.h5ad, a.run_toml, a.network_dir, a.data_root)
     state = ViewerState(PathGuard(roots), threads=a.threads)
     if a.h5ad or a.run_toml:
         from ..errors import InputError
-        from ._errors import ApiError
+        from ..viewer._errors import ApiError
 
         try:
             inputs = state.prepare(adata_path=a.h5ad or "", run_toml=a.run_toml or "", layer=a.layer,
