@@ -447,10 +447,11 @@ def planted_neighbour_tissue(n_x: int = 36, n_y: int = 18, spacing: float = 15.0
     """Senders (type ``S``, the left strip x < 75) express the ligand ``Lig``; the rest of the tissue mixes
     receivers (``R``, expressing the receptor ``Rec``) and bystanders (``B``, no receptor) at random.
 
-    Planted models (``Cluster`` rows S, R, B): ``Tgt = 0.5·Tf + PLANTED_BETA·RL[Lig]·Rec`` in every type (small enough that no cell is clipped at 0)
-    (so only cells with the receptor can respond to the ligand), ``Down = 0.3·Tgt`` (a gene downstream of
-    the target inside the cell), ``Lig = 0.2·Tf`` (the ligand's own model, so it is a trained modulator).
-    Knocking ``Lig`` out in ``S`` reaches ``R`` cells only, through ``Lig``, more strongly near the strip.
+    Planted models (``Cluster`` rows S, R, B): ``Tgt = 0.5·Tf + PLANTED_BETA·RL[Lig]·Rec`` in every type
+    (so only cells with the receptor can respond to the ligand; β small enough that no cell is clipped at
+    0), ``Down = 0.3·Tgt`` (a gene downstream of the target inside the cell), ``Lig = 0.2·Tf`` (the
+    ligand's own model, so it is a trained modulator). Knocking ``Lig`` out in ``S`` reaches ``R`` cells
+    only, through ``Lig``, more strongly near the strip.
     """
     rng = np.random.default_rng(seed)
     gx, gy = np.meshgrid(np.arange(n_x), np.arange(n_y))

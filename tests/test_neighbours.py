@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from builders import PLANTED_BETA, planted_neighbour_tissue
 
+from builders import PLANTED_BETA, planted_neighbour_tissue
 from spacetravlr_py import _keys
 from spacetravlr_py.betadata import Betabase
 from spacetravlr_py.cli.perturb import main as perturb_main
@@ -33,7 +33,7 @@ def planted():
 
 
 def test_planted_receiver_first_through_the_ligand_decaying_with_distance(planted, tmp_path: Path) -> None:
-    t, p, res = planted
+    _, p, res = planted
     eff = neighbour_effects(res, p)
     assert eff.by_type["cell_type"].tolist() == ["R", "B"]  # the receivers first; senders are the scope
     r, b = eff.by_type.iloc[0], eff.by_type.iloc[1]

@@ -232,17 +232,27 @@ def perturbation_summary(result: PerturbResult, *, n_top: int = 15, ax: Sequence
     return fig
 
 
-# the figures of runs, screens and neighbour effects live in two modules of their own (same conventions);
-# imported last because they use the helpers above
-from .plotting_effects import neighbour_effects, screen_heatmap, screen_top  # noqa: E402
-from .plotting_runs import (  # noqa: E402
-    cell_types,
-    gene_r2,
-    gene_seconds,
-    interaction_heatmap,
-    modulator_families,
-    r2_by_cluster,
-)
+# the figures of runs, screens and neighbour effects live in two modules of their own (same conventions,
+# the helpers above); reached through this module lazily, so that they can import it
+_MORE: dict[str, str] = {
+    **{n: "plotting_runs" for n in ("cell_types", "gene_r2", "gene_seconds", "interaction_heatmap",
+                                     "modulator_families", "r2_by_cluster")},
+    **{n: "plotting_effects" for n in ("neighbour_effects", "screen_heatmap", "screen_top")},
+}
 
-__all__ = ["cell_types", "gene_r2", "gene_seconds", "interaction_heatmap", "modulator_families", "neighbour_effects",
-           "perturbation_summary", "r2_by_cluster", "screen_heatmap", "screen_top", "spatial_delta", "transition_field"]
+__all__ = ["perturbation_summary", "spatial_delta", "transition_field", *_MORE]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _MORE.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__package__}.{mod}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MORE))
