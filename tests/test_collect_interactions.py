@@ -136,3 +136,18 @@ def test_bad_input_is_one_line(small_run, tmp_path: Path, capsys) -> None:
         assert cli_main(["collect-interactions", *args]) == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_load_cells_matches_load_tissue_without_expression(small_run) -> None:
+    from spacetravlr_py.io.cells import load_cells
+
+    full = load_tissue(small_run.data.h5ad)
+    cells = load_cells(small_run.data.h5ad)
+    assert cells.expression.shape == (full.n_cells, 0) and cells.n_genes == full.n_genes
+    np.testing.assert_array_equal(cells.obs_names, full.obs_names)
+    np.testing.assert_array_equal(cells.clusters, full.clusters)
+    np.testing.assert_array_equal(cells.coords, full.coords)
+    assert cells.umap is not None and full.umap is not None
+    np.testing.assert_array_equal(cells.umap, full.umap)
+    assert (cells.cluster_labels, cells.var_names, cells.spatial_key) == (full.cluster_labels, full.var_names,
+                                                                          full.spatial_key)

@@ -170,8 +170,8 @@ def interaction_heatmap(interactions: pd.DataFrame, *, n_per_type: int = 5, ax: 
     lim = float(np.nanmax(np.abs(vals))) if np.isfinite(vals).any() else 1.0
     import matplotlib
 
-    cmap = matplotlib.colormaps["RdBu_r"].copy()
-    cmap.set_bad("#c8c8c8")  # a coefficient that is exactly zero (left out of the table) is grey, not white
+    # a coefficient that is exactly zero (left out of the table) is grey, not white
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#c8c8c8")
     im = ax.imshow(np.ma.masked_invalid(vals), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
     ax.set_xticks(np.arange(len(types)))
     ax.set_xticklabels(types, rotation=45, ha="right")

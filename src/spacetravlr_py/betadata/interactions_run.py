@@ -58,23 +58,27 @@ def obs_labels(tissue: Tissue, annot: str | None) -> np.ndarray:
 
 
 def open_run_tissue(run_toml: str | os.PathLike[str], *, cluster_col: str | None = None) -> tuple[Tissue, Path]:
-    """The dataset of a run and its folder; one line when the folder holds no betadata.
+    """The cells of a run's dataset (no expression: :func:`~spacetravlr_py.io.cells.load_cells`) and the run
+    folder; one line when the folder holds no betadata, or the dataset's cell / gene names are not the run's.
 
     ``cluster_col`` replaces ``[data].cluster_annot``: the obs column whose labels name the ``Cluster``
-    rows of seed betadata (the dataset is checked against the run's fingerprint with the run's column).
+    rows of seed betadata.
     """
     import dataclasses
 
-    from ..io.anndata import cluster_ids, load_tissue
-    from ..rundir import open_run
+    from ..io.anndata import cluster_ids
+    from ..io.cells import load_cells
+    from ..rundir import check_same_dataset, open_run
 
     run = open_run(run_toml)
     if not run.dir.betadata_files():
         raise InputError(f"run folder {run.dir.root} holds no *_betadata.feather/.parquet/.csv files; train it "
                          "first (spacetravlr) or point --run-toml at the run that has them")
     cfg = run.cfg
-    tissue = load_tissue(cfg.data.adata_path, layer=cfg.data.layer, cluster_annot=cfg.data.cluster_annot)
-    run.check_dataset(tissue)
+    tissue = load_cells(cfg.data.adata_path, cluster_annot=cfg.data.cluster_annot, layer=cfg.data.layer)
+    if run.manifest is not None:  # names only: the expression is not read
+        names = {k: v for k, v in run.manifest.dataset.items() if k != "data_sha1"}
+        check_same_dataset(names, tissue, where=run.dir.manifest_json, what="use the matching .h5ad or run TOML")
     if cluster_col and cluster_col != tissue.cluster_annot:
         obs = tissue.obs
         cols = [] if obs is None else [str(c) for c in obs.columns]

@@ -215,7 +215,7 @@ def gather_run_facts(run_dir: str | os.PathLike[str], *, config: str | os.PathLi
         The manifest (default: the run's; absent: genes and timings from the files).
     """
     from ..config import SpaceshipConfig
-    from ..io.anndata import tissue_from_config
+    from ..io.cells import load_cells
     from ..rundir.fingerprint import check_same_dataset
 
     rd = RunDir(run_dir)
@@ -224,7 +224,9 @@ def gather_run_facts(run_dir: str | os.PathLike[str], *, config: str | os.PathLi
         raise InputError(f"{cfg_path} not found; pass -c CONFIG or a run folder with {_keys.REPRO_TOML}")
     cfg = SpaceshipConfig.from_toml(cfg_path)
     shown = str(h5ad or cfg.data.adata_path)
-    tissue = tissue_from_config(cfg, adata_path=shown)
+    if not shown:
+        raise InputError(f"{cfg_path}: [data].adata_path is empty; pass --h5ad")
+    tissue = load_cells(shown, cluster_annot=cfg.data.cluster_annot, layer=cfg.data.layer)  # no expression
     man = Manifest.read(Path(manifest) if manifest else rd.manifest_json)
     status = _status_of(man, rd)
     logs = read_logs(rd, list(status))
@@ -234,8 +236,9 @@ def gather_run_facts(run_dir: str | os.PathLike[str], *, config: str | os.PathLi
                      genes=_gene_table(status, logs, man), h5ad=shown)
     facts.warnings = _warnings(facts)
     if man is not None:
-        try:
-            check_same_dataset(man.dataset, tissue, where=rd.manifest_json, what="use the matching .h5ad")
+        try:  # cell and gene names (the expression is not read)
+            names = {k: v for k, v in man.dataset.items() if k != "data_sha1"}
+            check_same_dataset(names, tissue, where=rd.manifest_json, what="use the matching .h5ad")
         except InputError as e:
             facts.warnings.insert(0, str(e))
     if not rd.betadata_files():
