@@ -23,6 +23,7 @@ from . import (
     bench_cli,
     bench_perturb,
     bench_received,
+    bench_results,
     bench_scaling,
     bench_splash,
     bench_train,
@@ -49,6 +50,8 @@ CASES: dict[str, tuple[Callable[[Ctx], Any], str]] = {
     "transition_100k": (bench_transition.run_100k, "transition field, 100k × 2,000, k = 150"),
     "viewer": (bench_viewer.run, "spatial_viewer under load: preview, umap-field, expression at 100k cells"),
     "viewer_first_paint": (bench_viewer_paint.run, "viewer first paint, 100k cells, headless Chromium"),
+    "interactions": (bench_results.run_interactions, "collect-interactions, 3,000 genes × 100k cells, seed and full"),
+    "screen_all": (bench_results.run_screen, "knockout screen of every regulator, 3,000-gene run × 10k cells"),
     "cli_help": (bench_cli.run, "`spacetravlr --help` start-up"),
     "scaling": (bench_scaling.run, "scaling sweep (cells 1k → 100k, targets 50 → 200) and its plot"),
 }

@@ -209,9 +209,12 @@ def run_screen(out_dir: str | os.PathLike[str], request: ScreenRequest, *, recip
         return ScreenOutcome(sd.root, spec, [], True)
     recipe = recipe or SessionRecipe(request.run_toml, request.settings)
     if spec is None:
-        session = session or recipe.open()
-        spec = plan_screen(session, request)
+        opened = session or recipe.open()
+        spec = plan_screen(opened, request)
         sd.write_spec(spec)
+        if executor is None:
+            session = opened  # kept for the serial executor; else dropped (the workers open their own)
+        del opened
     sd.remove_temporaries()
     done = sd.finished(spec.genes)
     left = [t for t in spec.tasks if t.gene not in done]
