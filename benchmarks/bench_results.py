@@ -246,7 +246,8 @@ def run_screen(ctx: Ctx) -> list[dict[str, Any]]:
          "memory_method": "ru_maxrss of the parent (each worker process peaks at workers_peak_rss_mib)", **info}
     notes = (f"real network (base GRN + CellChat), the run of the seed-training row: {counts['done']} trained "
              f"genes, {counts['orphaned']} orphans; every TF, ligand and receptor with betas screened "
-             f"({info['genes']} genes, {info['skipped']} skipped as modulating nothing); {info['genes'] / t * 60:.0f} genes per minute; median "
+             f"({info['genes']} genes, {info['skipped']} skipped as modulating nothing); "
+             f"{info['genes'] / t * 60:.0f} genes per minute; median "
              f"{info['per_gene_median_s']:.2f} s per gene inside a worker. Shared machine (2 cores, other agents "
              "running).")
     r = row("screen_all", f"knockout screen of every regulator, {ng:,}-gene run × {nc:,} cells", ours=o,
