@@ -127,7 +127,11 @@ def main(a: argparse.Namespace) -> int:
         assert session is not None
         spec = plan_screen(session, request)
         plan(spec, len(spec.tasks))
-        ranked = rank_scores(executor.map(spec.tasks))
+        scores = []
+        for i, score in enumerate(executor.map(spec.tasks), 1):
+            scores.append(score)
+            tick(score, i, len(spec.tasks))
+        ranked = rank_scores(scores)
         n_new = len(ranked)
     n = len(ranked)
     print(f"{request.mode} screen of {n} genes ({n_new} computed now) in {time.perf_counter() - t0:.1f}s; "

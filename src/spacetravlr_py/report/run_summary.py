@@ -74,11 +74,11 @@ def _dataset(f: RunFacts, figs: Figures) -> Section:
         rows.append((k, lab, int(n), 100.0 * n / max(t.n_cells, 1), int(len(kept)),
                      float(kept["r2"].median()) if len(kept) else None))
     clusters = table(rows, ("id", "label", "cells", "% of cells", "gene models kept", "median R² (kept)"), digits=3)
-    plots = [figs.img(_pl().cell_types(t.coords, t.clusters, t.cluster_labels, ax=_new_axes(6.5, 5.5)[1],
+    plots = [figs.img(_pl().cell_types(t.coords, t.clusters, t.cluster_labels, ax=_new_axes(5.4, 4.5)[1],
                                        show=False).figure, "tissue", "The tissue coloured by cell type.")]
     if t.umap is not None:
         plots.append(figs.img(_pl().cell_types(t.umap, t.clusters, t.cluster_labels, basis="UMAP",
-                                               ax=_new_axes(6.5, 5.5)[1], show=False).figure,
+                                               ax=_new_axes(5.4, 4.5)[1], show=False).figure,
                               "umap", "The UMAP coloured by cell type."))
     body = info + clusters + "<div class='cols'>" + "".join(plots) + "</div>"
     return Section("dataset", "Dataset and clusters", body)
