@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from spacetravlr_py import _keys
+
 from .common import Ctx, row
 from .workloads import DENSITY, cached
 
@@ -32,7 +34,6 @@ disk holds 24 × 100k × 31 float32 columns instead of 3,000 ×): reads come fro
 def _repro(run: Path, h5ad: Path) -> None:
     """The run's repro TOML, naming the paths the cache folder will have once complete (``cached`` builds in
     ``<key>.tmp`` and renames it)."""
-    from spacetravlr_py import _keys
     from spacetravlr_py.config import SpaceshipConfig
 
     final = run.parent.with_name(run.parent.name.removesuffix(".tmp"))
@@ -89,17 +90,18 @@ def interactions_inputs(n_genes: int, n_cells: int, mode: str, seed: int = 0) ->
                 mods = _modulators(rng, genes, *SEED_MODULATORS)
                 coefs = rng.normal(size=(N_CLUSTERS, len(mods)))
                 coefs[rng.random(coefs.shape) < 0.3] = 0.0
-                write_betadata(betadata_path(run, g), BetaFrame(g, "Cluster", labels, rng.normal(size=N_CLUSTERS),
-                                                                mods, coefs))
+                frame = BetaFrame(g, _keys.CLUSTER_COL, labels, rng.normal(size=N_CLUSTERS), mods, coefs)
+                write_betadata(betadata_path(run, g), frame)
             return
         store = d / "distinct"
         store.mkdir()
         files = []
         for k in range(FULL_DISTINCT):  # per-cell float32 betas, as full mode writes them
             mods = _modulators(rng, genes, 10, 14, 6)[:FULL_MODULATORS]
-            cols: dict[str, Any] = {"CellID": obs_names, "beta0": rng.normal(size=n_cells).astype(np.float32)}
+            cols: dict[str, Any] = {_keys.CELLID_COL: obs_names,
+                                    _keys.INTERCEPT: rng.normal(size=n_cells).astype(np.float32)}
             for m in mods:
-                cols[f"beta_{m}"] = (rng.normal(size=n_cells) * (rng.random(n_cells) > 0.2)).astype(np.float32)
+                cols[f"{_keys.BETA_PREFIX}{m}"] = (rng.normal(size=n_cells) * (rng.random(n_cells) > 0.2)).astype(np.float32)
             p = store / f"frame{k}_betadata.feather"
             feather.write_feather(pa.table(cols), p, compression="lz4")
             files.append(p)
@@ -130,7 +132,7 @@ def _agreement(run: Path, out: Path, n_check: int = 5) -> dict[str, Any]:
     from spacetravlr_py.io.betadata import list_betadata, read_betadata
     from spacetravlr_py.io.cells import load_cells
 
-    cfg = SpaceshipConfig.from_toml(run / "spacetravlr_run_repro.toml")
+    cfg = SpaceshipConfig.from_toml(run / _keys.REPRO_TOML)
     cells = load_cells(cfg.data.adata_path)
     labels = np.asarray(cells.cluster_labels)[cells.clusters]
     table = read_interactions(out)
@@ -139,7 +141,7 @@ def _agreement(run: Path, out: Path, n_check: int = 5) -> dict[str, Any]:
     for g in sorted(files)[:n_check]:
         f = read_betadata(files[g], g)
         where = {r: i for i, r in enumerate(f.row_ids)}
-        keys = cells.obs_names if f.row_kind == "CellID" else labels
+        keys = cells.obs_names if f.row_kind == _keys.CELLID_COL else labels
         B = f.coefs[[where[k] for k in keys]]
         sub = table[table["target"] == g].set_index(["modulator", "cell_type"])["value"]
         for lab in np.unique(labels):
@@ -192,7 +194,6 @@ def screen_factory(run: str, out: str, workers: int, stats: str) -> Any:
     """The whole knockout screen of ``run`` into ``out`` with ``workers`` local processes."""
 
     def go() -> None:
-        from spacetravlr_py import _keys
         from spacetravlr_py.perturb.screen_files import ScreenRequest
         from spacetravlr_py.perturb.screen_run import ProcessScreen, SerialScreen, SessionRecipe, run_screen
 
@@ -218,7 +219,7 @@ def _trained_run(ctx: Ctx, ng: int, nc: int) -> tuple[Path, dict[str, Any]]:
 
     d = wl.training_inputs(ng, nc, full_network=True)
     out = d / "ours_out"
-    man = out / "spacetravlr_manifest.json"
+    man = out / _keys.MANIFEST_JSON
     if not (man.exists() and json.loads(man.read_text()).get("status") in ("complete", "complete_with_failures")):
         ctx.log(f"screen: training the {ng}-gene × {nc}-cell run first")
         cfg = write_config(d, out, compat=False)
