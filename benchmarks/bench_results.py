@@ -101,7 +101,8 @@ def interactions_inputs(n_genes: int, n_cells: int, mode: str, seed: int = 0) ->
             cols: dict[str, Any] = {_keys.CELLID_COL: obs_names,
                                     _keys.INTERCEPT: rng.normal(size=n_cells).astype(np.float32)}
             for m in mods:
-                cols[f"{_keys.BETA_PREFIX}{m}"] = (rng.normal(size=n_cells) * (rng.random(n_cells) > 0.2)).astype(np.float32)
+                vals = rng.normal(size=n_cells) * (rng.random(n_cells) > 0.2)
+                cols[f"{_keys.BETA_PREFIX}{m}"] = vals.astype(np.float32)
             p = store / f"frame{k}_betadata.feather"
             feather.write_feather(pa.table(cols), p, compression="lz4")
             files.append(p)
