@@ -336,3 +336,137 @@ def train_run(base: Path, *, config: dict[str, Any] | None = None, **synthetic_k
     res = train(cfg)
     assert res.counts["done"] > 0 and res.counts["failed"] == 0, res.counts
     return TrainedRun(data, out)
+
+
+# --------------------------------------------------------------------------------------------------
+# run folders with what the report must show: full mode (per-cell betas, held-out R²), failures, orphans
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PerCellTrainer:
+    """Writes a full-mode run folder through the same files as full mode, without the CNN: the seed fit,
+    then ``CellID`` betadata (each cell's cluster betas × a smooth spatial factor 1 ± 0.2) and per-cluster
+    held-out R² in the log (lasso: in-sample R² − 0.05·(k+1)/K, CNN: in-sample R² − 0.02, choice by the
+    larger). For tests of what reads full-mode runs (reports, interactions) when the CNN trainer is not at
+    hand; the numbers are inputs of those tests, not results of a CNN.
+    """
+
+    obs_names: list[str]
+    mode: str = "full"
+
+    def prepare(self, ctx: Any) -> None:
+        """Nothing run-wide."""
+
+    def fit(self, ctx: Any, gene: str) -> Any:
+        import dataclasses
+
+        from spacetravlr_py.training import SeedTrainer
+
+        fit = SeedTrainer().fit(ctx, gene)
+        if fit.frame is None:
+            return fit
+        f = fit.frame
+        k = np.asarray(ctx.clusters)
+        xy = np.asarray(ctx.coords)
+        factor = 1.0 + 0.2 * np.sin(xy[:, 0] / 97.0) * np.cos(xy[:, 1] / 131.0)
+        fit.frame = BetaFrame(gene, _keys.CELLID_COL, list(self.obs_names), f.intercept[k], list(f.modulators),
+                              f.coefs[k] * factor[:, None], groups=f.groups)
+        n = len(fit.clusters)
+        out = []
+        for i, c in enumerate(fit.clusters):
+            lasso, cnn = c.r2 - 0.05 * (i + 1) / n, c.r2 - 0.02
+            out.append(dataclasses.replace(c, heldout_r2={"lasso": lasso, "cnn": cnn},
+                                           choice="cnn" if cnn > lasso else "lasso"))
+        fit.clusters = out
+        return fit
+
+
+def full_mode_run(base: Path, **synthetic_kw: Any) -> TrainedRun:
+    """A synthetic tissue trained into ``base/run`` as a full-mode run folder (:class:`PerCellTrainer`)."""
+    from spacetravlr_py.training import train
+
+    data = write_tissue(base / "data", **synthetic_kw)
+    out = base / "run"
+    cfg = run_config(data, out, training__mode="full")
+    res = train(cfg, trainer=PerCellTrainer([str(x) for x in data.syn.adata.obs_names]))
+    assert res.counts["done"] > 0 and res.counts["failed"] == 0, res.counts
+    return TrainedRun(data, out)
+
+
+@dataclass
+class FailingTrainer:
+    """The seed trainer, except that the genes in ``fail`` raise (the run records them as failed)."""
+
+    fail: tuple[str, ...]
+    mode: str = "seed"
+
+    def prepare(self, ctx: Any) -> None:
+        """Nothing run-wide."""
+
+    def fit(self, ctx: Any, gene: str) -> Any:
+        from spacetravlr_py.training import SeedTrainer
+
+        if gene in self.fail:
+            raise FloatingPointError(f"planted failure of {gene}")
+        return SeedTrainer().fit(ctx, gene)
+
+
+def problem_run(base: Path, *, fail: Sequence[str] = ("Pax5",), constant: Sequence[str] = ("Stat3", "Nfkb1"),
+                **synthetic_kw: Any) -> TrainedRun:
+    """A run with failed genes (``fail`` raise in the trainer) and orphans (``constant`` genes have the same
+    value in every cell, so there is nothing to fit)."""
+    from spacetravlr_py.training import train
+
+    data = write_tissue(base / "data", **synthetic_kw)
+
+    def flatten(a: Any) -> None:
+        for g in constant:
+            j = list(a.var_names).index(g)
+            for m in [a.X, *a.layers.values()]:
+                m[:, j] = 1.5
+
+    h5ad = data.variant(base / "flat", flatten)
+    data = WrittenTissue(data.syn, h5ad, data.net_dir)
+    out = base / "run"
+    res = train(run_config(data, out), trainer=FailingTrainer(tuple(fail)))
+    assert res.counts["failed"] == len(fail) and res.counts["orphan"] >= len(constant), res.counts
+    return TrainedRun(data, out)
+
+
+# --------------------------------------------------------------------------------------------------
+# a planted paracrine circuit for neighbour effects
+# --------------------------------------------------------------------------------------------------
+
+PLANTED_BETA = 1.0
+"""β of ``Lig$Rec`` in the target ``Tgt`` of the planted neighbour tissue."""
+
+
+def planted_neighbour_tissue(n_x: int = 36, n_y: int = 18, spacing: float = 15.0,
+                             seed: int = 0) -> tuple[Tissue, list[BetaFrame]]:
+    """Senders (type ``S``, the left strip x < 75) express the ligand ``Lig``; the rest of the tissue mixes
+    receivers (``R``, expressing the receptor ``Rec``) and bystanders (``B``, no receptor) at random.
+
+    Planted models (``Cluster`` rows S, R, B): ``Tgt = 0.5·Tf + PLANTED_BETA·RL[Lig]·Rec`` in every type
+    (so only cells with the receptor can respond to the ligand; β small enough that no cell is clipped at
+    0), ``Down = 0.3·Tgt`` (a gene downstream of the target inside the cell), ``Lig = 0.2·Tf`` (the
+    ligand's own model, so it is a trained modulator). Knocking ``Lig`` out in ``S`` reaches ``R`` cells
+    only, through ``Lig``, more strongly near the strip.
+    """
+    rng = np.random.default_rng(seed)
+    gx, gy = np.meshgrid(np.arange(n_x), np.arange(n_y))
+    xy = np.column_stack([gx.ravel(), gy.ravel()]).astype(float) * spacing + rng.uniform(-2, 2, (n_x * n_y, 2))
+    labels = ["B", "R", "S"]
+    kind = np.where(xy[:, 0] < 75.0, 2, rng.integers(0, 2, len(xy)))  # 2 = S; else 0 = B / 1 = R
+    genes = ["Tf", "Lig", "Rec", "Tgt", "Down"]
+    X = np.zeros((len(xy), len(genes)))
+    X[:, 0] = 1.0 + 0.1 * rng.random(len(xy))
+    X[kind == 2, 1] = 5.0
+    X[kind == 1, 2] = 2.0
+    X[:, 3] = 1.0 + 0.1 * rng.random(len(xy))
+    X[:, 4] = 0.5 + 0.1 * rng.random(len(xy))
+    t = make_tissue(X, genes, clusters=kind, labels=labels, coords=xy)
+    frames = [beta_frame("Tgt", labels, ["Tf", "Lig$Rec"], [[0.5, PLANTED_BETA]] * 3),
+              beta_frame("Down", labels, ["Tgt"], [[0.3]] * 3),
+              beta_frame("Lig", labels, ["Tf"], [[0.2]] * 3)]
+    return t, frames

@@ -53,3 +53,20 @@ def require_reference(version: str | None = None) -> None:
     if os.environ.get(REFERENCE_REQUIRED_ENV, "") not in ("", "0"):
         pytest.fail(f"{why} (${REFERENCE_REQUIRED_ENV} is set: make test built the references)", pytrace=False)
     pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def full_run(tmp_path_factory: pytest.TempPathFactory):  # -> builders.TrainedRun
+    """A 300-cell synthetic tissue written as a full-mode run folder (CellID betadata, held-out R² in the
+    logs; :class:`builders.PerCellTrainer`), shared read-only."""
+    from builders import full_mode_run
+
+    return full_mode_run(tmp_path_factory.mktemp("full_run"), n_cells=300, seed=4)
+
+
+@pytest.fixture(scope="session")
+def problem_run(tmp_path_factory: pytest.TempPathFactory):  # -> builders.TrainedRun
+    """A 300-cell run with a failed gene (Pax5) and two orphans (Stat3, Nfkb1: constant expression)."""
+    from builders import problem_run as build
+
+    return build(tmp_path_factory.mktemp("problem_run"), n_cells=300, seed=5)

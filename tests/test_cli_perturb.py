@@ -126,9 +126,10 @@ def test_help_has_examples(capsys) -> None:
         main(["--help"])
     assert e.value.code == 0
     assert "examples:" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        main(["screen", "--help"])
-    assert "example:" in capsys.readouterr().out
+    for sub in ("screen", "neighbours"):
+        with pytest.raises(SystemExit):
+            main([sub, "--help"])
+        assert "examples:" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,7 +251,8 @@ def test_screen_ranks_genes_and_writes_files(run, capsys, tmp_path) -> None:
                        "--n-propagation", "1", "--top", "5")
     assert rc == 0, err
     df = pd.read_csv(tmp_path / "scr" / "screen.csv")
-    assert list(df.columns) == ["rank", "gene", "roles", "desired_expr", "impact", "n_genes_changed", "top_affected"]
+    assert list(df.columns) == ["rank", "gene", "roles", "desired_expr", "impact", "n_genes_changed", "top_affected",
+                                "top_cell_types"]
     roles = s.betabase.roles()
     assert set(df["gene"]) == set().union(*roles.values())
     assert list(df["rank"]) == list(range(1, len(df) + 1))

@@ -76,10 +76,31 @@ VIEWER_STATIC_DIR = "static"
 INDEX_HTML = "index.html"
 
 RUN_SUMMARY_HTML = "spacetravlr_run_summary.html"
+REPORT_FIGURE = "report_{name}.png"
+"""A report figure kept as a file beside the HTML (``figures_dir``); the HTML inlines the same PNG."""
+
+# --- Interaction tables ------------------------------------------------------------------------
+INTERACTIONS_FILE = "interactions.feather"
+"""Default ``--out`` of ``spacetravlr collect-interactions`` (``.csv`` writes CSV)."""
 
 # --- Screen outputs ---------------------------------------------------------------------------
 SCREEN_CSV = "screen.csv"
 SCREEN_JSON = "screen.json"
+SCREEN_SPEC_JSON = "screen_spec.json"
+"""What a screen folder holds: the request and the resolved genes (written before the first gene)."""
+SCREEN_GENES_DIR = "genes"
+SCREEN_GENE_JSON = "{gene}.json"
+"""One finished gene of a screen (``genes/{gene}.json``, written atomically)."""
+SCREEN_CELL_TYPES_CSV = "screen_cell_types.csv"
+SCREEN_TOP_PNG = "screen_top.png"
+SCREEN_HEATMAP_PNG = "screen_heatmap.png"
+
+# --- Neighbour-effect outputs -----------------------------------------------------------------
+NEIGHBOURS_BY_TYPE_CSV = "neighbours_by_type.csv"
+NEIGHBOURS_BY_DISTANCE_CSV = "neighbours_by_distance.csv"
+NEIGHBOURS_LIGANDS_CSV = "neighbours_ligands.csv"
+NEIGHBOURS_JSON = "neighbours.json"
+NEIGHBOURS_PNG = "neighbours_delta_vs_distance.png"
 
 # --- Demo output folder ----------------------------------------------------------------------
 DEMO_SUMMARY_JSON = "demo_summary.json"

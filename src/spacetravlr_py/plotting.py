@@ -5,6 +5,10 @@ the Axes (or the Figure for multi-panel figures).
   scatter coloured by cell type (works with UMAP or spatial coordinates as the embedding).
 * :func:`spatial_delta` — the simulated change of one gene (or mean |Δ| over genes) on the tissue.
 * :func:`perturbation_summary` — top affected genes and per-cluster impact of a perturbation.
+* run figures (:mod:`.plotting_runs`): :func:`cell_types`, :func:`r2_by_cluster`, :func:`gene_r2`,
+  :func:`modulator_families`, :func:`gene_seconds`, :func:`interaction_heatmap`;
+* screens and neighbours (:mod:`.plotting_effects`): :func:`screen_top`, :func:`screen_heatmap`,
+  :func:`neighbour_effects`.
 """
 
 from __future__ import annotations
@@ -225,3 +229,29 @@ def perturbation_summary(result: PerturbResult, *, n_top: int = 15, ax: Sequence
         a1.set_title(f"{label}\nmost affected genes", fontsize="medium")
     _finish(fig, a1, show, save, own)
     return fig
+
+
+# the figures of runs, screens and neighbour effects live in two modules of their own (same conventions,
+# the helpers above); reached through this module lazily, so that they can import it
+_MORE: dict[str, str] = {
+    **{n: "plotting_runs" for n in ("cell_types", "gene_r2", "gene_seconds", "interaction_heatmap",
+                                     "modulator_families", "r2_by_cluster")},
+    **{n: "plotting_effects" for n in ("neighbour_effects", "screen_heatmap", "screen_top")},
+}
+
+__all__ = ["perturbation_summary", "spatial_delta", "transition_field", *_MORE]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _MORE.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__package__}.{mod}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MORE))

@@ -33,8 +33,19 @@ if TYPE_CHECKING:
     import scipy.sparse as sp
 
 AGGREGATES: tuple[str, ...] = ("mean", "min", "max", "sum", "positive", "negative")
-COLUMNS: tuple[str, ...] = ("modulator", "target", "cell_type", "value", "family", "ligand", "receptor", "tf")
-"""Columns of the table returned by :func:`collect_interactions`."""
+COLUMNS: tuple[str, ...] = ("modulator", "target", "cell_type", "value", "family", "ligand", "receptor", "tf",
+                             "n_cells")
+"""Columns of the table returned by :func:`collect_interactions`:
+
+* ``modulator`` — the betadata column (``TF``, ``L$R`` or ``L#TF``);
+* ``target`` — the gene whose model holds it;
+* ``cell_type`` — the group of cells (a label of the annotation column);
+* ``value`` — the coefficient aggregated over the group's cells (see ``aggregate``);
+* ``family`` — ``tf``, ``lr`` or ``tfl`` (:data:`FAMILY_TF` ...);
+* ``ligand``, ``receptor``, ``tf`` — the modulator's parts (None where the family has none);
+* ``n_cells`` — cells in the group.
+"""
+_DTYPES: dict[str, Any] = {"value": float, "n_cells": np.int64}
 FAMILY_TF, FAMILY_LR, FAMILY_TFL = (naming.KIND_NAMES[k] for k in (naming.TF, naming.LR, naming.TFL))
 """``family`` values: the short kind names (a name read back from betadata cannot tell an extra modulator
 from a TF, so extras are ``tf`` here)."""
@@ -48,6 +59,25 @@ def modulator_parts(name: str) -> tuple[str, str | None, str | None, str | None]
     if m.kind == naming.TFL:
         return FAMILY_TFL, m.first, None, m.second
     return FAMILY_TF, None, None, m.first
+
+
+class _Parts:
+    """``modulator_parts`` memoised: every row of one modulator shares the same string objects, so a table
+    of millions of rows holds pointers, not copies."""
+
+    def __init__(self) -> None:
+        self.cache: dict[str, tuple[str, str | None, str | None, str | None]] = {}
+        self.names: dict[str, str] = {}
+
+    def intern(self, name: str) -> str:
+        """The first string object seen with this value."""
+        return self.names.setdefault(name, name)
+
+    def __call__(self, name: str) -> tuple[str, str | None, str | None, str | None]:
+        p = self.cache.get(name)
+        if p is None:
+            p = self.cache[name] = modulator_parts(name)
+        return p
 
 
 def group_cells(labels: Sequence[Any] | np.ndarray, groups: Sequence[str] | None = None
@@ -161,9 +191,9 @@ def collect_interactions(
 
     Returns
     -------
-    DataFrame with columns ``modulator, target, cell_type, value, family, ligand, receptor, tf``
-    (``family``: ``tf`` (TF or extra), ``lr``, ``tfl``; absent parts are None), sorted by |value|
-    descending, then target, then modulator.
+    DataFrame with the columns :data:`COLUMNS` (``family``: ``tf`` (TF or extra), ``lr``, ``tfl``; absent
+    parts are None), sorted by |value| descending, then target, then modulator. Strings of one name are
+    one shared object (a table of millions of rows holds pointers).
     """
     import pandas as pd
 
@@ -177,8 +207,10 @@ def collect_interactions(
     if len(labels) != t.n_cells:
         raise InputError(f"labels has {len(labels)} entries, the dataset has {t.n_cells} cells")
     gidx, names = group_cells(labels, cell_types)
+    sizes = np.bincount(gidx[gidx >= 0], minlength=len(names)).astype(np.int64)
     wanted = None if genes is None else {str(g) for g in genes}
     n_genes, frames = _frames(betabase, t, wanted)
+    parts_of = _Parts()
     parts: list[pd.DataFrame] = []
     for i, (frame, rows) in enumerate(frames):
         if on_gene is not None:
@@ -190,14 +222,15 @@ def collect_interactions(
         g_i, m_i = np.nonzero(np.isfinite(vals) & (vals != 0)) if drop_zero else np.indices(vals.shape).reshape(2, -1)
         if not g_i.size:
             continue
-        mods = np.asarray(frame.modulators, dtype=object)[m_i]
-        bits = [modulator_parts(m) for m in mods.tolist()]
+        bits = [parts_of(m) for m in frame.modulators]
+        mods = np.asarray([parts_of.intern(m) for m in frame.modulators], dtype=object)
+        cols = {k: np.asarray([b[j] for b in bits], dtype=object)[m_i] for j, k in enumerate(COLUMNS[4:8])}
+        target = parts_of.intern(frame.gene)
         parts.append(pd.DataFrame({
-            "modulator": mods, "target": frame.gene, "cell_type": np.asarray(names, dtype=object)[g_i],
-            "value": vals[g_i, m_i], "family": [b[0] for b in bits], "ligand": [b[1] for b in bits],
-            "receptor": [b[2] for b in bits], "tf": [b[3] for b in bits]}))
+            "modulator": mods[m_i], "target": target, "cell_type": np.asarray(names, dtype=object)[g_i],
+            "value": vals[g_i, m_i], **cols, "n_cells": sizes[g_i]}))
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=float if c == "value" else object) for c in COLUMNS})
+        return pd.DataFrame({c: pd.Series(dtype=_DTYPES.get(c, object)) for c in COLUMNS})
     df = pd.concat(parts, ignore_index=True)
     df["_abs"] = df["value"].abs()
     df = df.sort_values(["_abs", "target", "modulator"], ascending=[False, True, True], kind="stable")

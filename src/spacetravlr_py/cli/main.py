@@ -19,7 +19,8 @@ PROG = "spacetravlr"
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "network": ("network", "build or inspect the {species}_network.parquet prior network"),
     "demo": ("demo", "run the whole pipeline on the built-in synthetic tissue"),
-    "run-summary": ("summary", "write an HTML summary of a training run"),
+    "run-summary": ("summary", "write the HTML report of a training run (figures inlined, opens offline)"),
+    "collect-interactions": ("interactions", "one table of every β aggregated per cell type (feather / CSV)"),
     "prep": ("prep", "turn a raw-count .h5ad into a trainable one (normalise, impute, cluster, UMAP)"),
     "config": ("configcmd", "print the configuration schema or a resolved configuration"),
     "serve": ("serve", "open a tissue, a run's betas and live perturbations in the browser (spatial_viewer)"),
@@ -44,7 +45,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    subs = "\n".join(f"  {name:<12} {desc}" for name, (_, desc) in SUBCOMMANDS.items())
+    subs = "\n".join(f"  {name:<21} {desc}" for name, (_, desc) in SUBCOMMANDS.items())
     p = new_parser(PROG, "Train per-gene, per-cell-type spatial regulatory models (TFs + ligands received from "
                    "neighbouring cells) and write betadata files.", EPILOG.format(subs=subs))
     p.add_argument("-c", "--config", metavar="TOML", help="spaceship_config.toml (CLI flags override it)")

@@ -2,7 +2,8 @@
 
 Modes: single export (``--gene`` + ``--out``), batch (``--batch-toml``), ``compare`` (one perturbation in two
 conditions of a run trained with ``--condition``), ``screen`` (knock out every TF, ligand and receptor with
-betas and rank by impact), and, when none is given on a terminal, the workbench
+betas and rank by impact: :mod:`.perturb_screen`), ``neighbours`` (how the cells outside a scoped
+perturbation respond: :mod:`.perturb_neighbours`), and, when none is given on a terminal, the workbench
 (:mod:`spacetravlr_py.tui.workbench`; a line prompt without Textual).
 """
 
@@ -17,6 +18,8 @@ from typing import Any
 from ._common import EXIT_OK, guarded, new_parser, run_console
 
 PROG = "spacetravlr-perturb"
+SUBCOMMANDS = {"screen": "perturb_screen", "neighbours": "perturb_neighbours"}
+"""Subcommand -> module under spacetravlr_py.cli (``build_parser()`` and ``main(args)``)."""
 
 EPILOG = """\
 examples:
@@ -25,7 +28,8 @@ examples:
   spacetravlr-perturb --run-toml run/spacetravlr_run_repro.toml --gene Tgfb1 --desired-expr 4 \\
       --cells-csv cells.csv --cells-csv-column tumour --n-propagation 3 --out tgfb1_oe.feather --verbose
   spacetravlr-perturb --run-toml run/spacetravlr_run_repro.toml --batch-toml jobs.toml --batch-parallelism 2
-  spacetravlr-perturb screen --run-toml run/spacetravlr_run_repro.toml --out-dir screen/
+  spacetravlr-perturb screen --run-toml run/spacetravlr_run_repro.toml --out-dir screen/ --workers 2
+  spacetravlr-perturb neighbours --run-toml run/spacetravlr_run_repro.toml --gene Il6 --cell-types ct2 --out-dir nb/
   spacetravlr-perturb --config perturb.toml --gene Foxo1 --out foxo1_ko.feather
   spacetravlr-perturb perturb.toml                # a perturbation TOML holding jobs runs them as a batch
   spacetravlr-perturb --run-toml run/spacetravlr_run_repro.toml --make-cells-csv cells.csv
@@ -95,18 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "(cluster label) listing its cells, to start a scope from, and exit "
                    "(e.g. --make-cells-csv cells.csv, then --cells-csv cells.csv --cells-csv-column ct1)")
     p.add_argument("config_file", nargs="?", metavar="PERTURB_TOML", help="same as --config")
-    return p
-
-
-def build_screen_parser() -> argparse.ArgumentParser:
-    p = new_parser(f"{PROG} screen", "Knock out (or overexpress) every TF, ligand and receptor that has betas, one "
-                   "at a time, and rank them by impact.", "example:\n  spacetravlr-perturb screen --run-toml "
-                   "run/spacetravlr_run_repro.toml --out-dir screen/ --top 20")
-    _add_common(p)
-    p.add_argument("--mode", choices=["knockout", "overexpress"], default="knockout")
-    p.add_argument("--genes", metavar="A,B", help="screen only these genes")
-    p.add_argument("--out-dir", metavar="DIR", help="write screen.csv and screen.json here")
-    p.add_argument("--top", type=int, default=20, help="rows to print (default 20)")
     return p
 
 
@@ -214,8 +206,11 @@ def _print_result(res: Any, paths: dict[str, Any] | None, verbose: bool, n_top: 
 
 def _main(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "screen":
-        return _screen(build_screen_parser().parse_args(args[1:]))
+    if args and args[0] in SUBCOMMANDS:
+        import importlib
+
+        mod = importlib.import_module(f"{__package__}.{SUBCOMMANDS[args[0]]}")
+        return int(mod.main(mod.build_parser().parse_args(args[1:])))
     if args and args[0] == "compare":
         return _compare(build_compare_parser().parse_args(args[1:]))
     a = build_parser().parse_args(args)
@@ -355,31 +350,6 @@ def _interactive(s: Any, a: argparse.Namespace) -> int:
             _print_result(res, None, a.verbose)
         except (SpaceTravLRError, ValueError) as e:
             print(f"error: {e}")
-
-
-def _screen(a: argparse.Namespace) -> int:
-    from ..perturbation.screen import screen, write_screen
-
-    if a.scheduler:
-        _check_scheduler(a.scheduler)
-    s = _open(a)
-    genes = [g.strip() for g in a.genes.split(",")] if a.genes else None
-    t0 = time.perf_counter()
-
-    def tick(row: dict[str, Any]) -> None:
-        if a.verbose:
-            print(f"  {row['gene']}: impact {row['impact']:.4g}", file=sys.stderr)
-
-    ranked = screen(s, mode=a.mode, genes=genes, n_propagation=a.n_propagation, on_done=tick,
-                    scheduler=a.scheduler)
-    n = len(ranked)
-    print(f"{a.mode} screen of {n} genes in {time.perf_counter() - t0:.1f}s; top {min(a.top, n)}:")
-    for r in ranked.head(a.top).itertuples(index=False):
-        print(f"  {r.rank:>3}. {r.gene:<14} {r.roles:<22} impact {r.impact:.4g}  → {r.top_affected}")
-    if a.out_dir:
-        files = write_screen(ranked, a.out_dir, mode=a.mode)
-        print(f"wrote {files['csv']} and {files['json']}")
-    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from .. import scaleout
 from .batch import BatchJob, job_scope, prepare_perturbers, spatial_key, with_beta_scale
 from .propagate import Perturber, PerturbResult
 from .result import HeldColumns
-from .screen import impact_row
+from .screen import GeneScore, GeneTask, score_gene
 from .session import RunSession, write_result
 
 Slim = tuple[list[HeldColumns], list[str], list[float], np.ndarray, int, str, dict[str, float],
@@ -82,21 +83,33 @@ def run_batch_on(scheduler: str, session: RunSession, jobs: Sequence[BatchJob], 
     return [r for r in out if r is not None]
 
 
-def screen_task(session: RunSession, gene: str, value: float, roles: list[str],
-                n_propagation: int | None) -> dict[str, Any]:
-    """On a worker: one gene of a screen (its row of the table)."""
-    return impact_row(session, gene, value, roles, n_propagation)
+def screen_task(session: RunSession, task: GeneTask) -> GeneScore:
+    """On a worker: one gene of a screen (its score, a few hundred bytes)."""
+    return score_gene(session.perturber, task)
 
 
-def screen_rows_on(scheduler: str, session: RunSession, items: Sequence[tuple[str, float, list[str]]],
-                   n_propagation: int | None, *, where: str = "--scheduler") -> Iterator[dict[str, Any]]:
-    """Rows of a screen computed on the Dask cluster ``scheduler``, as they finish (``items``: gene, value,
-    roles). The run is shipped without its folder path: workers need no filesystem."""
-    calls = [(g, v, roles, n_propagation) for g, v, roles in items]
+def screen_scores_on(scheduler: str, session: RunSession, tasks: Sequence[GeneTask], *,
+                     where: str = "--scheduler") -> Iterator[GeneScore]:
+    """Scores of a screen computed on the Dask cluster ``scheduler``, as they finish. The run is shipped
+    without its folder path: workers need no filesystem."""
+    calls = [(task,) for task in tasks]
     with scaleout.connect(scheduler, where=where) as client:
         shipment = scaleout.Shipment(client, dataclasses.replace(session, run_dir=Path()))
         try:
-            for _, row in scaleout.map_shipped(client, shipment, screen_task, calls, label="spacetravlr-screen"):
-                yield row
+            for _, score in scaleout.map_shipped(client, shipment, screen_task, calls, label="spacetravlr-screen"):
+                yield score
         finally:
             shipment.close()
+
+
+@dataclass
+class DaskScreen:
+    """A screen executor (:class:`~.screen_run.ScreenExecutor`) on the Dask cluster ``scheduler``: the run
+    is shipped once per worker, each task scores one gene."""
+
+    scheduler: str
+    session: RunSession
+    n_workers: int = 1
+
+    def map(self, tasks: Sequence[GeneTask]) -> Iterator[GeneScore]:
+        yield from screen_scores_on(self.scheduler, self.session, tasks)

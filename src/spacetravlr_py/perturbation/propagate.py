@@ -262,6 +262,12 @@ class Perturber:
             out[:, self._no_received] = 0.0
         return out
 
+    def received_change(self, expression: np.ndarray) -> np.ndarray:
+        """(N, n_ligands) change of every ligand's received amount from ``x0`` to ``expression`` (columns
+        in :attr:`lig_genes` order), by the kernel the perturbation uses."""
+        L1 = filtered(np.asarray(expression)[:, self.lig_genes])
+        return self._received(L1 - self.L0) if len(self.lig_genes) else np.zeros((self.tissue.n_cells, 0))
+
     # -- validation ----------------------------------------------------------------------------
 
     def _targets(self, genes: str | Sequence[str], desired: float | Sequence[float]) -> tuple[list[str], list[float]]:

@@ -1,61 +1,232 @@
-"""The knockout (or overexpression) screen: perturb every TF, ligand and receptor with betas, one at a time,
-and rank them by impact.
+"""The knockout (or overexpression) screen: perturb regulators one at a time and rank them by impact.
+
+The unit of work is one gene: :func:`score_gene` turns a :class:`GeneTask` into a small
+:class:`GeneScore` (impact, genes changed, most affected genes, mean |Δ| per cell type). Anything that
+can run a function on a prepared :class:`~.propagate.Perturber` can run a screen — this process, local
+worker processes (:mod:`.screen_run`), a Dask cluster — and the ranking of the scores does not depend on
+who computed them.
 
 >>> from spacetravlr_py.perturbation.session import RunSession            # doctest: +SKIP
 >>> from spacetravlr_py.perturbation.screen import screen, write_screen   # doctest: +SKIP
 >>> ranked = screen(RunSession.open("run/spacetravlr_run_repro.toml"))  # doctest: +SKIP
->>> ranked.head(3)[["rank", "gene", "impact"]]                        # doctest: +SKIP
+>>> ranked.head(3)[["rank", "gene", "impact", "top_cell_types"]]      # doctest: +SKIP
 >>> write_screen(ranked, "screen/")                                   # doctest: +SKIP
+
+For a resumable screen over many genes with parallel workers see :func:`.screen_run.run_screen`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from .. import _keys
-from ..errors import InputError, near_matches
+from ..errors import InputError, near_matches, short_list
 
 if TYPE_CHECKING:
+    from .propagate import Perturber
     from .session import RunSession
 
+log = logging.getLogger("spacetravlr_py.perturbation")
+
 MODES: tuple[str, ...] = ("knockout", "overexpress")
-COLUMNS: tuple[str, ...] = ("rank", "gene", "roles", "desired_expr", "impact", "n_genes_changed", "top_affected")
+ROLES: tuple[str, ...] = ("tf", "ligand", "receptor")
+"""Roles a gene can have in the trained models (:meth:`~spacetravlr_py.betadata.Betabase.roles`)."""
+COLUMNS: tuple[str, ...] = ("rank", "gene", "roles", "desired_expr", "impact", "n_genes_changed", "top_affected",
+                            "top_cell_types")
 """Columns of the ranked table (and of ``screen.csv``)."""
 _JSON_ORDER: tuple[str, ...] = (*COLUMNS[1:], "rank")
 """Key order of a row in ``screen.json`` (the rank is added last, after ranking)."""
+N_TOP_GENES = 5
+N_TOP_TYPES = 3
 
 
-def _roles_of(session: RunSession) -> dict[str, list[str]]:
+@dataclass(frozen=True)
+class GeneTask:
+    """One gene of a screen: set ``gene`` to ``value`` in every cell."""
+
+    gene: str
+    value: float
+    roles: tuple[str, ...] = ()
+    n_propagation: int | None = None
+
+
+@dataclass
+class GeneScore:
+    """What a screen keeps of one perturbation (a few hundred bytes, whatever the run's size).
+
+    ``impact`` = mean |Δ| over all cells and all *other* genes; ``cell_types`` = the same mean per cell
+    type (cluster label); ``top_affected`` / ``top_cell_types`` = ``name:value`` pairs joined by ``;``.
+    """
+
+    gene: str
+    roles: str
+    desired_expr: float
+    impact: float
+    n_genes_changed: int
+    top_affected: str
+    top_cell_types: str
+    cell_types: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> GeneScore:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def row(self) -> dict[str, Any]:
+        """The ranked-table row (without ``rank``)."""
+        return {k: getattr(self, k) for k in COLUMNS[1:]}
+
+
+def _pairs(names: Iterable[str], values: Iterable[float]) -> str:
+    return ";".join(f"{n}:{v:.4g}" for n, v in zip(names, values))
+
+
+def score_gene(perturber: Perturber, task: GeneTask) -> GeneScore:
+    """Perturb ``task.gene`` to ``task.value`` in all cells and summarise the change (the screen's unit of
+    work; pure: the same task on the same run gives the same score in any process).
+
+    Means run over every gene of the panel but the perturbed one; only the genes that moved are read
+    (the others add 0).
+    """
+    t0 = time.perf_counter()
+    t = perturber.tissue
+    res = perturber.run(task.gene, task.value, n_propagation=task.n_propagation)
+    n_other = t.n_panel_genes - 1
+    genes, D = res.held_delta()
+    keep = [k for k, g in enumerate(genes) if g != task.gene]
+    per_cell = (np.abs(D[:, keep]).sum(axis=1) / n_other if n_other and keep else np.zeros(t.n_cells))
+    del D
+    top = res.top_genes(N_TOP_GENES)
+    counts = np.bincount(t.clusters, minlength=t.n_clusters)
+    sums = np.bincount(t.clusters, weights=per_cell, minlength=t.n_clusters)
+    by_type = {lab: float(sums[k] / counts[k]) for k, lab in enumerate(t.cluster_labels) if counts[k]}
+    top_t = sorted(by_type, key=lambda lab: (-by_type[lab], lab))[:N_TOP_TYPES]
+    return GeneScore(gene=task.gene, roles=",".join(sorted(task.roles)), desired_expr=float(task.value),
+                     impact=res.mean_abs_delta(exclude=[task.gene]),
+                     n_genes_changed=res.n_genes_changed(exclude=[task.gene]),
+                     top_affected=_pairs((g for g, _ in top), (m for _, m in top)),
+                     top_cell_types=_pairs(top_t, (by_type[x] for x in top_t)), cell_types=by_type,
+                     seconds=time.perf_counter() - t0)
+
+
+def rank_scores(scores: Iterable[GeneScore]) -> pd.DataFrame:
+    """The ranked table: one row per gene, columns :data:`COLUMNS`, sorted by impact descending then gene
+    name (so the ranking does not depend on the order the scores arrived in); ``rank`` starts at 1."""
+    rows = sorted((s.row() for s in scores), key=lambda r: (-float(r["impact"]), str(r["gene"])))
+    for rank, r in enumerate(rows, 1):
+        r["rank"] = rank
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def cell_type_table(scores: Iterable[GeneScore], order: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean |Δ| per (gene, cell type): genes as rows (in ``order``, e.g. the ranking), cell types as columns."""
+    by = {s.gene: s.cell_types for s in scores}
+    genes = list(order) if order is not None else sorted(by)
+    df = pd.DataFrame([by[g] for g in genes], index=pd.Index(genes, name="gene"))
+    return df.reindex(columns=sorted(df.columns, key=str))
+
+
+# --------------------------------------------------------------------------------------------------
+# which genes
+# --------------------------------------------------------------------------------------------------
+
+
+def read_gene_file(path: str | os.PathLike[str]) -> list[str]:
+    """Gene names from a file: one per line or comma-separated, ``#`` comments."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"gene file {p}: cannot read ({e.strerror or e}); check --genes-file") from None
+    out = [g.strip() for line in text.splitlines() for g in line.split("#", 1)[0].split(",") if g.strip()]
+    if not out:
+        raise InputError(f"gene file {p} lists no genes")
+    return list(dict.fromkeys(out))
+
+
+def check_roles(roles: Sequence[str] | None) -> tuple[str, ...]:
+    """The roles asked for (default all of :data:`ROLES`), one line for an unknown one."""
+    if not roles:
+        return ROLES
+    bad = [r for r in roles if r not in ROLES]
+    if bad:
+        raise InputError(f"--roles: '{bad[0]}' is not one of {', '.join(ROLES)}{near_matches(bad[0], ROLES)}")
+    return tuple(dict.fromkeys(roles))
+
+
+def roles_of(perturber: Perturber) -> dict[str, list[str]]:
     """``gene -> [tf, ligand, receptor ...]`` over every trained model."""
     role_of: dict[str, list[str]] = {}
-    for role, gs in session.betabase.roles().items():
+    for role, gs in perturber.bb.roles().items():
         for g in gs:
             role_of.setdefault(g, []).append(role)
     return role_of
 
 
-def impact_row(session: RunSession, gene: str, value: float, roles: list[str],
-               n_propagation: int | None) -> dict[str, Any]:
-    """Perturb ``gene`` to ``value`` in all cells; impact = mean |Δ| over all cells and all *other* genes."""
-    res = session.run(gene, value, n_propagation=n_propagation)
-    top = res.top_genes(5)
-    # over every gene of the panel but the perturbed one; from the genes that moved (the others add 0)
-    impact = res.mean_abs_delta(exclude=[gene])
-    return {"gene": gene, "roles": ",".join(sorted(roles)), "desired_expr": value, "impact": impact,
-            "n_genes_changed": res.n_genes_changed(exclude=[gene]),
-            "top_affected": ";".join(f"{t}:{m:.4g}" for t, m in top)}
+def select_genes(perturber: Perturber, *, genes: Sequence[str] | None = None,
+                 roles: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+    """The genes to screen and the genes skipped because they modulate no trained gene.
+
+    ``genes`` (a list, e.g. read from a file) is screened as given (each must be a gene of the dataset);
+    otherwise every gene with one of ``roles`` (default: TFs, ligands and receptors) in the models, in name
+    order. With both, the list is kept to genes with one of the roles.
+    """
+    role_of = roles_of(perturber)
+    want = check_roles(roles)
+    if genes is None:
+        cands = sorted(g for g, rs in role_of.items() if set(rs) & set(want))
+    else:
+        cands = list(dict.fromkeys(genes))
+        t = perturber.tissue
+        for g in cands:  # all checked before the first run
+            if not t.has_gene(g):
+                raise InputError(f"screen: gene '{g}' is not in the dataset{near_matches(g, t.all_genes)}")
+        if roles:
+            cands = [g for g in cands if set(role_of.get(g, ())) & set(want)]
+    inert = set(perturber.inert_targets(cands))
+    return [g for g in cands if g not in inert], [g for g in cands if g in inert]
+
+
+def tasks_for(perturber: Perturber, genes: Sequence[str], *, mode: str = "knockout",
+              n_propagation: int | None = None) -> list[GeneTask]:
+    """One task per gene: 0 (knockout) or the gene's maximum observed value (overexpress)."""
+    if mode not in MODES:
+        raise InputError(f"screen mode must be knockout or overexpress, got {mode!r}")
+    role_of = roles_of(perturber)
+    t = perturber.tissue
+    return [GeneTask(g, 0.0 if mode == "knockout" else float(t.column(g).max()), tuple(role_of.get(g, ())),
+                     n_propagation) for g in genes]
+
+
+def skipped_line(skipped: Sequence[str]) -> str:
+    """One line naming the genes skipped because nothing depends on them."""
+    return (f"screen: {len(skipped)} genes modulate no trained gene and are skipped (perturbing them changes "
+            f"nothing else): {short_list(skipped)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# in memory
+# --------------------------------------------------------------------------------------------------
 
 
 def screen(session: RunSession, *, mode: str = "knockout", genes: Sequence[str] | None = None,
-           n_propagation: int | None = None, on_done: Callable[[dict[str, Any]], None] | None = None,
-           scheduler: str | None = None) -> pd.DataFrame:
-    """Perturb every TF, ligand and receptor with betas (or ``genes``), one at a time; rank by impact.
+           roles: Sequence[str] | None = None, n_propagation: int | None = None,
+           on_done: Callable[[dict[str, Any]], None] | None = None, scheduler: str | None = None) -> pd.DataFrame:
+    """Perturb every TF, ligand and receptor with betas (or ``genes`` / ``roles``), one at a time, in this
+    process or on a Dask cluster; rank by impact.
 
     Parameters
     ----------
@@ -63,8 +234,9 @@ def screen(session: RunSession, *, mode: str = "knockout", genes: Sequence[str] 
         An opened run.
     mode
         ``"knockout"`` sets the gene to 0, ``"overexpress"`` to its maximum observed value.
-    genes
-        Screen only these genes (all checked before the first run); default every modulator gene.
+    genes, roles
+        Which genes (see :func:`select_genes`); genes that modulate no trained gene are skipped with a
+        logged line.
     n_propagation
         Propagation steps (default from the run).
     on_done
@@ -81,28 +253,23 @@ def screen(session: RunSession, *, mode: str = "knockout", genes: Sequence[str] 
     """
     if mode not in MODES:
         raise InputError(f"screen mode must be knockout or overexpress, got {mode!r}")
-    role_of = _roles_of(session)
-    cands = sorted(role_of) if genes is None else list(genes)
-    for g in cands:  # all checked before the first run
-        if not session.tissue.has_gene(g):
-            raise InputError(f"screen: gene '{g}' is not in the dataset{near_matches(g, session.tissue.all_genes)}")
-    items = [(g, 0.0 if mode == "knockout" else float(session.tissue.column(g).max()), role_of.get(g, []))
-             for g in cands]
+    p = session.perturber
+    todo, skipped = select_genes(p, genes=genes, roles=roles)
+    if skipped:
+        log.warning(skipped_line(skipped))
+    tasks = tasks_for(p, todo, mode=mode, n_propagation=n_propagation)
     if scheduler:
-        from .dask_jobs import screen_rows_on
+        from .dask_jobs import screen_scores_on
 
-        found = screen_rows_on(scheduler, session, items, n_propagation)
+        found: Iterable[GeneScore] = screen_scores_on(scheduler, session, tasks)
     else:
-        found = (impact_row(session, g, v, roles, n_propagation) for g, v, roles in items)
-    rows: list[dict[str, Any]] = []
-    for row in found:  # ranked below: the order rows arrive in does not matter
-        rows.append(row)
+        found = (score_gene(p, task) for task in tasks)
+    scores = []
+    for s in found:  # ranked below: the order scores arrive in does not matter
+        scores.append(s)
         if on_done is not None:
-            on_done(row)
-    rows.sort(key=lambda r: (-float(r["impact"]), str(r["gene"])))
-    for rank, r in enumerate(rows, 1):
-        r["rank"] = rank
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+            on_done(s.row())
+    return rank_scores(scores)
 
 
 def write_screen(ranked: pd.DataFrame, out_dir: str | os.PathLike[str], *, mode: str = "knockout") -> dict[str, Path]:
