@@ -22,6 +22,7 @@ from ._errors import ApiError
 from .dataset import Dataset
 from .jobs import JobManager
 from .security import PathGuard
+from .view import ViewState
 
 if TYPE_CHECKING:
     from ..perturb.propagate import PerturbResult
@@ -80,6 +81,7 @@ class ViewerState:
         self.status = LoadStatus()
         self.jobs = JobManager()
         self.last: LastResult | None = None
+        self.view = ViewState()
         self.generation = 0
         self._lock = threading.Lock()
         self._done = threading.Event()

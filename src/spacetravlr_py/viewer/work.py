@@ -69,20 +69,31 @@ def _nonempty(mask: np.ndarray, label: str) -> tuple[np.ndarray, str]:
     return mask, label
 
 
+Targets = str | list[str]
+"""The perturbed gene, or the gene and its ``with_genes`` (set together)."""
+Values = float | list[float]
+
+
 def prepared(state: ViewerState, ds: Dataset, session: RunSession, req: PerturbRequest
-             ) -> tuple[str, float, np.ndarray, str, int, tuple[Any, ...]]:
-    """Validate a perturbation request: (gene, desired value, mask, scope label, n_propagation, cache key)."""
-    j = state.gene_column(ds, req.gene)
-    desired = float(req.desired_expr)
+             ) -> tuple[Targets, Values, np.ndarray, str, int, tuple[Any, ...]]:
+    """Validate a perturbation request: (gene(s), desired value(s), mask, scope label, n_propagation, cache key).
+
+    One gene gives a ``str`` and a ``float``; with ``with_genes``, lists in the same order.
+    """
+    genes = list(dict.fromkeys([req.gene, *req.with_genes]))
+    cols = [state.gene_column(ds, g, "gene" if k == 0 else "with_genes") for k, g in enumerate(genes)]
+    desired = [float(req.desired_expr)] * len(genes)
     if req.desired_of_max is not None:
-        desired = float(req.desired_of_max) * float(session.perturber.hi[j])
+        desired = [float(req.desired_of_max) * float(session.perturber.hi[j]) for j in cols]
     mask, label = scope_mask(ds, req.scope.model_dump())
     n_prop = int(req.n_propagation or session.perturber.s.n_propagation)
-    key = (state.generation, req.gene, desired, pl.mask_digest(mask), n_prop)
-    return req.gene, desired, mask, label, n_prop, key
+    key = (state.generation, tuple(genes), tuple(desired), pl.mask_digest(mask), n_prop)
+    if len(genes) == 1:
+        return genes[0], desired[0], mask, label, n_prop, key
+    return genes, desired, mask, label, n_prop, key
 
 
-def perturbation(state: ViewerState, session: RunSession, job: Job, gene: str, desired: float, mask: np.ndarray,
+def perturbation(state: ViewerState, session: RunSession, job: Job, gene: Targets, desired: Values, mask: np.ndarray,
                  label: str, n_prop: int, key: tuple[Any, ...], recompute: bool) -> tuple[LastResult, bool]:
     """The last result when it answers ``key`` (and not ``recompute``), else a new run; returns (result, cached)."""
     last = state.last
@@ -99,11 +110,13 @@ def perturbation(state: ViewerState, session: RunSession, job: Job, gene: str, d
 
 
 def field(ds: Dataset, session: RunSession, job: Job, req: FieldRequest, delta: np.ndarray) -> dict[str, Any]:
-    """Transition field of ``delta`` on the UMAP (the numbers of ``transitions.transition_field``)."""
+    """Transition field of ``delta`` on the UMAP or the spatial coordinates (``req.embedding``; the numbers
+    of ``transitions.transition_field``)."""
     from ..transitions import cell_vectors, grid_field, transition_probabilities
 
     t = ds.tissue
-    assert t.umap is not None
+    E = t.umap if req.embedding == "umap" else t.coords
+    assert E is not None
     if req.limit_clusters:
         if not req.highlight_cell_types:
             raise ApiError(400, "limit_clusters needs highlight_cell_types (cell-type labels to keep)")
@@ -112,28 +125,32 @@ def field(ds: Dataset, session: RunSession, job: Job, req: FieldRequest, delta: 
             raise ApiError(400, "highlight_cell_types: no cell has any of these cell-type labels")
         delta = delta * keep[:, None]
     compat = session.cfg.reference_compat
-    job.tick(1, 3, "neighbours on the UMAP")
-    nb = ds.umap_knn(req.n_neighbors, compat)
+    job.tick(1, 3, f"neighbours on the {req.embedding} coordinates")
+    nb = ds.umap_knn(req.n_neighbors, compat, req.embedding)
     job.tick(2, 3, "transition probabilities")
-    graph = transition_probabilities(t.expression, delta, t.umap, n_neighbors=req.n_neighbors,
+    graph = transition_probabilities(t.expression, delta, E, n_neighbors=req.n_neighbors,
                                      temperature=req.temperature, remove_null=req.remove_null,
                                      reference_compat=compat, delta_rescale=req.delta_rescale, neighbors=nb)
     job.tick(3, 3, "vectors and grid")
-    V = cell_vectors(graph, t.umap, unit_directions=req.unit_directions)
-    grid = grid_field(t.umap, V, nx=req.nx, min_cells=req.min_cells, vector_scale=req.vector_scale,
+    V = cell_vectors(graph, E, unit_directions=req.unit_directions)
+    grid = grid_field(E, V, nx=req.nx, min_cells=req.min_cells, vector_scale=req.vector_scale,
                       magnitude_threshold=req.magnitude_threshold)
     params = {k: v for k, v in graph.params.items() if k != "timings"}
     params.update(grid.params)
     params["unit_directions"] = req.unit_directions
+    params["embedding"] = req.embedding
     return pl.field_payload(grid, V if req.include_cell_vectors else None, params)
 
 
-def quick_delta(session: RunSession, gene: str, desired: float, mask: np.ndarray) -> np.ndarray:
-    """Δ of setting ``gene`` to ``desired`` in ``mask`` without propagation (other genes 0)."""
+def quick_delta(session: RunSession, gene: Targets, desired: Values, mask: np.ndarray) -> np.ndarray:
+    """Δ of setting ``gene`` (or each gene of a list) to ``desired`` in ``mask`` without propagation."""
     x0 = session.perturber.x0
-    j = session.tissue.gene_index[gene]
+    genes = [gene] if isinstance(gene, str) else gene
+    values = [desired] * len(genes) if isinstance(desired, float | int) else desired
     d = np.zeros_like(x0)
-    d[mask, j] = desired - x0[mask, j]
+    for g, v in zip(genes, values):
+        j = session.tissue.gene_index[g]
+        d[mask, j] = v - x0[mask, j]
     return d
 
 
