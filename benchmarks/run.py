@@ -21,6 +21,7 @@ from typing import Any
 
 from . import (
     bench_cli,
+    bench_mcp,
     bench_perturb,
     bench_received,
     bench_scaling,
@@ -50,6 +51,7 @@ CASES: dict[str, tuple[Callable[[Ctx], Any], str]] = {
     "viewer": (bench_viewer.run, "spatial_viewer under load: preview, umap-field, expression at 100k cells"),
     "viewer_first_paint": (bench_viewer_paint.run, "viewer first paint, 100k cells, headless Chromium"),
     "cli_help": (bench_cli.run, "`spacetravlr --help` start-up"),
+    "mcp": (bench_mcp.run, "`spacetravlr mcp`: start-up over stdio, responsiveness during a perturbation"),
     "scaling": (bench_scaling.run, "scaling sweep (cells 1k → 100k, targets 50 → 200) and its plot"),
 }
 
