@@ -45,6 +45,7 @@ def test_view_starts_unset_and_follows_posts(client: Any, session: RunSession) -
     # fields not sent are kept
     v2 = client.post("/api/view", json={"layout": "spatial"}).json()
     assert (v2["version"], v2["layout"], v2["colour"], v2["gene"]) == (2, "spatial", "gene", gene)
+    assert v2["message"] is None  # a message belongs to one post
 
 
 def test_beta_view_defaults_to_the_strongest_column(client: Any, session: RunSession) -> None:

@@ -38,10 +38,12 @@ class ViewState:
                     "updated_unix_s": self.updated}
 
     def apply(self, state: ViewerState, req: ViewRequest) -> dict[str, Any]:
-        """Validate ``req`` against the loaded dataset and make it the view (fields not sent are kept)."""
+        """Validate ``req`` against the loaded dataset and make it the view (fields not sent are kept, except
+        ``message`` and ``source``, which belong to one post)."""
         patch = {k: getattr(req, k) for k in req.model_fields_set}
         with self._lock:
-            merged = {**self.values, **patch}
+            # the message and its source belong to this post only: a later post does not repeat them
+            merged = {**self.values, "message": None, "source": None, **patch}
         perturbation = _validated(state, merged, patch)
         with self._lock:
             self.values = merged
