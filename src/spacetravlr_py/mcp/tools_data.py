@@ -114,7 +114,7 @@ def register(server: MCPServer, b: Backend) -> None:
             waited = time.perf_counter() - t0
             if m["status"] != "loading" or waited >= timeout_s:
                 d = {"ready": m["status"] == "ready", "waited_s": round(waited, 3), **meta_digest(b, m)}
-                return ok(d, ("ready. " if d["ready"] else f"not ready after {waited:.1f} s. ") + meta_text(d))
+                return ok(d, ("" if d["ready"] else f"not ready after {waited:.1f} s: ") + meta_text(d))
             await asyncio.sleep(min(0.25, max(0.0, timeout_s - waited)))
 
     @server.tool(description=(

@@ -102,7 +102,8 @@ def register(server: MCPServer, b: Backend) -> None:
     @server.tool(description=(
         "Who sends ligands to a cell (direction='incoming'; 'outgoing': whom it sends to): the spatial "
         "neighbours that express a ligand of focus_gene's modulators whose receptor the cell expresses, with "
-        "support √(ligand × receptor expression) and the cell's β for that pair. Give cell_index, or cell_type "
+        "support √(ligand × receptor expression) and the cell's β for that pair, ranked by |β| × the strongest "
+        "support (the pairs that matter most for focus_gene first). Give cell_index, or cell_type "
         "to examine the cell of that type nearest the type's spatial centre — or, with near_cell_type, the "
         "one nearest to a cell of that other type (a border cell: e.g. the T cell closest to fibroblasts). "
         "Summarised per ligand–receptor pair by partner cell type."))
@@ -136,7 +137,9 @@ def register(server: MCPServer, b: Backend) -> None:
                 p["partner_types"][_group_of(cells, nb["index"])] += 1
                 p["partners"].append({"index": nb["index"], "cell_type": _group_of(cells, nb["index"]),
                                       "distance": nb["distance"], "support": e["support_score"]})
-        summary = sorted(pairs.values(), key=lambda p: (-p["max_support"], p["ligand"], p["receptor"]))
+        for p in pairs.values():  # what matters for the focus gene: its coefficient × the strongest support
+            p["weight"] = abs(p["beta"] or 0.0) * p["max_support"]
+        summary = sorted(pairs.values(), key=lambda p: (-p["weight"], -p["max_support"], p["ligand"], p["receptor"]))
         for p in summary:
             p["partner_types"] = dict(p["partner_types"].most_common())
             p["partners"] = sorted(p["partners"], key=lambda x: -x["support"])[:10]
