@@ -372,3 +372,44 @@ def test_own_engine_loads_labels_perturbs_and_serves_the_page(run_toml: Path, tm
         (tmp_path / "x.h5ad").write_text("not an h5ad")
         res = mcp.call("load_dataset", {"h5ad": str(tmp_path / "x.h5ad")})
         assert res.is_error and "outside the data roots" in text_of(res)
+
+
+def test_streamable_http_on_loopback_serves_several_sessions(viewer: InProcessServer) -> None:
+    import asyncio
+    import subprocess
+    import sys
+
+    from mcp.client.session import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    from mcp_support import SRC
+    from viewer_support import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "spacetravlr_py.cli.mcp", "--api-base", viewer.base,
+                             "--http-port", str(port)], env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    async def session() -> dict[str, Any]:
+        async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (r, w), ClientSession(r, w) as s:
+            await s.initialize()
+            res = await s.call_tool("get_meta", {})
+            return dict(res.structured_content)
+
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"http://127.0.0.1:{port}/mcp" in line, line
+        for _ in range(60):  # the line is printed just before uvicorn binds
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/mcp", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.25)
+        first, second = asyncio.run(session()), asyncio.run(session())
+        assert first["status"] == second["status"] == "ready" and second["viewer_url"] == viewer.base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stderr is not None:
+            proc.stderr.close()

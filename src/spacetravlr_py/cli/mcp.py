@@ -58,17 +58,27 @@ def mcp_main(argv: Sequence[str] | None, prog: str = PROG) -> int:
         raise InputError("the MCP server needs the MCP SDK: pip install 'spacetravlr-py[mcp]'") from None
     if a.http_port is not None and not 1 <= a.http_port <= 65535:
         raise InputError(f"--http-port must be 1..65535, got {a.http_port}")
-    server = make_server(a)
-    if a.http_port is not None:
-        print(f"{prog}: streamable HTTP on http://127.0.0.1:{a.http_port}/mcp", file=sys.stderr, flush=True)
-        server.run("streamable-http", host="127.0.0.1", port=a.http_port)
-    else:
+    http = a.http_port is not None
+    server, backend = make_server(a, own_lifecycle=not http)
+    if not http:
         server.run("stdio")
+        return EXIT_OK
+    if backend.engine is not None:
+        backend.engine.start()
+    print(f"{prog}: streamable HTTP on http://127.0.0.1:{a.http_port}/mcp; Ctrl-C to stop", file=sys.stderr,
+          flush=True)
+    try:
+        server.run("streamable-http", host="127.0.0.1", port=a.http_port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if backend.engine is not None:  # the HTTP clients and jobs ended with the server's event loop
+            backend.engine.stop()
     return EXIT_OK
 
 
-def make_server(a: argparse.Namespace) -> Any:
-    """The MCP server of the parsed flags (a connected backend, or the own engine)."""
+def make_server(a: argparse.Namespace, *, own_lifecycle: bool = True) -> tuple[Any, Any]:
+    """The MCP server of the parsed flags (a connected backend, or the own engine) and its backend."""
     from ..errors import InputError
     from ..mcp.backend import Backend, env_api_base
     from ..mcp.engine import EmbeddedViewer, engine_roots
@@ -83,7 +93,8 @@ def make_server(a: argparse.Namespace) -> Any:
                              "--api-base (use the load_dataset tool to open a dataset in that viewer)")
         if not api_base.startswith(("http://", "https://")):
             raise InputError(f"--api-base {api_base!r}: expected a URL such as http://127.0.0.1:8080")
-        return build_server(Backend(api_base=api_base, data_roots=roots))
+        backend = Backend(api_base=api_base, data_roots=roots)
+        return build_server(backend, own_lifecycle=own_lifecycle), backend
     if a.threads is not None and a.threads < 1:
         raise InputError(f"--threads must be >= 1, got {a.threads}")
     for flag, path in (("--run-toml", a.run_toml), ("--h5ad", a.h5ad)):
@@ -95,7 +106,8 @@ def make_server(a: argparse.Namespace) -> Any:
     roots = engine_roots(a.run_toml, a.h5ad, a.network_dir, a.data_root)
     engine = EmbeddedViewer(run_toml=a.run_toml, h5ad=a.h5ad, network_dir=a.network_dir,
                             data_roots=[str(r) for r in roots], threads=a.threads)
-    return build_server(Backend(engine=engine, data_roots=roots))
+    backend = Backend(engine=engine, data_roots=roots)
+    return build_server(backend, own_lifecycle=own_lifecycle), backend
 
 
 def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:

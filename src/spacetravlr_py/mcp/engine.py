@@ -48,7 +48,9 @@ class EmbeddedViewer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Import the viewer and serve it on a thread (returns at once)."""
+        """Import the viewer and serve it on a thread (returns at once; a second call does nothing)."""
+        if self._thread is not None:
+            return
         self._thread = threading.Thread(target=self._run, name="mcp-engine", daemon=True)
         self._thread.start()
 

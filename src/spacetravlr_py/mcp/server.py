@@ -50,21 +50,26 @@ class SpaceTravLRServer(MCPServer[Any]):
             raise
 
 
-def build_server(backend: Backend) -> SpaceTravLRServer:
-    """The server with every tool and resource registered over ``backend``."""
+def build_server(backend: Backend, *, own_lifecycle: bool = True) -> SpaceTravLRServer:
+    """The server with every tool and resource registered over ``backend``.
+
+    With ``own_lifecycle`` (stdio: one session per process) the server starts the own engine when it
+    starts serving and closes the backend when the session ends. Streamable HTTP runs a session per
+    client, so there the caller starts and closes the backend around ``run``.
+    """
     from .. import __version__
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
-        if backend.engine is not None and backend.engine.base is None:
+        if backend.engine is not None and backend.engine.base is None and backend.engine.error is None:
             backend.engine.start()  # FastAPI, uvicorn and the data load on a thread, after the handshake
         try:
             yield {}
         finally:
             await backend.close()
 
-    server = SpaceTravLRServer("spacetravlr", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan,
-                               log_level="WARNING")
+    server = SpaceTravLRServer("spacetravlr", version=__version__, instructions=INSTRUCTIONS,
+                               lifespan=lifespan if own_lifecycle else None, log_level="WARNING")
     for mod in (tools_data, tools_perturb, tools_network, tools_view, resources):
         mod.register(server, backend)
     return server
