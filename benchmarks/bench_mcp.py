@@ -85,10 +85,12 @@ def _lat(label: str, xs: list[float]) -> dict[str, Any]:
 
 
 def run(ctx: Ctx) -> list[dict[str, Any]]:
+    from spacetravlr_py import _keys
+
     from .bench_viewer import viewer_inputs
 
     n_cells = 3000 if ctx.quick else 20_000
-    run_toml = viewer_inputs(n_cells) / "run" / "spacetravlr_run_repro.toml"
+    run_toml = viewer_inputs(n_cells) / _keys.DEMO_RUN_DIR / _keys.REPRO_TOML
     ctx.log("MCP server start-up (initialize over stdio)")
     sides = {"connected": lambda: asyncio.run(_init_seconds(["--api-base", "http://127.0.0.1:9"])),
              "own": lambda: asyncio.run(_init_seconds(["--run-toml", str(run_toml)])),

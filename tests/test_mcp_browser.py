@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from mcp_support import McpClient
+from spacetravlr_py import _keys
 from test_viewer_browser import CHROMIUM, STATIC, Watch, _artefacts, _open, browser, legend_title  # noqa: F401
 
 pytestmark = pytest.mark.browser
@@ -26,7 +27,7 @@ def mcp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpClient]:
         pytest.fail(f"the front end is not built ({STATIC}/index.html missing): run `make setup`")
     out = tmp_path_factory.mktemp("mcp_browser_demo")
     assert main(["demo", "--out", str(out), "--cells", "1200"]) == 0
-    with McpClient("--run-toml", str(out / "run" / "spacetravlr_run_repro.toml")) as c:
+    with McpClient("--run-toml", str(out / _keys.DEMO_RUN_DIR / _keys.REPRO_TOML)) as c:
         assert c.ok("wait_ready", {"timeout_s": 300})["ready"]
         yield c
 
