@@ -9,6 +9,7 @@ the Axes (or the Figure for multi-panel figures).
   :func:`modulator_families`, :func:`gene_seconds`, :func:`interaction_heatmap`;
 * screens and neighbours (:mod:`.plotting_effects`): :func:`screen_top`, :func:`screen_heatmap`,
   :func:`neighbour_effects`.
+* :func:`cells` — the cells on an embedding coloured by cluster / cell type or by a value per cell.
 """
 
 from __future__ import annotations
@@ -135,6 +136,54 @@ def transition_field(coords: np.ndarray, grid: GridField, *, clusters: Any = Non
     ax.set_ylabel(f"{basis}2")
     ax.set_xticks([])
     ax.set_yticks([])
+    ax.set_aspect("equal", adjustable="datalim")
+    if title:
+        ax.set_title(title)
+    _finish(fig, ax, show, save, own)
+    return ax
+
+
+def cells(coords: np.ndarray, *, values: np.ndarray | None = None, clusters: Any = None,
+          cluster_labels: Sequence[str] | None = None, label: str = "", cmap: str = "viridis",
+          centred: bool = False, ax: Axes | None = None, show: bool | None = None,
+          save: str | os.PathLike[str] | None = None, title: str | None = None, basis: str = "spatial",
+          point_size: float = 6.0, legend: bool = True) -> Axes:
+    """The cells on an embedding, coloured by ``values`` (a colour bar labelled ``label``) or by ``clusters``.
+
+    Parameters
+    ----------
+    coords : (N, 2) array
+        Spatial coordinates or a UMAP.
+    values : (N,) array, optional
+        A number per cell (expression, a coefficient, Δ); ``centred`` puts 0 in the middle of ``cmap``
+        (limits ±max|value|), else the limits are the 0.5 / 99.5 percentiles so outliers do not wash it out.
+    clusters, cluster_labels : as in :func:`transition_field` (used when ``values`` is None).
+    basis : axis label stem (``"spatial"`` → x / y; ``"UMAP"`` → UMAP1 / UMAP2).
+    """
+    coords = np.asarray(coords)
+    fig, ax, own = _figure(ax)
+    if values is not None:
+        v = np.asarray(values, dtype=float)
+        if v.shape != (coords.shape[0],):
+            raise ValueError(f"values has shape {v.shape} for {coords.shape[0]} cells")
+        finite = v[np.isfinite(v)]
+        if centred:
+            lim = float(np.abs(finite).max()) if finite.size else 1.0
+            lo, hi = -(lim or 1.0), lim or 1.0
+        else:
+            lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
+            hi = hi if hi > lo else lo + 1e-9
+        sc = ax.scatter(coords[:, 0], coords[:, 1], c=v, s=point_size, cmap=cmap, vmin=lo, vmax=hi, linewidths=0,
+                        rasterized=True)
+        fig.colorbar(sc, ax=ax, shrink=0.7, label=label)
+    else:
+        _scatter_clusters(ax, coords, clusters, cluster_labels, point_size, legend)
+    spatial = basis.lower() == "spatial"
+    ax.set_xlabel("x" if spatial else f"{basis}1")
+    ax.set_ylabel("y" if spatial else f"{basis}2")
+    if not spatial:
+        ax.set_xticks([])
+        ax.set_yticks([])
     ax.set_aspect("equal", adjustable="datalim")
     if title:
         ax.set_title(title)

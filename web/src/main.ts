@@ -5,6 +5,7 @@ import { getJSON, postJSON } from "./api";
 import { App } from "./app";
 import { Data } from "./data";
 import { byId } from "./dom";
+import { ViewFollower } from "./follow";
 import { Inspector } from "./inspector";
 import { PerturbPanel } from "./perturb";
 import { Scene } from "./scene";
@@ -19,6 +20,7 @@ const scene = new Scene(byId<HTMLDivElement>("canvas-host"));
 const app = new App(scene, readUrl());
 const perturb = new PerturbPanel(app);
 const inspector = new Inspector(app);
+const follower = new ViewFollower(app, perturb);
 
 /** Test and benchmark hook: read-only facts about the page (no control surface). */
 const hook = {
@@ -34,6 +36,10 @@ const hook = {
   },
   get state() {
     return { ...app.state };
+  },
+  /** version of the shared view (GET /api/view) the page applied last */
+  get viewVersion(): number {
+    return follower.applied;
   },
   get overlays() {
     return scene.overlayCounts;
@@ -257,6 +263,7 @@ async function runStage(meta: Meta): Promise<void> {
   app.syncControls();
   if (app.state.colour === "beta") await app.recolour();
   setStatus(meta.perturb_ready ? `ready · ${data.betaGenes.length} trained genes` : "ready (no run: β and perturbation off)");
+  void follower.start();
   hook.runReady = true;
   hook.loads++;
 }

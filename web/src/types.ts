@@ -58,6 +58,30 @@ export interface Meta {
   run_toml: string | null;
   data_roots?: string[];
   job: JobInfo | null;
+  view?: SharedView;
+}
+
+/** GET /api/view: what an assistant asked the page to show (version 0 = never set). */
+export interface SharedView {
+  layout: "spatial" | "umap" | null;
+  colour: "celltype" | "gene" | "beta" | "delta" | null;
+  gene: string | null;
+  beta_gene: string | null;
+  beta_column: string | null;
+  delta_gene: string | null;
+  message: string | null;
+  source: string | null;
+  perturbation: {
+    gene: string;
+    genes: string[];
+    desired_expr: number;
+    scope: string;
+    n_scope_cells: number;
+    n_propagation: number;
+    job_id: number;
+  } | null;
+  version: number;
+  updated_unix_s: number | null;
 }
 
 export type Scope =

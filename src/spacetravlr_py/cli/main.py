@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "prep": ("prep", "turn a raw-count .h5ad into a trainable one (normalise, impute, cluster, UMAP)"),
     "config": ("configcmd", "print the configuration schema or a resolved configuration"),
     "serve": ("serve", "open a tissue, a run's betas and live perturbations in the browser (spatial_viewer)"),
+    "mcp": ("mcp", "MCP server: let an AI assistant drive the viewer and the perturbation engine"),
 }
 
 EPILOG = """\

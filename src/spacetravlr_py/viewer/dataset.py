@@ -95,7 +95,7 @@ class Dataset:
     network_species: str | None = None
     network_error: str | None = None
     _tree: Any = None
-    _knn: tuple[tuple[int, bool], np.ndarray] | None = None
+    _knn: tuple[tuple[int, bool, str], np.ndarray] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _columns: OrderedDict[str, np.ndarray] = field(default_factory=OrderedDict)
 
@@ -141,16 +141,18 @@ class Dataset:
                 self._tree = cKDTree(self.tissue.coords)
             return self._tree
 
-    def umap_knn(self, k: int, reference_compat: bool) -> np.ndarray:
-        """kNN of the UMAP for transition fields (the last (k, compat) kept)."""
+    def umap_knn(self, k: int, reference_compat: bool, embedding: str = "umap") -> np.ndarray:
+        """kNN of the UMAP (or the spatial coordinates) for transition fields (the last (k, compat, embedding)
+        kept)."""
         from ..transitions import knn
 
-        key = (k, reference_compat)
+        key = (k, reference_compat, embedding)
         with self._lock:
             if self._knn is not None and self._knn[0] == key:
                 return self._knn[1]
-        assert self.tissue.umap is not None
-        nb = knn(self.tissue.umap, k, include_self=reference_compat)
+        E = self.tissue.umap if embedding == "umap" else self.tissue.coords
+        assert E is not None
+        nb = knn(E, k, include_self=reference_compat)
         with self._lock:
             self._knn = (key, nb)
         return nb

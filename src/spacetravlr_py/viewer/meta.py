@@ -67,6 +67,6 @@ def meta_payload(state: ViewerState, version: str) -> dict[str, Any]:
         "perturb_error": st.error if (st.state == "error" and has_run) else None,
         "perturb_progress_percent": pct, "perturb_progress_label": label,
         "load": st.to_json(), **out, "data_roots": [str(r) for r in state.guard.roots], "job": job,
-        "version": version,
+        "view": state.view.to_json(), "version": version,
     }
 

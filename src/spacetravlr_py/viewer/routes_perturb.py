@@ -29,7 +29,7 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
             last, cached = work.perturbation(state, s, job, gene, desired, mask, label, n_prop, key, req.recompute)
             return last, cached, (then(job, last) if then is not None else None)
 
-        (last, cached, extra), job = await run_job(state, kind, task, gene=gene)
+        (last, cached, extra), job = await run_job(state, kind, task, gene=req.gene)
         return last, cached, extra, job
 
     @r.post("/perturb/preview", response_class=Response,
@@ -48,10 +48,10 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
         last, cached, _, _ = await result_for("summary", body)
         return {"job_id": last.job_id, "cached": cached, **pl.perturb_summary(last.result, body.top_n)}
 
-    @r.post("/perturb/umap-field", summary="transition field of a perturbation on the UMAP")
+    @r.post("/perturb/umap-field", summary="transition field of a perturbation on the UMAP (or the tissue)")
     async def umap_field(body: FieldRequest) -> dict[str, Any]:
         ds, s = state.require_run()
-        if ds.tissue.umap is None:
+        if body.embedding == "umap" and ds.tissue.umap is None:
             raise ApiError(404, "this dataset has no UMAP (obsm['X_umap'] or obsm['umap'])")
         if body.quick_ko_sanity:
             gene, desired, mask, _, _, _ = work.prepared(state, ds, s, body)
@@ -59,7 +59,7 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
             def quick(job: Job) -> dict[str, Any]:
                 return work.field(ds, s, job, body, work.quick_delta(s, gene, desired, mask))
 
-            out, job = await run_job(state, "umap-field", quick, gene=gene)
+            out, job = await run_job(state, "umap-field", quick, gene=body.gene)
             return {"job_id": job.id, "cached": False, **out}
         last, cached, out, _ = await result_for(
             "umap-field", body, lambda job, last: work.field(ds, s, job, body, last.result))

@@ -15,6 +15,7 @@ NAME = Annotated[str, Field(min_length=1, max_length=200)]
 CELL = Annotated[int, Field(ge=0)]
 PATH = Annotated[str, Field(max_length=4096)]
 MAX_N_PROPAGATION = 32
+MAX_WITH_GENES = 19
 
 
 class Body(BaseModel):
@@ -61,6 +62,7 @@ Scope = Annotated[ScopeAll | ScopeIndices | ScopeCellType | ScopeCellTypeName | 
 
 class PerturbRequest(Body):
     gene: GENE
+    with_genes: list[GENE] = Field(default_factory=list, max_length=MAX_WITH_GENES)
     desired_expr: float = Field(default=0.0, ge=0, le=1e9, allow_inf_nan=False)
     desired_of_max: float | None = Field(default=None, ge=0, le=1e6, allow_inf_nan=False)
     scope: Scope = Field(default_factory=ScopeAll)
@@ -77,6 +79,7 @@ class SummaryRequest(PerturbRequest):
 
 
 class FieldRequest(PerturbRequest):
+    embedding: Literal["umap", "spatial"] = "umap"
     n_neighbors: int = Field(default=150, ge=3, le=500)
     temperature: float = Field(default=0.05, ge=1e-6, le=1e6, allow_inf_nan=False)
     remove_null: bool = True
@@ -144,6 +147,17 @@ class ClusterMeanRequest(Body):
 
 class LabelClustersRequest(Body):
     labels: dict[Annotated[str, Field(max_length=20)], NAME] = Field(min_length=1, max_length=100_000)
+
+
+class ViewRequest(Body):
+    layout: Literal["spatial", "umap"] | None = None
+    colour: Literal["celltype", "gene", "beta", "delta"] | None = None
+    gene: GENE | None = None
+    beta_gene: GENE | None = None
+    beta_column: Annotated[str, Field(min_length=1, max_length=400)] | None = None
+    delta_gene: GENE | None = None
+    message: Annotated[str, Field(max_length=500)] | None = None
+    source: Annotated[str, Field(max_length=40)] | None = None
 
 
 class ErrorBody(BaseModel):

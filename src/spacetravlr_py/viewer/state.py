@@ -22,6 +22,7 @@ from ._errors import ApiError
 from .dataset import Dataset
 from .jobs import JobManager
 from .security import PathGuard
+from .view import ViewState
 
 if TYPE_CHECKING:
     from ..perturbation.propagate import PerturbResult
@@ -80,6 +81,7 @@ class ViewerState:
         self.status = LoadStatus()
         self.jobs = JobManager()
         self.last: LastResult | None = None
+        self.view = ViewState()
         self.generation = 0
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -222,17 +224,6 @@ class ViewerState:
             shown = gene if len(gene) <= 80 else gene[:80] + "…"
             raise ApiError(400, f"{what} '{shown}' is not a gene of the dataset"
                                 f"{near_matches(gene, ds.tissue.all_genes) if len(gene) <= 80 else ''}")
-
-    def gene_column(self, ds: Dataset, gene: str, what: str = "gene") -> int:
-        """Column of ``gene`` in the expression matrix, or ApiError 400 with close matches."""
-        from ..errors import near_matches
-
-        j = ds.tissue.gene_index.get(gene)
-        if j is None:
-            shown = gene if len(gene) <= 80 else gene[:80] + "…"
-            raise ApiError(400, f"{what} '{shown}' is not a gene of the dataset"
-                                f"{near_matches(gene, ds.tissue.var_names) if len(gene) <= 80 else ''}")
-        return j
 
     def meta(self) -> dict[str, Any]:
         from .. import __version__

@@ -70,22 +70,34 @@ def _nonempty(mask: np.ndarray, label: str) -> tuple[np.ndarray, str]:
     return mask, label
 
 
+Targets = str | list[str]
+"""The perturbed gene, or the gene and its ``with_genes`` (set together)."""
+Values = float | list[float]
+
+
 def prepared(state: ViewerState, ds: Dataset, session: RunSession, req: PerturbRequest
-             ) -> tuple[str, float, np.ndarray, str, int, tuple[Any, ...]]:
-    """Validate a perturbation request: (gene, desired value, mask, scope label, n_propagation, cache key)."""
-    state.require_gene(ds, req.gene)
-    desired = float(req.desired_expr)
+             ) -> tuple[Targets, Values, np.ndarray, str, int, tuple[Any, ...]]:
+    """Validate a perturbation request: (gene(s), desired value(s), mask, scope label, n_propagation, cache key).
+
+    One gene gives a ``str`` and a ``float``; with ``with_genes``, lists in the same order.
+    """
+    genes = list(dict.fromkeys([req.gene, *req.with_genes]))
+    for k, g in enumerate(genes):
+        state.require_gene(ds, g, "gene" if k == 0 else "with_genes")
+    desired = [float(req.desired_expr)] * len(genes)
     if req.desired_of_max is not None:
-        j = session.tissue.gene_index.get(req.gene)
-        top = session.perturber.hi[j] if j is not None else ds.expression_of(req.gene).max()
-        desired = float(req.desired_of_max) * float(top)
+        gi = session.tissue.gene_index
+        desired = [float(req.desired_of_max) * float(session.perturber.hi[gi[g]] if g in gi
+                                                     else ds.expression_of(g).max()) for g in genes]
     mask, label = scope_mask(ds, req.scope.model_dump())
     n_prop = int(req.n_propagation or session.perturber.s.n_propagation)
-    key = (state.generation, req.gene, desired, pl.mask_digest(mask), n_prop)
-    return req.gene, desired, mask, label, n_prop, key
+    key = (state.generation, tuple(genes), tuple(desired), pl.mask_digest(mask), n_prop)
+    if len(genes) == 1:
+        return genes[0], desired[0], mask, label, n_prop, key
+    return genes, desired, mask, label, n_prop, key
 
 
-def perturbation(state: ViewerState, session: RunSession, job: Job, gene: str, desired: float, mask: np.ndarray,
+def perturbation(state: ViewerState, session: RunSession, job: Job, gene: Targets, desired: Values, mask: np.ndarray,
                  label: str, n_prop: int, key: tuple[Any, ...], recompute: bool) -> tuple[LastResult, bool]:
     """The last result when it answers ``key`` (and not ``recompute``), else a new run; returns (result, cached)."""
     last = state.last
@@ -102,12 +114,13 @@ def perturbation(state: ViewerState, session: RunSession, job: Job, gene: str, d
 
 
 def field(ds: Dataset, session: RunSession, job: Job, req: FieldRequest, result: PerturbResult) -> dict[str, Any]:
-    """Transition field of ``result`` on the UMAP (the numbers of ``transitions.transition_field`` over
-    :meth:`PerturbResult.field_genes`)."""
+    """Transition field of ``result`` on the UMAP or the spatial coordinates (``req.embedding``; the numbers
+    of ``transitions.transition_field`` over :meth:`PerturbResult.field_genes`)."""
     from ..transitions import cell_vectors, grid_field, transition_probabilities
 
     t = ds.tissue
-    assert t.umap is not None
+    E = t.umap if req.embedding == "umap" else t.coords
+    assert E is not None
     X, delta, cols = result.field_inputs()
     if req.limit_clusters:
         if not req.highlight_cell_types:
@@ -117,32 +130,37 @@ def field(ds: Dataset, session: RunSession, job: Job, req: FieldRequest, result:
             raise ApiError(400, "highlight_cell_types: no cell has any of these cell-type labels")
         delta = delta * keep[:, None]
     compat = session.cfg.reference_compat
-    job.tick(1, 3, "neighbours on the UMAP")
-    nb = ds.umap_knn(req.n_neighbors, compat)
+    job.tick(1, 3, f"neighbours on the {req.embedding} coordinates")
+    nb = ds.umap_knn(req.n_neighbors, compat, req.embedding)
     job.tick(2, 3, "transition probabilities")
-    graph = transition_probabilities(X, delta, t.umap, n_neighbors=req.n_neighbors,
+    graph = transition_probabilities(X, delta, E, n_neighbors=req.n_neighbors,
                                      temperature=req.temperature, remove_null=req.remove_null,
                                      reference_compat=compat, delta_rescale=req.delta_rescale, neighbors=nb,
                                      delta_genes=cols)
     job.tick(3, 3, "vectors and grid")
-    V = cell_vectors(graph, t.umap, unit_directions=req.unit_directions)
-    grid = grid_field(t.umap, V, nx=req.nx, min_cells=req.min_cells, vector_scale=req.vector_scale,
+    V = cell_vectors(graph, E, unit_directions=req.unit_directions)
+    grid = grid_field(E, V, nx=req.nx, min_cells=req.min_cells, vector_scale=req.vector_scale,
                       magnitude_threshold=req.magnitude_threshold)
     params = {k: v for k, v in graph.params.items() if k != "timings"}
     params.update(grid.params)
     params["unit_directions"] = req.unit_directions
+    params["embedding"] = req.embedding
     return pl.field_payload(grid, V if req.include_cell_vectors else None, params)
 
 
-def quick_delta(session: RunSession, gene: str, desired: float, mask: np.ndarray) -> PerturbResult:
-    """``gene`` set to ``desired`` in ``mask`` without propagation (every other gene unchanged)."""
+def quick_delta(session: RunSession, gene: Targets, desired: Values, mask: np.ndarray) -> PerturbResult:
+    """``gene`` (or each gene of a list) set to ``desired`` in ``mask`` without propagation (every other
+    gene unchanged)."""
     from ..perturbation.result import HeldColumns, PerturbResult
 
-    base = session.tissue.columns([gene])
+    genes = [gene] if isinstance(gene, str) else list(gene)
+    values_of = [float(desired)] * len(genes) if isinstance(desired, float | int) else [float(v) for v in desired]
+    base = session.tissue.columns(genes)
     values = base.copy()
-    values[mask, 0] = desired
-    return PerturbResult(session.tissue, targets=[gene], desired=[desired], scope=mask,
-                         held=[HeldColumns([gene], values, x0=base)])
+    for k, v in enumerate(values_of):
+        values[mask, k] = v
+    return PerturbResult(session.tissue, targets=genes, desired=values_of, scope=mask,
+                         held=[HeldColumns(genes, values, x0=base)])
 
 
 def export(session: RunSession, last: LastResult, name: str | None, overwrite: bool) -> dict[str, str]:
