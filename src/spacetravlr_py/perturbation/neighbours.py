@@ -108,8 +108,12 @@ def _response(result: PerturbResult) -> np.ndarray:
 def _ligand_effects(perturber: Perturber, result: PerturbResult, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(e, |ΔRL|)``: (n_cells, n_ligands) first-order effect through each ligand and the absolute change
     of its received amount, for the cells ``cells`` (indices)."""
-    dRL = perturber.received_change(result.expression)[cells]
-    x0 = perturber.x0
+    names = result.tissue.var_names
+    lig_col = {int(c): k for k, c in enumerate(perturber.lig_genes)}
+    L1 = np.column_stack([result.expression_of(names[c]) for c in perturber.lig_genes]) if lig_col else None
+    dRL = (perturber.received_change(L1) if L1 is not None else np.zeros((result.tissue.n_cells, 0)))[cells]
+    del L1
+    X = perturber.tissue.expression  # base expression in its own dtype: partner columns read per term
     bb = perturber.bb
     n_other = max(result.tissue.n_panel_genes - len(set(result.targets)), 1)
     effect = np.zeros_like(dRL)
@@ -123,11 +127,11 @@ def _ligand_effects(perturber: Perturber, result: PerturbResult, cells: np.ndarr
         terms = np.flatnonzero(np.isin(gm.kind, (LR, TFL)))
         per_lig: dict[int, np.ndarray] = {}
         for j in terms:
-            col = int(perturber.lig_col[gm.a[j]])
+            col = lig_col.get(int(gm.a[j]), -1)
             if col not in moving_set:
                 continue
             beta = np.where(rows >= 0, gm.coefs[np.maximum(rows, 0), j], 0.0) * scale
-            c = beta * x0[cells, gm.b[j]] * dRL[:, col]
+            c = beta * np.asarray(X[cells, gm.b[j]], dtype=np.float64) * dRL[:, col]
             per_lig[col] = per_lig[col] + c if col in per_lig else c
         for col, c in per_lig.items():
             effect[:, col] += np.abs(c)

@@ -262,11 +262,17 @@ class Perturber:
             out[:, self._no_received] = 0.0
         return out
 
-    def received_change(self, expression: np.ndarray) -> np.ndarray:
-        """(N, n_ligands) change of every ligand's received amount from ``x0`` to ``expression`` (columns
-        in :attr:`lig_genes` order), by the kernel the perturbation uses."""
-        L1 = filtered(np.asarray(expression)[:, self.lig_genes])
-        return self._received(L1 - self.L0) if len(self.lig_genes) else np.zeros((self.tissue.n_cells, 0))
+    def received_change(self, ligands: np.ndarray) -> np.ndarray:
+        """(N, n_ligands) change of every ligand's received amount from the base expression to ``ligands``
+        ((N, n_ligands) expression of the ligands, columns in :attr:`lig_genes` order), by the kernel the
+        perturbation uses."""
+        if not len(self.lig_genes):
+            return np.zeros((self.tissue.n_cells, 0))
+        L = filtered(np.asarray(ligands, dtype=np.float64))
+        x0 = self.x0_state
+        for k, c in enumerate(self.state.lig.tolist()):
+            L[:, k] -= filtered(x0[:, c])  # L1 − L0, one column at a time
+        return self._received(L)
 
     # -- validation ----------------------------------------------------------------------------
 
