@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from spacetravlr_py.perturb.session import RunSession
+from spacetravlr_py.perturbation.session import RunSession
 
 from mcp_support import McpClient, image_of, text_of
 from spacetravlr_py import _keys
@@ -207,7 +207,7 @@ def test_top_betas_cell_context_and_interactions_agree_with_betadata(mcp: McpCli
 
 
 def test_screen_ranks_like_the_library(mcp: McpClient, session: RunSession) -> None:
-    from spacetravlr_py.perturb.screen import screen
+    from spacetravlr_py.perturbation.screen import screen
 
     genes = ["Il6", "Prdm1", "Tgfb1", "Cxcl12"]
     out = mcp.ok("screen", {"genes": genes, "n_propagation": 2, "wait_s": 0})

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from spacetravlr_py.perturb.session import RunSession
+from spacetravlr_py.perturbation.session import RunSession
 
 from viewer_support import InProcessServer, trained_run
 
