@@ -4,6 +4,7 @@ import "./style.css";
 import { getJSON, postJSON } from "./api";
 import { App } from "./app";
 import { Data } from "./data";
+import { conditionRequest, showConditions } from "./conditions";
 import { byId } from "./dom";
 import { ViewFollower } from "./follow";
 import { Inspector } from "./inspector";
@@ -120,6 +121,14 @@ function wireControls(): void {
     e.preventDefault();
     void configure(e.target as HTMLFormElement);
   });
+  byId<HTMLSelectElement>("condition-select").addEventListener("change", (e) => {
+    const meta = app.data?.meta;
+    const select = e.target as HTMLSelectElement;
+    if (!meta) return;
+    void reload(conditionRequest(meta, select.value)).then((ok) => {
+      if (!ok) select.value = meta.condition ?? ""; // refused: the open condition stays
+    });
+  });
 }
 
 async function chooseMode(mode: ColourMode): Promise<void> {
@@ -174,6 +183,7 @@ async function follow(): Promise<void> {
     }
     if (mine !== generation) return;
     showLoad(meta);
+    showConditions(meta);
     if (meta.status === "empty") {
       setLoading(null);
       setStatus("no dataset");
@@ -235,7 +245,9 @@ async function loadTissue(meta: Meta): Promise<void> {
     inspector.close();
     byId("summary").hidden = true;
     const name = (meta.run_toml ?? meta.adata_path ?? "").split("/").slice(-3).join("/");
-    byId("dataset-chip").textContent = `${name} · ${meta.n_obs.toLocaleString()} cells × ${meta.n_vars.toLocaleString()} genes`;
+    const cond = meta.condition ? ` · condition ${meta.condition}` : "";
+    byId("dataset-chip").textContent = `${name}${cond} · ${meta.n_obs.toLocaleString()} cells × ${meta.n_vars.toLocaleString()} genes`;
+    if (meta.condition_note) toast(meta.condition_note);
     byId("dataset-chip").title = [meta.adata_path, meta.run_toml].filter(Boolean).join("\n");
     fillForm(meta);
     perturb.reset();
@@ -291,22 +303,32 @@ async function configure(form: HTMLFormElement): Promise<void> {
     err.textContent = "Give a run TOML or an .h5ad path.";
     return;
   }
+  await reload({
+    adata_path: text("adata_path"),
+    run_toml: text("run_toml"),
+    layer: text("layer") || null,
+    cluster_annot: text("cluster_annot") || null,
+    network_dir: text("network_dir"),
+  });
+}
+
+/** POST session/configure, then follow the new load; false when refused (the reason is shown under the
+ * Dataset form, or as a toast while the form is folded). */
+async function reload(body: Record<string, unknown>): Promise<boolean> {
+  const err = byId("dataset-error");
+  err.hidden = true;
   try {
-    await postJSON("session/configure", {
-      adata_path: text("adata_path"),
-      run_toml: text("run_toml"),
-      layer: text("layer") || null,
-      cluster_annot: text("cluster_annot") || null,
-      network_dir: text("network_dir"),
-    });
+    await postJSON("session/configure", body);
   } catch (e) {
     err.hidden = false;
     err.textContent = describe(e) ?? "";
-    err.scrollIntoView({ block: "nearest" });
-    return;
+    if (byId<HTMLDetailsElement>("dataset-details").open) err.scrollIntoView({ block: "nearest" });
+    else reportError("Opening", e);
+    return false;
   }
   hook.ready = false;
   hook.runReady = false;
   setLoading("Loading…");
   void follow();
+  return true;
 }

@@ -29,6 +29,14 @@ export interface JobInfo {
   elapsed_s: number | null;
 }
 
+/** One group of a run per condition, as the parent run's manifest records it. */
+export interface ConditionInfo {
+  label: string;
+  folder: string;
+  n_cells: number | null;
+  status: string | null;
+}
+
 export interface Meta {
   status: "empty" | "loading" | "ready" | "error" | "cancelled";
   dataset_ready: boolean;
@@ -56,6 +64,12 @@ export interface Meta {
   betadata_dir: string | null;
   network_dir: string | null;
   run_toml: string | null;
+  /** a run trained with --condition: its groups, the one open, its obs column, the parent run's TOML */
+  conditions?: ConditionInfo[];
+  condition?: string | null;
+  condition_column?: string | null;
+  condition_parent_toml?: string | null;
+  condition_note?: string | null;
   data_roots?: string[];
   job: JobInfo | null;
   view?: SharedView;

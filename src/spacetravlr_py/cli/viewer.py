@@ -23,6 +23,7 @@ examples:
   spatial_viewer --h5ad tissue.h5ad --layer imputed_count --cluster-annot cell_type
   spatial_viewer --data-root /data/atlas --port 9000          # start empty, open datasets from the UI
   spatial_viewer --run-toml runs/a --bind 0.0.0.0             # reachable from the network (no authentication!)
+  spatial_viewer --run-toml by_sample/spacetravlr_run_repro.toml --condition ctrl   # a run trained with --condition
 
 Files can be opened only under the data roots: every --data-root, or by default the folders of the files
 given here and the current directory. The HTTP API is documented in docs/viewer.md and served as OpenAPI
@@ -40,6 +41,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--network-dir", metavar="DIR", help="folder of {species}_network.parquet")
     p.add_argument("--run-toml", metavar="TOML", help="spacetravlr_run_repro.toml of a training run (or its folder): "
                    "enables betadata and perturbation; its [data].adata_path wins over --h5ad")
+    p.add_argument("--condition", metavar="GROUP", help="a run trained with --condition: the group to show (its "
+                   "label or folder under conditions/; default: the first, switchable in the Dataset panel)")
     p.add_argument("--static-dir", metavar="DIR", help="built front end (default: the package's viewer/static)")
     p.add_argument("--bind", default="127.0.0.1", metavar="ADDR", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="listen port (default 8080; 0 = any free port)")
@@ -139,9 +142,12 @@ def setup(a: argparse.Namespace, *, allow_cors: bool) -> tuple[Any, Any, socket.
 
         try:
             inputs = state.prepare(adata_path=a.h5ad or "", run_toml=a.run_toml or "", layer=a.layer,
-                                   cluster_annot=a.cluster_annot, network_dir=a.network_dir or "")
+                                   cluster_annot=a.cluster_annot, network_dir=a.network_dir or "",
+                                   condition=a.condition)
         except ApiError as e:
             raise InputError(e.detail) from None
+        if inputs.condition.note:
+            print(f"{PROG}: note: {inputs.condition.note}", file=sys.stderr)
         if a.run_toml and (a.layer is not None or a.cluster_annot is not None):
             print(f"{PROG}: note: --layer/--cluster-annot are ignored with --run-toml (its [data] is used)",
                   file=sys.stderr)

@@ -65,6 +65,18 @@ def cell_types_of(tissue: Tissue) -> CellTypes:
     return CellTypes(None, [], None)
 
 
+def cell_types_like(tissue: Tissue, whole: CellTypes) -> CellTypes:
+    """The cell types of ``tissue`` (a condition's cells) coded with the categories of ``whole`` (the whole
+    dataset's), so that a cell type keeps its code, hence its colour, in every condition."""
+    own = cell_types_of(tissue)
+    if whole.codes is None or own.codes is None or own.column != whole.column:
+        return own
+    index = {c: i for i, c in enumerate(whole.categories)}
+    remap = np.array([index.get(c, pl.NO_CELL_TYPE) for c in own.categories] + [pl.NO_CELL_TYPE], dtype=np.uint16)
+    codes = remap[np.minimum(own.codes, len(own.categories))]
+    return CellTypes(whole.column, list(whole.categories), codes)
+
+
 def umap_key_of(path: Path) -> str | None:
     """The first of ``UMAP_KEYS`` among the obsm keys of an .h5ad (the tissue keeps only the array)."""
     import h5py

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import payloads as pl
+from .conditions import ConditionChoice
 
 if TYPE_CHECKING:
     from .state import ViewerState
@@ -66,7 +67,8 @@ def meta_payload(state: ViewerState, version: str) -> dict[str, Any]:
         "perturb_loading": bool(run_loading or job is not None),
         "perturb_error": st.error if (st.state == "error" and has_run) else None,
         "perturb_progress_percent": pct, "perturb_progress_label": label,
-        "load": st.to_json(), **out, "data_roots": [str(r) for r in state.guard.roots], "job": job,
+        "load": st.to_json(), **out, **(state.inputs.condition if state.inputs else ConditionChoice()).to_json(),
+        "data_roots": [str(r) for r in state.guard.roots], "job": job,
         "view": state.view.to_json(), "version": version,
     }
 

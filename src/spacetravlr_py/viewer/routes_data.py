@@ -41,7 +41,7 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
     async def configure(body: ConfigureRequest) -> JSONResponse:
         inputs = await asyncio.to_thread(state.prepare, adata_path=body.adata_path, run_toml=body.run_toml,
                                          layer=body.layer, cluster_annot=body.cluster_annot,
-                                         network_dir=body.network_dir)
+                                         network_dir=body.network_dir, condition=body.condition)
         done = state.start(inputs)
         if not body.wait:
             return JSONResponse({"ok": True, "message": f"loading {inputs.run_toml or inputs.adata_path}",

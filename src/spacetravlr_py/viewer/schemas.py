@@ -111,6 +111,7 @@ class ConfigureRequest(Body):
     layer: Annotated[str, Field(max_length=200)] | None = None
     cluster_annot: Annotated[str, Field(max_length=200)] | None = None
     network_dir: PATH = ""
+    condition: NAME | None = None
     wait: bool = False
 
 

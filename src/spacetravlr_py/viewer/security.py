@@ -42,20 +42,30 @@ def start_roots(h5ad: str | os.PathLike[str] | None, run_toml: str | os.PathLike
                 network_dir: str | os.PathLike[str] | None, data_roots: Sequence[str | os.PathLike[str]] = ()
                 ) -> list[Path]:
     """Roots of a viewer: the ``data_roots``, plus the folders of the files given at start (the run folder
-    and the TOML's ``[data].adata_path`` folder included); the working directory too when no
-    ``data_roots`` are given. An unreadable TOML adds nothing (loading it reports the error)."""
+    and the TOML's ``[data].adata_path`` folder included; for a condition folder of a run trained with
+    ``--condition``, the parent run folder too); the working directory too when no ``data_roots`` are
+    given. An unreadable TOML adds nothing (loading it reports the error)."""
+    from .. import _keys
+    from ..config import SpaceshipConfig
     from ..errors import SpaceTravLRError
-    from ..rundir import open_run
+    from ..rundir.conditions import parent_run
+    from ..rundir.run import run_folder
 
-    data = folder = None
+    data = folder = parent = None
     if run_toml:
         try:
-            run = open_run(resolve(run_toml))
-            data, folder = run.cfg.data.adata_path or None, run.dir.root
+            toml = resolve(run_toml)
+            folder = run_folder(toml)
+            # a condition folder's parent holds its siblings (the condition picker) and the minimal .h5ad
+            parent = parent_run(folder)
+            # [data] as the TOML states it (a run per condition opens only with a condition picked); when
+            # the file is gone, the run's minimal .h5ad is read instead, from the run folder
+            path = SpaceshipConfig.from_toml(toml / _keys.REPRO_TOML if toml.is_dir() else toml).data.adata_path
+            data = path if path and Path(os.path.expanduser(path)).exists() else None
         except SpaceTravLRError:
             pass
     files = [h5ad, run_toml, data]
-    dirs = [network_dir, folder]
+    dirs = [network_dir, folder, parent]
     if data_roots:
         given = default_roots(files, dirs)[:-1]  # without the working directory
         return list(dict.fromkeys([resolve(r) for r in data_roots] + given))

@@ -12,14 +12,15 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import _keys
 from ..errors import SpaceTravLRError
 from ._errors import ApiError
-from .dataset import Dataset
+from .conditions import ConditionChoice
+from .dataset import Dataset, cell_types_like, cell_types_of
 from .jobs import JobManager
 from .security import PathGuard
 from .view import ViewState
@@ -42,6 +43,7 @@ class LoadInputs:
     cluster_annot: str
     run_toml: Path | None = None
     network_dir: Path | None = None
+    condition: ConditionChoice = field(default_factory=ConditionChoice)
 
 
 @dataclass
@@ -90,29 +92,57 @@ class ViewerState:
     # -- configuring ---------------------------------------------------------------------------
 
     def prepare(self, *, adata_path: str = "", run_toml: str = "", layer: str | None = None,
-                cluster_annot: str | None = None, network_dir: str = "") -> LoadInputs:
-        """Validate the paths of a configure request (roots, existence, TOML) → :class:`LoadInputs`."""
-        from ..rundir import open_run
+                cluster_annot: str | None = None, network_dir: str = "", condition: str | None = None) -> LoadInputs:
+        """Validate the paths of a configure request (roots, existence, TOML) → :class:`LoadInputs`.
 
+        ``condition`` picks a group of a run per condition (see :mod:`.conditions`); alone (no path), it
+        switches the condition of the run open now.
+        """
         net = self.guard.check(network_dir, what="network_dir", kind="dir") if network_dir.strip() else None
+        if condition is not None and not run_toml.strip() and not adata_path.strip():
+            parent = self.inputs.condition.parent_toml if self.inputs is not None else None
+            if parent is None:
+                raise ApiError(400, "condition: no run per condition is open; give run_toml (the run trained "
+                                    "with --condition) with it")
+            run_toml = str(parent)
+            if net is None and self.inputs is not None:  # the same run: keep its network folder
+                net = self.inputs.network_dir
         if run_toml.strip():
-            p = self.guard.check(run_toml, what="run_toml", kind="any")
-            if p.is_dir():
-                p = self.guard.check(p / _keys.REPRO_TOML, what="run_toml")
-            try:
-                run = open_run(p)
-            except SpaceTravLRError as e:
-                raise ApiError(400, f"run_toml: {e}") from None
-            cfg = run.cfg
-            # the betadata folder and the dataset the TOML names must lie under the roots too
-            self.guard.check(run.dir.root, what=f"run folder of {p.name}", kind="dir")
-            h5 = self.guard.check(cfg.data.adata_path, what=f"[data].adata_path of {p.name}")
-            return LoadInputs(h5, cfg.data.layer, cfg.data.cluster_annot, p, net)
+            return self._prepare_run(run_toml, net, condition)
+        if condition is not None:
+            raise ApiError(400, "condition needs run_toml (a run trained with --condition), not adata_path")
         if not adata_path.strip():
             raise ApiError(400, "give adata_path (an .h5ad) or run_toml (a training run's repro TOML)")
         h5 = self.guard.check(adata_path, what="adata_path")
         return LoadInputs(h5, _keys.DEFAULT_LAYER if layer is None else layer,
                           _keys.DEFAULT_CLUSTER_ANNOT if cluster_annot is None else cluster_annot, None, net)
+
+    def _prepare_run(self, run_toml: str, net: Path | None, condition: str | None) -> LoadInputs:
+        """A run TOML (or folder) and, for a run per condition, the condition's own run folder."""
+        from ..rundir import open_run
+        from .conditions import default_note, first_condition, run_conditions
+
+        p = self.guard.check(run_toml, what="run_toml", kind="any")
+        if p.is_dir():
+            p = self.guard.check(p / _keys.REPRO_TOML, what="run_toml")
+        try:
+            root, home, groups = run_conditions(p, self.guard.allows)
+            picked = first_condition(home, groups) if condition is None and home == root else None
+            run = open_run(p, condition=condition if picked is None else picked)
+        except SpaceTravLRError as e:
+            raise ApiError(400, f"{'condition' if condition is not None else 'run_toml'}: {e}") from None
+        cfg = run.cfg
+        # the condition's folder, its TOML and the dataset the TOML names must lie under the roots too
+        self.guard.check(run.dir.root, what=f"run folder of {p.name}", kind="dir")
+        toml = self.guard.check(run.toml, what="run_toml")
+        h5 = self.guard.check(cfg.data.adata_path, what=f"[data].adata_path of {p.name}")
+        choice = ConditionChoice()
+        if cfg.data.condition and cfg.data.condition_group is not None:
+            label = cfg.data.condition_group
+            note = default_note(cfg.data.condition, label, groups) if picked is not None else None
+            parent = home / _keys.REPRO_TOML if groups and (home / _keys.REPRO_TOML).is_file() else None
+            choice = ConditionChoice(cfg.data.condition, label, parent, tuple(groups), note)
+        return LoadInputs(h5, cfg.data.layer, cfg.data.cluster_annot, toml, net, choice)
 
     def start(self, inputs: LoadInputs) -> threading.Event:
         """Drop the current dataset and load ``inputs`` in the background; returns the done event."""
@@ -154,10 +184,18 @@ class ViewerState:
             # the panel; every column only when that is small (wide panels: columns are read on demand)
             tissue = load_tissue(inputs.adata_path, layer=inputs.layer, cluster_annot=inputs.cluster_annot,
                                  require_clusters=inputs.run_toml is not None, genes=[], keep_float32=True)
+            cond, whole = inputs.condition, None
+            if cond.column is not None and cond.label is not None:  # the cells of the condition only
+                from ..io.conditions import condition_tissue
+
+                whole = cell_types_of(tissue)
+                tissue = condition_tissue(tissue, cond.column, cond.label)
             if tissue.n_cells * tissue.n_panel_genes * tissue.layer_dtype.itemsize <= EAGER_LOAD_BYTES:
                 tissue = tissue.with_genes(tissue.all_genes)
             ds = Dataset.from_tissue(tissue, inputs.adata_path, run_toml=inputs.run_toml,
                                      network_dir=inputs.network_dir)
+            if whole is not None:
+                ds.cell_types = cell_types_like(tissue, whole)
             with self._lock:
                 if gen != self.generation:
                     return
