@@ -111,10 +111,11 @@ class ValuesHash:
 
     def add_csr(self, r0: int, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> None:
         """Rows ``r0 …`` as CSR pieces (``indptr`` relative to ``indices``/``data``)."""
-        counts = np.diff(np.asarray(indptr, dtype=np.int64))
+        ptr = np.asarray(indptr, dtype=np.int64)
+        counts: np.ndarray = ptr[1:] - ptr[:-1]
         rows = np.repeat(np.arange(r0, r0 + len(counts), dtype=np.int64), counts)
-        v = np.asarray(data, dtype=np.float64)
-        lin = rows * self.shape[1] + np.asarray(indices, dtype=np.int64)
+        v: np.ndarray = np.asarray(data, dtype=np.float64)
+        lin: np.ndarray = rows * self.shape[1] + np.asarray(indices, dtype=np.int64)
         if lin.size > 1 and not bool(np.all(lin[1:] > lin[:-1])):  # unsorted or duplicated entries
             uniq, inv = np.unique(lin, return_inverse=True)
             v = np.bincount(inv, weights=v, minlength=len(uniq))  # duplicates add up, as in scipy
