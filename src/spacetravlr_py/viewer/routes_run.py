@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from . import payloads as pl
 from .state import ViewerState
@@ -55,7 +55,8 @@ def build(state: ViewerState, errors: dict[int | str, dict[str, Any]]) -> APIRou
     r = APIRouter(prefix="/api", responses=errors)
     cache = ReportCache()
 
-    @r.get("/run/report", response_class=HTMLResponse, summary="the run's HTML report (as `spacetravlr run-summary`)",
+    # response_class=Response (not HTMLResponse): the error bodies stay documented as JSON
+    @r.get("/run/report", response_class=Response, summary="the run's HTML report (as `spacetravlr run-summary`)",
            responses={200: {"description": "one self-contained page (figures inlined as PNG); "
                                            "X-Cached: 1 when served from the cache of this dataset",
                             "content": {HTML: {"schema": {"type": "string"}}}}})
