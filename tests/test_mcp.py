@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from spacetravlr_py.perturbation.session import RunSession
 
 from mcp_support import McpClient, image_of, text_of
 from spacetravlr_py import _keys
+from spacetravlr_py.perturbation.session import RunSession
 from viewer_support import InProcessServer
 
 pytestmark = pytest.mark.slow

@@ -163,7 +163,7 @@ def test_fingerprint_of_the_stored_layer_ignores_what_is_loaded(tmp_path) -> Non
     p = _write(a, tmp_path / "t.h5ad")
     full, sub, mem = load_tissue(p), load_tissue(p, genes=["G4"], keep_float32=True), load_tissue(a, genes=[])
     f = dataset_fingerprint(full)
-    assert f["fingerprint"] == 2 and f["n_vars"] == 23
+    assert f["fingerprint"] == 3 and f["n_vars"] == 23
     assert dataset_fingerprint(sub) == f
     assert {k: v for k, v in dataset_fingerprint(mem).items() if k != "path"} == {k: v for k, v in f.items()
                                                                                    if k != "path"}
@@ -407,7 +407,7 @@ def test_training_from_the_file_equals_training_on_the_whole_layer(wide_run, tmp
     for name in files:
         assert (tmp_path / "lean" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     assert lean.manifest["dataset"] == whole.manifest["dataset"]
-    assert lean.manifest["dataset"]["fingerprint"] == 2 and lean.manifest["dataset"]["n_vars"] == 400
+    assert lean.manifest["dataset"]["fingerprint"] == 3 and lean.manifest["dataset"]["n_vars"] == 400
 
 
 def test_training_holds_modulator_genes_and_reads_other_targets_in_chunks(wide_run) -> None:
@@ -542,3 +542,33 @@ def test_20k_cells_by_2k_genes_under_a_memory_ceiling(ceiling_data, phase) -> No
     assert limited.returncode == 0 and "OK" in limited.stdout, (
         f"{phase} no longer fits in {CEILING_MIB[phase]} MiB of data (a dense full-width copy?):\n"
         + limited.stderr[-3000:])
+
+
+def test_values_hash_is_the_same_for_every_storage_of_the_same_values() -> None:
+    """The fingerprint's data hash depends on the values a reader sees, not on how they are stored."""
+    import scipy.sparse as sp
+
+    from spacetravlr_py.io.layer import MemoryLayer, layer_sha1
+
+    rng = np.random.default_rng(3)
+    X = rng.random((57, 13)).astype(np.float32)
+    X[X < 0.6] = 0
+    tiny = X.copy()
+    zeros = np.argwhere(X == 0)
+    tiny[tuple(zeros[0])], tiny[tuple(zeros[-1])] = 1e-12, -0.5  # at or below the threshold: read as 0
+    ref, _ = layer_sha1(MemoryLayer(X), 1e-9)
+    unsorted = sp.csr_matrix(X)
+    unsorted.indices = unsorted.indices.copy()
+    for r in range(unsorted.shape[0]):  # reverse each row's entries: same matrix, unsorted indices
+        a, b = unsorted.indptr[r], unsorted.indptr[r + 1]
+        unsorted.indices[a:b] = unsorted.indices[a:b][::-1]
+        unsorted.data[a:b] = unsorted.data[a:b][::-1]
+    for other in (X.astype(np.float64), sp.csr_matrix(X), sp.csc_matrix(X), sp.csr_matrix(X.astype(np.float64)),
+                  unsorted, tiny, sp.csr_matrix(tiny)):
+        assert layer_sha1(MemoryLayer(other), 1e-9)[0] == ref
+    changed = X.copy()
+    changed[3, 4] += 0.25
+    assert layer_sha1(MemoryLayer(changed), 1e-9)[0] != ref
+    moved = np.roll(X, 1, axis=1)  # the same values in other columns
+    assert layer_sha1(MemoryLayer(moved), 1e-9)[0] != ref
+    assert layer_sha1(MemoryLayer(X), 0.7)[0] != ref  # another threshold sees other values

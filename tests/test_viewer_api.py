@@ -569,3 +569,55 @@ def test_configure_in_the_background_and_cancel_the_load(run_toml) -> None:
                 assert r.status_code in (409, 503) and r.json()["detail"]
         else:
             assert m["status"] in ("ready", "loading")
+
+
+# ---------------------------------------------------------------------------------------------
+# the run's report
+# ---------------------------------------------------------------------------------------------
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_run_report_is_the_library_page_built_once(client, run_toml) -> None:
+    """GET run/report: the page `spacetravlr run-summary` writes, built in memory (the run folder is left
+    as it was), built once per loaded dataset (X-Cached: 1 and the same bytes the second time)."""
+    from spacetravlr_py.report import build_run_summary
+
+    run_dir = run_toml.parent
+    before = _files(run_dir)
+    first = client.get("/api/run/report")
+    assert first.status_code == 200, first.text
+    assert first.headers["content-type"].startswith("text/html") and first.headers["x-cached"] == "0"
+    page = first.text
+    assert "<title>SpaceTravLR run report</title>" in page and page.count("data:image/png;base64,") >= 4
+    assert "<section id='interactions'>" in page and "No interaction table" not in page
+    again = client.get("/api/run/report")
+    assert again.status_code == 200 and again.headers["x-cached"] == "1" and again.content == first.content
+    assert page == build_run_summary(run_dir)  # the library's page, byte for byte
+    # without the interaction table: another page, built once too
+    lean = client.get("/api/run/report", params={"interactions": "false"})
+    assert lean.status_code == 200 and lean.headers["x-cached"] == "0"
+    assert "No interaction table" in lean.text and lean.text == build_run_summary(run_dir, interactions=False)
+    assert client.get("/api/run/report", params={"interactions": "false"}).headers["x-cached"] == "1"
+    assert client.get("/api/run/report").headers["x-cached"] == "1"
+    assert _files(run_dir) == before
+
+
+def test_run_report_needs_a_run_and_follows_the_loaded_dataset(run_toml, session) -> None:
+    h5ad = Path(session.cfg.data.adata_path)
+    with InProcessServer(roots=[run_toml.parents[1]]) as srv, srv.client() as c:
+        r = c.get("/api/run/report")
+        assert r.status_code == 409 and r.headers["content-type"].startswith("application/json")
+        assert "no dataset loaded" in r.json()["detail"]
+        assert c.post("/api/session/configure", json={"adata_path": str(h5ad), "wait": True}).status_code == 200
+        r = c.get("/api/run/report", params={"interactions": "false"})
+        assert r.status_code == 409 and "training run" in r.json()["detail"]
+        for _ in range(2):  # each load of the run builds its page anew, then serves it from the cache
+            assert c.post("/api/session/configure", json={"run_toml": str(run_toml), "wait": True}).status_code == 200
+            seen = [c.get("/api/run/report", params={"interactions": "false"}) for _ in range(2)]
+            assert [x.status_code for x in seen] == [200, 200], seen[0].text
+            assert [x.headers["x-cached"] for x in seen] == ["0", "1"]
+        r = c.get("/api/run/report", params={"interactions": "maybe"})
+        assert r.status_code == 400 and "interactions" in r.json()["detail"]

@@ -184,6 +184,17 @@ def test_explore_perturb_inspect_export(server: str, browser: Any, demo_run: Pat
         assert legend.locator(".cat").count() == 5
         assert "3,000 cells" in page.inner_text("#dataset-chip")
         assert page.evaluate("window.spatialViewer.firstPaintMs") is not None
+        # the run's report (GET /api/run/report), linked in the top bar, opens in a new tab
+        link = page.locator("#report-link")
+        assert link.is_visible() and link.inner_text() == "Run report"
+        assert link.evaluate("a => a.href") == f"{server}api/run/report"
+        assert link.get_attribute("target") == "_blank" and link.get_attribute("rel") == "noopener"
+        with ctx.expect_page(timeout=STEP_TIMEOUT_MS) as opened:
+            link.click()
+        report = opened.value
+        report.wait_for_load_state(timeout=STEP_TIMEOUT_MS)
+        assert report.title() == "SpaceTravLR run report" and report.url == f"{server}api/run/report"
+        report.close()
         steps.done("load")
         # the legend toggles a cell type off and on
         row = legend.locator(".cat[data-code='0']")

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from spacetravlr_py.perturbation.session import RunSession
 
+from spacetravlr_py.perturbation.session import RunSession
 from viewer_support import InProcessServer, trained_run
 
 pytestmark = pytest.mark.slow

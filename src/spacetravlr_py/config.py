@@ -118,7 +118,8 @@ def _coerce(value: Any, meta: Mapping[str, Any], where: str) -> Any:
         if meta["choices"] and value not in meta["choices"]:
             raise ConfigError(f"{where} = {_fmt_value(given)}: expected {_expected(meta)}"
                               + near_matches(value, meta["choices"]))
-        return value
+        # ~ and ~user in a TOML file mean what they mean on the command line
+        return os.path.expanduser(value) if kind == "path" and value.startswith("~") else value
     if kind == "bool":
         if not isinstance(value, bool):
             raise bad()

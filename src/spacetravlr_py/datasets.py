@@ -466,6 +466,7 @@ def synthetic_tissue(
     -------
     SyntheticTissue
     """
+    from .spatial.radius import ligand_radii
     from .spatial.received import received_ligands
 
     if n_cells < 2:
@@ -485,8 +486,8 @@ def synthetic_tissue(
     _plant_roots(pl, xy, side)
     _plant_upstream(pl, tfs_per_gene)
     signaling = panel.signaling
-    radii = np.array([radius if (not per_ligand_radius or signaling[l] == _keys.SECRETED)
-                      else contact_distance for l in panel.ligands])
+    radii = ligand_radii(panel.ligands, signaling, radius=radius, contact_distance=contact_distance,
+                         per_ligand_radius=per_ligand_radius)
     RL = received_ligands(pl.X[:, [pl.gi[l] for l in panel.ligands]], xy, radii, kernel=kernel, scale=scale,
                           approx_above_cells=approx_above_cells)
     assert isinstance(RL, np.ndarray)

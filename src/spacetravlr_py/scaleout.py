@@ -220,6 +220,12 @@ def forget(token: str) -> bool:
         return _CACHE.pop(token, None) is not None
 
 
+async def forget_soon(token: str) -> bool:
+    """:func:`forget` as a coroutine: Dask's ``client.run(..., wait=False)`` accepts only coroutine
+    functions (a plain function fails on every worker with "Combination not supported")."""
+    return forget(token)
+
+
 def received(name: str, token: str) -> Any:
     """On a worker, inside a task: the shipped object, fetched on first use from the worker holding it.
 
@@ -309,7 +315,7 @@ class Shipment:
     def close(self) -> None:
         """Release it on the scheduler and drop the workers' copies (without waiting for them)."""
         with contextlib.suppress(Exception):
-            self.client.run(forget, self.token, wait=False)
+            self.client.run(forget_soon, self.token, wait=False)
         with contextlib.suppress(Exception):
             self._var.delete()
         with contextlib.suppress(Exception):

@@ -273,6 +273,8 @@ async function runStage(meta: Meta): Promise<void> {
   }
   perturb.refreshReadiness();
   app.syncControls();
+  // the run's report (GET run/report) needs a loaded run
+  byId("report-link").hidden = !meta.perturb_ready;
   if (app.state.colour === "beta") await app.recolour();
   setStatus(meta.perturb_ready ? `ready · ${data.betaGenes.length} trained genes` : "ready (no run: β and perturbation off)");
   void follower.start();
@@ -328,6 +330,7 @@ async function reload(body: Record<string, unknown>): Promise<boolean> {
   }
   hook.ready = false;
   hook.runReady = false;
+  byId("report-link").hidden = true;
   setLoading("Loading…");
   void follow();
   return true;

@@ -22,7 +22,7 @@ diffusion smoothing in the spirit of MAGIC: imputed = M^t · normalized, M a row
 Markov matrix on PCA within each cell type), cell types in obs['cell_type'] (Leiden when no column is
 named), obsm['X_umap'] when absent, and coordinates rescaled so that the median nearest-neighbour
 distance is 15 (original kept in obsm['spatial_unscaled']). Needs the prep extra:
-pip install "spacetravlr[prep]"."""
+pip install "spacetravlr-py[prep]"."""
 
 EPILOG = """\
 examples:

@@ -63,9 +63,9 @@ class LayerSource:
         """(len(rows), len(cols)) values of a few cells (rows in any order); cheap for CSR and dense."""
         raise NotImplementedError
 
-    def hash_update(self, h: Any) -> NonFinite:
-        """Feed the stored arrays (format, shape, dtype, then the arrays) to the hash ``h``, in pieces;
-        returns the count of non-finite stored values and where the first one is."""
+    def hash_update(self, h: ValuesHash) -> NonFinite:
+        """Feed the values to ``h`` in row blocks; returns the count of non-finite stored values and where
+        the first one is."""
         raise NotImplementedError
 
 
@@ -89,6 +89,51 @@ class NonFinite:
             self.first = where(int(np.flatnonzero(bad.ravel())[0]))
 
 
+class ValuesHash:
+    """SHA-1 of a layer's values *as loaded*: the (row, column) positions and float64 values of the
+    entries above ``min_expression``, in row-major order.
+
+    The same for every storage of the same values — dense, CSR or CSC, sorted or unsorted indices, any
+    dtype that holds them exactly — and for any block size (positions and values go to two hashes fed in
+    order), so a run's minimal ``.h5ad`` (CSR, small values dropped) has the fingerprint of the file it was
+    written from. Values ``<= min_expression`` are 0 for every reader, so they are left out.
+    """
+
+    def __init__(self, shape: tuple[int, int], min_expression: float) -> None:
+        self.shape, self.min_expression = shape, float(min_expression)
+        self._pos, self._val = hashlib.sha1(), hashlib.sha1()
+
+    def add_dense(self, r0: int, block: np.ndarray) -> None:
+        """Rows ``r0 …`` as a dense (B, G) block."""
+        v = np.asarray(block, dtype=np.float64)
+        r, c = np.nonzero(v > self.min_expression)
+        self._feed((r + r0) * self.shape[1] + c, v[r, c])
+
+    def add_csr(self, r0: int, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> None:
+        """Rows ``r0 …`` as CSR pieces (``indptr`` relative to ``indices``/``data``)."""
+        ptr = np.asarray(indptr, dtype=np.int64)
+        counts: np.ndarray = ptr[1:] - ptr[:-1]
+        rows = np.repeat(np.arange(r0, r0 + len(counts), dtype=np.int64), counts)
+        v: np.ndarray = np.asarray(data, dtype=np.float64)
+        lin: np.ndarray = rows * self.shape[1] + np.asarray(indices, dtype=np.int64)
+        if lin.size > 1 and not bool(np.all(lin[1:] > lin[:-1])):  # unsorted or duplicated entries
+            uniq, inv = np.unique(lin, return_inverse=True)
+            v = np.bincount(inv, weights=v, minlength=len(uniq))  # duplicates add up, as in scipy
+            lin = uniq
+        keep = v > self.min_expression
+        self._feed(lin[keep], v[keep])
+
+    def _feed(self, lin: np.ndarray, values: np.ndarray) -> None:
+        self._pos.update(np.ascontiguousarray(lin, dtype="<i8").tobytes())
+        self._val.update(np.ascontiguousarray(values, dtype="<f8").tobytes())
+
+    def hexdigest(self) -> str:
+        h = hashlib.sha1(f"values|{self.shape[0]}x{self.shape[1]}|{self.min_expression!r}\0".encode())
+        h.update(self._pos.digest())
+        h.update(self._val.digest())
+        return h.hexdigest()
+
+
 def _positions(cols: np.ndarray, n_genes: int) -> np.ndarray:
     pos = np.full(n_genes, -1, dtype=np.int64)
     pos[cols] = np.arange(len(cols))
@@ -100,14 +145,6 @@ def _sparse_position(kind: str, ptr: np.ndarray, indices: Any, p: int) -> tuple[
     major = int(np.searchsorted(ptr, p, side="right")) - 1
     minor = int(indices[p])
     return (major, minor) if kind == CSR else (minor, major)
-
-
-def _header(kind: str, shape: tuple[int, int], dtype: np.dtype) -> bytes:
-    return f"{kind}|{shape[0]}x{shape[1]}|{np.dtype(dtype).str}\0".encode()
-
-
-def _feed(h: Any, a: np.ndarray) -> None:
-    h.update(np.ascontiguousarray(a).view(np.uint8).data)
 
 
 class H5Layer(LayerSource):
@@ -224,8 +261,7 @@ class H5Layer(LayerSource):
             yield r0, out
             r0 = r1
 
-    def hash_update(self, h: Any) -> NonFinite:
-        h.update(_header(self.kind, self.shape, self.dtype))
+    def hash_update(self, h: ValuesHash) -> NonFinite:
         bad = NonFinite()
         g = self.shape[1]
         with self._open() as node:
@@ -234,19 +270,23 @@ class H5Layer(LayerSource):
                 step = self._rows_per_block(g)
                 for r0 in range(0, n, step):
                     blk = node[r0:min(n, r0 + step)]
-                    _feed(h, blk)
+                    h.add_dense(r0, blk)
                     bad.add(blk, lambda k, r0=r0: (r0 + k // g, k % g))
                 return bad
+            if self.kind == CSC:  # rows of a CSC matrix touch every column: read it whole (sparse), once
+                M = sp.csc_matrix((node["data"][...], node["indices"][...], self._ptr(node)), shape=self.shape)
+                return MemoryLayer(M).hash_update(h)
             ptr = self._ptr(node)
-            for name in ("indptr", "indices", "data"):
-                ds = node[name]
-                h.update(f"{name}|{ds.dtype.str}\0".encode())
-                step = max(1, BLOCK_BYTES // ds.dtype.itemsize)
-                for a in range(0, ds.shape[0], step):
-                    piece = ds[a:min(ds.shape[0], a + step)]
-                    _feed(h, piece)
-                    if name == "data":
-                        bad.add(piece, lambda k, a=a: _sparse_position(self.kind, ptr, node["indices"], a + k))
+            n = self.shape[0]
+            max_nnz = max(1, BLOCK_BYTES // (self.dtype.itemsize + node["indices"].dtype.itemsize))
+            r0 = 0
+            while r0 < n:
+                r1 = min(n, max(r0 + 1, int(np.searchsorted(ptr, ptr[r0] + max_nnz, side="right")) - 1))
+                a, b = int(ptr[r0]), int(ptr[r1])
+                data = node["data"][a:b]
+                h.add_csr(r0, ptr[r0:r1 + 1] - a, node["indices"][a:b], data)
+                bad.add(data, lambda k, a=a: _sparse_position(self.kind, ptr, node["indices"], a + k))
+                r0 = r1
         return bad
 
 
@@ -288,29 +328,30 @@ class MemoryLayer(LayerSource):
         sub = self.X[np.asarray(rows, dtype=np.int64)][:, np.asarray(cols, dtype=np.int64)]
         return np.asarray(sub.toarray() if sp.issparse(sub) else sub, dtype=dtype, order="C")
 
-    def hash_update(self, h: Any) -> NonFinite:
-        h.update(_header(self.kind, self.shape, self.dtype))
+    def hash_update(self, h: ValuesHash) -> NonFinite:
         bad = NonFinite()
         g = self.shape[1]
         if self.kind == DENSE:
             step = max(1, BLOCK_BYTES // max(1, g * self.dtype.itemsize))
             for r0 in range(0, self.shape[0], step):
                 blk = self.X[r0:r0 + step]
-                _feed(h, blk)
+                h.add_dense(r0, blk)
                 bad.add(np.asarray(blk), lambda k, r0=r0: (r0 + k // g, k % g))
             return bad
-        for name in ("indptr", "indices", "data"):
-            a = getattr(self.X, name)
-            h.update(f"{name}|{a.dtype.str}\0".encode())
-            _feed(h, a)
+        M = self.X if self.kind == CSR else self.X.tocsr()
+        step = max(1, BLOCK_BYTES // max(1, 16 * max(1, M.nnz // max(1, self.shape[0]))))
+        for r0 in range(0, self.shape[0], step):
+            r1 = min(self.shape[0], r0 + step)
+            a, b = int(M.indptr[r0]), int(M.indptr[r1])
+            h.add_csr(r0, M.indptr[r0:r1 + 1] - a, M.indices[a:b], M.data[a:b])
         bad.add(self.X.data, lambda k: _sparse_position(self.kind, self.X.indptr, self.X.indices, k))
         return bad
 
 
-def layer_sha1(source: LayerSource) -> tuple[str, NonFinite]:
-    """SHA-1 of the stored arrays of ``source`` (streamed; independent of what a stage loads) and the
-    non-finite values met on the way."""
-    h = hashlib.sha1()
+def layer_sha1(source: LayerSource, min_expression: float) -> tuple[str, NonFinite]:
+    """:class:`ValuesHash` of ``source`` (streamed; independent of storage and of what a stage loads) and
+    the non-finite values met on the way."""
+    h = ValuesHash(source.shape, min_expression)
     bad = source.hash_update(h)
     return h.hexdigest(), bad
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,11 +27,21 @@ import scipy.sparse as sp
 from .. import _keys
 from ..errors import InputError
 from .anndata import _read_partial
+from .layer import LayerSource
 
 
-def _sparse_layer(X: object, min_expression: float) -> sp.csr_matrix:
-    """``X`` as CSR in its own dtype, entries ``<= min_expression`` (compared in float64) dropped."""
+def _sparse_layer(X: Any, min_expression: float, rows_per_block: int = 20_000) -> sp.csr_matrix:
+    """The layer ``X`` (an :class:`~spacetravlr_py.io.layer.LayerSource`, read in row blocks, or an array)
+    as CSR in its own dtype, entries ``<= min_expression`` (compared in float64) dropped."""
+    if isinstance(X, LayerSource):
+        parts = [_dropped(sp.csr_matrix(block), min_expression)
+                 for _, block in X.row_blocks(rows_per_block, None, np.dtype(X.dtype))]
+        return sp.csr_matrix(sp.vstack(parts, format="csr")) if parts else sp.csr_matrix(X.shape, dtype=X.dtype)
     M = sp.csr_matrix(X) if not sp.issparse(X) else sp.csr_matrix(X, copy=True)
+    return _dropped(M, min_expression)
+
+
+def _dropped(M: sp.csr_matrix, min_expression: float) -> sp.csr_matrix:
     if M.data.size:
         M.data[M.data.astype(np.float64) <= min_expression] = 0
     M.eliminate_zeros()

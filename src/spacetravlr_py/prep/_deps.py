@@ -6,7 +6,7 @@ from types import ModuleType
 
 from ..errors import SpaceTravLRError
 
-INSTALL_HINT = 'pip install "spacetravlr[prep]"'
+INSTALL_HINT = 'pip install "spacetravlr-py[prep]"'
 
 
 class MissingExtraError(SpaceTravLRError, ImportError):

@@ -23,6 +23,7 @@ import numpy as np
 from .. import _keys
 from ..io.atomic import atomic_write_text
 from ..naming import KIND_NAMES
+from ..rundir import RunDir
 from .facts import RunFacts, gather_run_facts
 from .html import Figures, Section, esc, frame_table, page, path_code, table, warn
 
@@ -257,11 +258,26 @@ def write_run_summary(run_dir: str | os.PathLike[str], *, config: str | os.PathL
     figures_dir
         Also keep every figure as a PNG there.
     """
+    html = build_run_summary(run_dir, config=config, h5ad=h5ad, manifest=manifest, screens=screens,
+                             interactions=interactions, figures_dir=figures_dir)
+    dest = Path(out) if out else RunDir(run_dir).root / _keys.RUN_SUMMARY_HTML
+    atomic_write_text(dest, html)
+    return dest
+
+
+def build_run_summary(run_dir: str | os.PathLike[str], *, config: str | os.PathLike[str] | None = None,
+                      h5ad: str | os.PathLike[str] | None = None, manifest: str | os.PathLike[str] | None = None,
+                      screens: Sequence[str | os.PathLike[str]] = (),
+                      interactions: bool | str | os.PathLike[str] = True,
+                      figures_dir: str | os.PathLike[str] | None = None) -> str:
+    """The run's HTML report as a string, built in memory: the page :func:`write_run_summary` writes and
+    ``spatial_viewer`` serves (``GET /api/run/report``). Nothing is written unless ``figures_dir`` is given.
+
+    Parameters are those of :func:`write_run_summary` (less ``out``).
+    """
     facts = gather_run_facts(run_dir, config=config, h5ad=h5ad, manifest=manifest)
     table_ = _interaction_table(facts, interactions)
-    dest = Path(out) if out else facts.run_dir / _keys.RUN_SUMMARY_HTML
-    atomic_write_text(dest, run_summary_html(facts, interactions=table_, screens=screens, figures_dir=figures_dir))
-    return dest
+    return run_summary_html(facts, interactions=table_, screens=screens, figures_dir=figures_dir)
 
 
 def _interaction_table(facts: RunFacts, interactions: bool | str | os.PathLike[str]) -> pd.DataFrame | None:

@@ -1,10 +1,12 @@
 """The dataset fingerprint recorded in a run's manifest, and the check that a dataset matches it.
 
-Version 2 (``"fingerprint": 2``) hashes the layer *as stored* — the dense blocks, or the ``indptr`` /
-``indices`` / ``data`` arrays of a sparse matrix — streamed from the file, so it needs no dense copy of
-the layer and is the same whichever genes a stage loaded. Version 1 (manifests without the key) hashed
-the dense float64 layer; its data hash is not comparable with version 2, so against an old manifest only
-the cell and gene names are compared (they are hashed the same way in both versions).
+Version 3 (``"fingerprint": 3``) hashes the layer's values *as loaded* — the positions and float64
+values of the entries above ``min_expression`` (:class:`~spacetravlr_py.io.layer.ValuesHash`) — streamed
+from the file in row blocks, so it needs no dense copy of the layer, is the same whichever genes a stage
+loaded, and is the same for every storage of the same values (dense or sparse, float32 or float64): the
+run's minimal ``.h5ad`` matches the file it was written from. Versions 1 (dense float64 layer) and 2
+(stored arrays) hashed something else; against such a manifest only the cell and gene names are compared
+(they are hashed the same way in every version).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import _keys
 from ..errors import InputError
 
 if TYPE_CHECKING:
@@ -23,13 +26,14 @@ if TYPE_CHECKING:
 
     from ..io.anndata import Tissue
 
-FINGERPRINT_VERSION = 2
+FINGERPRINT_VERSION = 3
 _cache: dict[tuple[Any, ...], str] = {}
 _cache_lock = threading.Lock()
 
 
 def _layer_sha1(tissue: Tissue) -> str:
-    """SHA-1 of the stored layer; memoised per file (path, size, modification time, layer).
+    """:class:`~spacetravlr_py.io.layer.ValuesHash` of the layer; memoised per file (path, size,
+    modification time, layer, threshold).
 
     The scan also sees every stored value: a non-finite one anywhere in the layer is the one-line error
     of :meth:`~spacetravlr_py.io.layer.LayerReader.raise_nonfinite` (the columns a stage loads are
@@ -38,14 +42,15 @@ def _layer_sha1(tissue: Tissue) -> str:
     from ..io.layer import H5Layer, MemoryLayer, layer_sha1
 
     src = tissue.reader.source if tissue.reader is not None else MemoryLayer(tissue.expression)
+    cut = tissue.reader.min_expression if tissue.reader is not None else _keys.MIN_EXPRESSION
     key: tuple[Any, ...] | None = None
     if isinstance(src, H5Layer):
         st = os.stat(src.path)
-        key = (str(src.path), st.st_size, st.st_mtime_ns, src.key)
+        key = (str(src.path), st.st_size, st.st_mtime_ns, src.key, cut)
         with _cache_lock:
             if key in _cache:
                 return _cache[key]
-    digest, bad = layer_sha1(src)
+    digest, bad = layer_sha1(src, cut)
     if tissue.reader is not None:
         tissue.reader.raise_nonfinite(bad)
     if key is not None:

@@ -2,7 +2,8 @@
 
 * :mod:`.cli` — the program (``spatial_viewer`` / ``spatial-viewer`` / ``spacetravlr serve``);
 * :mod:`.app` — the FastAPI application (``create_app``), routes in :mod:`.routes_data`,
-  :mod:`.routes_betadata`, :mod:`.routes_perturb`, static files in :mod:`.static_files`;
+  :mod:`.routes_betadata`, :mod:`.routes_perturb`, :mod:`.routes_run` (the run's report), :mod:`.routes_view`,
+  static files in :mod:`.static_files`;
 * :mod:`.state` — what is loaded (in the background, two stages) and the last perturbation result;
   :mod:`.dataset` — the tissue, its derived arrays and the run; :mod:`.meta` — the ``meta`` payload;
 * :mod:`.jobs` — perturbation jobs off the event loop, one at a time, cancellable; :mod:`.work` — what

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import _keys
 from ..errors import SpaceTravLRError
 from . import payloads as pl
-from . import routes_betadata, routes_data, routes_perturb, routes_view
+from . import routes_betadata, routes_data, routes_perturb, routes_run, routes_view
 from ._errors import ApiError
 from .schemas import ErrorBody
 from .state import ViewerState
@@ -106,7 +106,7 @@ def create_app(state: ViewerState, *, static_dir: Path, allow_cors: bool = False
                               "little-endian (X-Dtype, X-Length, X-Shape headers).")
     _handlers(app)
     api_paths: set[str] = set()
-    for mod in (routes_data, routes_betadata, routes_perturb, routes_view):
+    for mod in (routes_data, routes_betadata, routes_perturb, routes_run, routes_view):
         router = mod.build(state, ERRORS)
         api_paths.update(getattr(rt, "path", "") for rt in router.routes)
         app.include_router(router)
