@@ -41,7 +41,7 @@ def meta_payload(state: ViewerState, version: str) -> dict[str, Any]:
         t = ds.tissue
         s = ds.session
         out = {
-            "n_obs": t.n_cells, "n_vars": t.n_genes, "spatial_obsm_key": t.spatial_key,
+            "n_obs": t.n_cells, "n_vars": t.n_panel_genes, "spatial_obsm_key": t.spatial_key,
             "layer": t.layer, "cluster_annot": t.cluster_annot, "bounds": pl.bounds(t.coords),
             "umap_obsm_key": ds.umap_key, "umap_bounds": pl.bounds(t.umap) if t.umap is not None else None,
             "n_clusters": t.n_clusters, "cluster_labels": [str(x) for x in t.cluster_labels],
