@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import workloads as wl
-from .common import Ctx, row
+from .common import Ctx, machine_load, row
 from .timing import interleave
 
 
@@ -116,7 +116,7 @@ def run(ctx: Ctx) -> list[dict[str, Any]]:
             "teardown"}
     base = {"label": "process executor, 2 workers (--parallel 2)", **res["processes:2"]}
     z = size
-    notes = (f"shared 2-core machine (other agents' jobs running; timings noisy). "
+    notes = (f"{machine_load()}. "
              f"local:1 {res['local:1']['median_s']:.1f} s, serial {res['serial']['median_s']:.1f} s; "
              f"Dask scaling efficiency {z['scaling_efficiency_wall']:.2f} (wall) / "
              f"{z['scaling_efficiency_dispatch']:.2f} (dispatch phase); overhead per task "
@@ -247,6 +247,6 @@ def run_memory(ctx: Ctx) -> list[dict[str, Any]]:
     notes = "; ".join(f"{p['cells']}×{p['genes']}: context {p['context_bytes'] / 2**20:.1f} MiB, worker peak "
                       f"{p['worker_peak_rss_mib']:.0f} MiB (imports {p['worker_imported_mib']:.0f})" for p in points)
     r = row("dask_worker_memory", "Dask worker memory vs cells × genes (sizing)", ours=ours, baseline=None,
-            notes="shared machine; " + notes, size={"points": points})
+            notes=f"{machine_load()}; " + notes, size={"points": points})
     r["ratio"] = None
     return [r]

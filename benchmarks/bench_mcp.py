@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import Ctx, row
+from .common import Ctx, machine_load, row
 from .timing import interleave
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -114,7 +114,7 @@ def run(ctx: Ctx) -> list[dict[str, Any]]:
     r = row("mcp_responsive", "check_progress during a perturbation", ours=busy, baseline=idle,
             goal="answers while the perturbation runs", goal_met=len(out["busy"]) > 0,
             notes=f"perturbations took {', '.join(f'{x:.1f}' for x in out['perturb_s'])} s; own engine ready "
-                  f"after {out['ready_s']:.1f} s; shared 2-core machine",
+                  f"after {out['ready_s']:.1f} s; {machine_load()}",
             size={"n_cells": n_cells})
     r["ratio"] = None
     rows.append(r)

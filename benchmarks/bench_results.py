@@ -19,7 +19,7 @@ import pandas as pd
 
 from spacetravlr_py import _keys
 
-from .common import Ctx, row
+from .common import Ctx, machine_load, row
 from .workloads import DENSITY, cached
 
 N_CLUSTERS = 10
@@ -175,8 +175,7 @@ def run_interactions(ctx: Ctx) -> list[dict[str, Any]]:
         notes = (f"{mode} betadata: " + (f"{N_CLUSTERS} Cluster rows × {m} modulators per gene" if mode == "seed"
                  else f"per-cell (CellID) float32 rows, {m} modulators per gene; the 3,000 files are hard links to "
                  f"{FULL_DISTINCT} distinct ones (disk), so reads come from the page cache")
-                 + f"; all per-cell betas at once would take {dense_gib:.0f} GiB (float64). Shared machine "
-                 "(2 cores, other agents running).")
+                 + f"; all per-cell betas at once would take {dense_gib:.0f} GiB (float64). {machine_load()}.")
         rows.append(row(f"interactions_{mode}", f"collect-interactions, {ng:,} genes × {nc:,} cells, {mode} mode",
                         ours=o, baseline=None, agreement=_agreement(d / "run", out), size={"genes": ng, "cells": nc,
                         "modulators_per_gene": m, "cell_types": N_CLUSTERS}, notes=notes,
@@ -250,8 +249,7 @@ def run_screen(ctx: Ctx) -> list[dict[str, Any]]:
              f"genes, {counts['orphaned']} orphans; every TF, ligand and receptor with betas screened "
              f"({info['genes']} genes, {info['skipped']} skipped as modulating nothing); "
              f"{info['genes'] / t * 60:.0f} genes per minute; median "
-             f"{info['per_gene_median_s']:.2f} s per gene inside a worker. Shared machine (2 cores, other agents "
-             "running).")
+             f"{info['per_gene_median_s']:.2f} s per gene inside a worker. {machine_load()}.")
     r = row("screen_all", f"knockout screen of every regulator, {ng:,}-gene run × {nc:,} cells", ours=o,
             baseline=None, size={"genes": ng, "cells": nc, "regulators": info["genes"], "workers": workers},
             notes=notes)

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from . import workloads as wl
-from .common import Ctx, row
+from .common import Ctx, machine_load, row
 from .timing import now_iso
 
 BEFORE_SRC = Path(os.environ.get("SPACETRAVLR_BEFORE_SRC", "/tmp/mem_before/src"))
@@ -365,7 +365,7 @@ def run_parity(ctx: Ctx) -> list[dict[str, Any]]:
                 ours=_side("after: genes read as needed, float32 kept, state over the model's genes", a, key),
                 baseline=_side(before, b, key), size=size,
                 agreement=agree if stage in ("train", "ko") else {},
-                notes=("same inputs, each stage in its own fresh process; shared 2-core machine. "
+                notes=(f"same inputs, each stage in its own fresh process; {machine_load()}. "
                        + ("The field: after = changed + highly variable genes (2,000 marked), before = all 3,001 "
                           "genes (the gene set differs by design)." if stage == "field" else "")))
         if a and b and a.get("peak_rss_mib") and b.get("peak_rss_mib"):
@@ -409,7 +409,7 @@ def run_200k(ctx: Ctx) -> list[dict[str, Any]]:
                 ours=_side("after", a[stage], key), baseline=_side("before (commit " + BEFORE_COMMIT + ")",
                                                                     b.get(stage), key),
                 size=size, goal=goal if not ctx.quick else "", goal_met=ok if not ctx.quick else None,
-                notes=note.strip() + " Shared 2-core machine; one run per stage.")
+                notes=note.strip() + f" {machine_load()}; one run per stage.")
         if b.get(stage, {}).get("peak_rss_mib") and a[stage].get("peak_rss_mib"):
             r["memory_ratio"] = round(b[stage]["peak_rss_mib"] / a[stage]["peak_rss_mib"], 2)
         rows.append(r)
@@ -528,7 +528,7 @@ def run_ab61(ctx: Ctx) -> list[dict[str, Any]]:
                                   "timing": "same"},
                         size={"cells": n, "trained": 50}, goal="no slower than before",
                         goal_met=med["after"] <= 1.05 * med["before"],
-                        notes="shared 2-core machine; peak = ru_maxrss of each process (tissue loaded whole on "
+                        notes=f"{machine_load()}; peak = ru_maxrss of each process (tissue loaded whole on "
                               "both sides: the benchmark's own loader)"))
     return rows
 

@@ -57,6 +57,15 @@ class Ctx:
         return ref.reference_status()[1]
 
 
+def machine_load() -> str:
+    """How busy the machine was when a row started: its 1-minute load average against its cores (a row's
+    timings are only as quiet as this)."""
+    import os
+
+    load = os.getloadavg()[0]
+    return f"{os.cpu_count() or 1}-core machine, load average {load:.1f} at the start"
+
+
 def diff_stats(ours: np.ndarray, other: np.ndarray) -> dict[str, float]:
     """``max_abs_diff`` and ``max_rel_diff`` (max |Δ| / max |other|) of two arrays."""
     a = np.asarray(ours, dtype=np.float64)

@@ -283,3 +283,23 @@ def test_the_condition_select_switches_in_the_browser(run, tmp_path) -> None:
             ctx.close()
         finally:
             b.close()
+
+
+def test_mcp_lists_and_switches_conditions(run: dict[str, Any]) -> None:
+    """The MCP server's own engine on the parent run: get_meta lists the groups, load_dataset's condition
+    switches to another one (its cells only), an unknown condition is an error naming the field."""
+    from mcp_support import McpClient, text_of
+
+    with McpClient("--run-toml", str(run["toml"]), "--data-root", str(run["base"])) as mcp:
+        d = mcp.ok("wait_ready", {"timeout_s": 300})
+        assert d["ready"]
+        m = mcp.ok("get_meta")
+        assert {c["label"] for c in m["conditions"]} == {LEFT, RIGHT}
+        first = m["condition"]
+        other = RIGHT if first == LEFT else LEFT
+        assert m["n_obs"] == run["cells"][first].size
+        mcp.ok("load_dataset", {"condition": FOLDERS[other], "wait": True})
+        m = mcp.ok("get_meta")
+        assert m["condition"] == other and m["n_obs"] == run["cells"][other].size
+        bad = mcp.call("load_dataset", {"condition": "no_such_group", "wait": True})
+        assert bad.is_error and "condition" in text_of(bad)

@@ -42,7 +42,8 @@ def meta_digest(b: Backend, m: dict[str, Any]) -> dict[str, Any]:
         "has_umap": m["umap_obsm_key"] is not None, "n_trained_genes": m["n_trained_genes"],
         "n_propagation_default": m["n_propagation_default"], "run_toml": m["run_toml"],
         "adata_path": m["adata_path"], "data_roots": m["data_roots"], "job": m["job"],
-        "view": m.get("view"), "viewer_meta": m,
+        "conditions": m.get("conditions"), "condition": m.get("condition"), "view": m.get("view"),
+        "viewer_meta": m,
     }
 
 
@@ -79,20 +80,27 @@ def register(server: MCPServer, b: Backend) -> None:
     @server.tool(description=(
         "Open a dataset in the viewer: a training run's spacetravlr_run_repro.toml (run_toml: enables betas "
         "and perturbations; its [data] section names the .h5ad) or a plain .h5ad (h5ad, with optional layer "
-        "and cluster_annot). Paths must lie under the data roots (get_meta: data_roots). Loading runs in the "
+        "and cluster_annot). Paths must lie under the data roots (get_meta: data_roots). A run trained with "
+        "--condition holds one model set per group: condition picks it (a label or folder from get_meta's "
+        "conditions; alone, it switches the condition of the run that is open). Loading runs in the "
         "background: call wait_ready next (or pass wait=true)."))
     async def load_dataset(run_toml: Path_ = None, h5ad: Path_ = None,
                            layer: Annotated[str | None, Field(max_length=200)] = None,
                            cluster_annot: Annotated[str | None, Field(max_length=200)] = None,
+                           condition: Annotated[str | None, Field(min_length=1, max_length=200)] = None,
                            wait: bool = False) -> CallToolResult:
-        if (run_toml is None) == (h5ad is None):
-            raise ToolInputError("give exactly one of run_toml (a training run) or h5ad (a dataset)", "run_toml")
+        if run_toml is not None and h5ad is not None or (run_toml is None and h5ad is None and condition is None):
+            raise ToolInputError("give exactly one of run_toml (a training run) or h5ad (a dataset), or only "
+                                 "condition to switch the open run's condition", "run_toml")
         api = await b.api()
-        roots = (await b.meta()).get("data_roots") or []
-        what = "run_toml" if run_toml else "h5ad"
-        p = b.check_path(run_toml or h5ad or "", what, roots)
-        body = {"run_toml": str(p) if run_toml else "", "adata_path": "" if run_toml else str(p),
-                "layer": layer, "cluster_annot": cluster_annot, "wait": wait}
+        body: dict[str, Any] = {"layer": layer, "cluster_annot": cluster_annot, "wait": wait}
+        if run_toml or h5ad:
+            roots = (await b.meta()).get("data_roots") or []
+            what = "run_toml" if run_toml else "h5ad"
+            p = b.check_path(run_toml or h5ad or "", what, roots)
+            body.update(run_toml=str(p) if run_toml else "", adata_path="" if run_toml else str(p))
+        if condition is not None:
+            body["condition"] = condition
         out = await api.post("session/configure", body, job=True)
         d = meta_digest(b, out["meta"])
         return ok(d, f"{out['message']}. " + meta_text(d))
