@@ -103,7 +103,7 @@ def run(ctx: Ctx) -> list[dict[str, Any]]:
         o = {"label": f"spawn → initialize answered, {what}", **res[side]}
         r = row(f"mcp_start_{side}", f"`spacetravlr mcp` start, {side}", ours=o, baseline=base, goal="≤ 1 s",
                 goal_met=o["median_s"] <= 1.0,
-                notes=f"2-core machine shared with other jobs (load average {load:.1f} at the start); the MCP "
+                notes=f"2-core machine, load average {load:.1f} at the start; the MCP "
                       "SDK's own import is the floor: the server adds nothing measurable before answering")
         r["ratio"] = None
         rows.append(r)

@@ -258,9 +258,9 @@ def run(ctx: Ctx) -> list[dict[str, Any]]:
     res = measure(d / "run" / "spacetravlr_run_repro.toml", n_fg, n_expr, ctx.threads, ctx.log)
     load_after = os.getloadavg()[0]
     size = {"cells": res["n_obs"], "genes": res["n_vars"], "trained_genes": res["n_trained"], "n_propagation": 4}
-    shared = (f"; the machine was shared with other jobs ({os.cpu_count()} cores for several agents; 1-minute load "
-              f"average {load_before:.1f} before and {load_after:.1f} after this row), so absolute times are "
-              "inflated and noisy")
+    shared = (f"; {os.cpu_count()} cores, 1-minute load average {load_before:.1f} before and {load_after:.1f} after "
+              "this row" + (" (other jobs running: absolute times inflated and noisy)"
+                            if load_before > 0.5 * (os.cpu_count() or 1) else ""))
     p, f, e = res["preview"], res["field"], res["expression"]
     eng = res["engine_timings"]
     rows = [

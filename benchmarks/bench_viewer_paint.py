@@ -110,7 +110,7 @@ def run(ctx: Ctx) -> list[dict[str, Any]]:
     base = {"label": f"{small:,} cells, same page, for scale", **res[small]}
     r = row("viewer_first_paint", f"viewer first paint, {big:,} cells (spatial layout, cell-type colours)", ours=ours,
             baseline=base, goal=f"≤ {GOAL_S:g} s", goal_met=ours["median_s"] <= GOAL_S, size={"cells": big},
-            notes=f"2-core machine shared with other jobs (load average {load[0]:.1f} at the start); software "
+            notes=f"2-core machine, load average {load[0]:.1f} at the start; software "
                   f"rendering (no GPU), so a desktop browser is faster; page JS heap at first paint "
                   f"{max(heaps[big]):.0f} MiB ({big:,} cells) vs {max(heaps[small]):.0f} MiB ({small:,})")
     r["ratio"] = None
