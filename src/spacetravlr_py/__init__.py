@@ -23,6 +23,7 @@ Pipeline (one subpackage per stage)::
     transitions/ transition probabilities and vector fields on the embedding
     plotting     matplotlib figures (``st.pl``)
     datasets     synthetic tissue with planted ground truth (``st.datasets``)
+    report       the HTML report of a run (``st.report``), a perturbation's field outputs
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ _LAZY: dict[str, str] = {
     # synthetic data
     "synthetic_tissue": "spacetravlr_py.datasets",
 }
-#: public submodules: ``st.pl`` (plots), ``st.datasets``
-_SUBMODULES: dict[str, str] = {"pl": "spacetravlr_py.plotting", "datasets": "spacetravlr_py.datasets"}
+#: public submodules: ``st.pl`` (plots), ``st.datasets``, ``st.report`` (the run report)
+_SUBMODULES: dict[str, str] = {"pl": "spacetravlr_py.plotting", "datasets": "spacetravlr_py.datasets",
+                                "report": "spacetravlr_py.report"}
 
 __all__ = ["__version__", *_LAZY, *_SUBMODULES]
 

@@ -89,7 +89,7 @@ def register(server: MCPServer, b: Backend) -> None:
                            cluster_annot: Annotated[str | None, Field(max_length=200)] = None,
                            condition: Annotated[str | None, Field(min_length=1, max_length=200)] = None,
                            wait: bool = False) -> CallToolResult:
-        if run_toml is not None and h5ad is not None or (run_toml is None and h5ad is None and condition is None):
+        if (run_toml is not None and h5ad is not None) or (run_toml is None and h5ad is None and condition is None):
             raise ToolInputError("give exactly one of run_toml (a training run) or h5ad (a dataset), or only "
                                  "condition to switch the open run's condition", "run_toml")
         api = await b.api()
