@@ -260,7 +260,7 @@ def run(ctx: Ctx) -> list[dict[str, Any]]:
     size = {"cells": res["n_obs"], "genes": res["n_vars"], "trained_genes": res["n_trained"], "n_propagation": 4}
     shared = (f"; {os.cpu_count()} cores, 1-minute load average {load_before:.1f} before and {load_after:.1f} after "
               "this row" + (" (other jobs running: absolute times inflated and noisy)"
-                            if load_before > 0.5 * (os.cpu_count() or 1) else ""))
+                            if load_before > (os.cpu_count() or 1) else ""))
     p, f, e = res["preview"], res["field"], res["expression"]
     eng = res["engine_timings"]
     rows = [
