@@ -53,8 +53,15 @@ def compat_runner(d: Path, target: str = TARGET, betadata: str = "betadata") -> 
 
 
 def seed_runner(d: Path, method: str = "auto", target: str = TARGET) -> Any:
-    """Seed semantics (Gaussian kernel; ``method`` auto = approximate above 15k cells), cluster-row betadata."""
-    from spacetravlr_py.perturbation import Perturber, PerturbSettings
+    """Seed semantics (Gaussian kernel; ``method`` auto = approximate above 15k cells), cluster-row betadata.
+
+    Also runs on checkouts from before the ``perturb/`` → ``perturbation/`` rename (the A/B rows of
+    :mod:`.bench_wide` import this module with an older ``src`` on the path).
+    """
+    try:
+        from spacetravlr_py.perturbation import Perturber, PerturbSettings
+    except ModuleNotFoundError:  # an older checkout: the package was spacetravlr_py.perturb
+        from spacetravlr_py.perturb import Perturber, PerturbSettings  # type: ignore[no-redef]
 
     tissue, bb = load(d, "seed_betadata")
     sig: Any = ref.ligand_signaling(tissue.var_names)
