@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             from spacetravlr_py.perturbation.screen import screen, write_screen
             from spacetravlr_py.perturbation.session import RunSession
 
-            session = RunSession.open(res.out_dir)  # the run folder (its repro TOML)
+            session = RunSession.open(res.run_dir)  # the run folder (its repro TOML)
             ranked = screen(session, scheduler=address)
             print(ranked.head(20).to_string(index=False))
             write_screen(ranked, a.screen)
