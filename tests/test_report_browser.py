@@ -9,19 +9,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from spacetravlr_py import _keys
+from test_viewer_browser import browser  # noqa: F401  (the module-scoped Chromium fixture)
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
 PROGRAM = "import sys; from {module} import main; sys.exit(main(sys.argv[1:]))"
 
 
@@ -52,21 +49,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} missing: `make setup` installs Debian's chromium (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def _check_in_browser(browser: Any, page_path: Path, shot: Path) -> dict[str, Any]:
+def _check_in_browser(browser: Any, page_path: Path, shot: Path) -> dict[str, Any]:  # noqa: F811
     """Open the page from disk; assert every <img> loaded with a natural size, no console error, no page
     error and no request but the page itself; full-page screenshot to ``shot``."""
     ctx = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
@@ -99,7 +82,7 @@ def _report(run: Path, out: Path, *extra: str) -> Path:
     return out
 
 
-def test_demo_run_report_with_screen(demo_run: Path, browser: Any, tmp_path: Path) -> None:
+def test_demo_run_report_with_screen(demo_run: Path, browser: Any, tmp_path: Path) -> None:  # noqa: F811
     art = _artefacts(tmp_path)
     page = _report(demo_run, art / "demo_report.html", "--screen", str(demo_run / "screen"), "--figures-dir",
                    str(art / "demo_figures"))
@@ -111,7 +94,7 @@ def test_demo_run_report_with_screen(demo_run: Path, browser: Any, tmp_path: Pat
     assert len(list((art / "demo_figures").glob("*.png"))) == 9
 
 
-def test_full_mode_report(full_run, browser: Any, tmp_path: Path) -> None:
+def test_full_mode_report(full_run, browser: Any, tmp_path: Path) -> None:  # noqa: F811
     art = _artefacts(tmp_path)
     page = _report(full_run.run_dir, art / "full_mode_report.html", "--figures-dir", str(art / "full_mode_figures"))
     seen = _check_in_browser(browser, page, art / "full_mode_report.png")
@@ -119,7 +102,7 @@ def test_full_mode_report(full_run, browser: Any, tmp_path: Path) -> None:
     assert "held-out" in page.read_text()
 
 
-def test_failed_and_orphan_report(problem_run, browser: Any, tmp_path: Path) -> None:
+def test_failed_and_orphan_report(problem_run, browser: Any, tmp_path: Path) -> None:  # noqa: F811
     art = _artefacts(tmp_path)
     page = _report(problem_run.run_dir, art / "problem_report.html", "--figures-dir", str(art / "problem_figures"))
     seen = _check_in_browser(browser, page, art / "problem_report.png")
