@@ -431,6 +431,28 @@ def test_training_holds_modulator_genes_and_reads_other_targets_in_chunks(wide_r
     assert cols.chunk == 16 and cols.n_reads == 3
 
 
+def test_targets_shipped_to_remote_workers_need_no_dataset_file(wide_run, tmp_path) -> None:
+    """A Dask worker may not see the .h5ad: the shipped context holds the targets it would read from it."""
+    import pickle
+    import shutil
+
+    from spacetravlr_py.training.context import TargetColumns
+
+    h5 = tmp_path / "moved.h5ad"
+    shutil.copy(wide_run["h5ad"], h5)
+    t = load_tissue(h5, genes=[], keep_float32=True)
+    order = [f"Pad{i:05d}" for i in range(1, 30)]
+    lazy = TargetColumns(t.reader, order, chunk_bytes=t.n_cells * 4 * 8)
+    blob = pickle.dumps(lazy.held())
+    h5.unlink()  # the worker's machine has no dataset
+    held = pickle.loads(blob)
+    full = load_tissue(wide_run["h5ad"])
+    for g in order:
+        np.testing.assert_array_equal(held.get(g), full.column(g))
+    with pytest.raises(OSError):  # the lazy columns would have needed the file
+        pickle.loads(pickle.dumps(lazy)).get(order[0])
+
+
 # ---------------------------------------------------------------------------------------------------
 # 4. per-cell betas held as float32
 # ---------------------------------------------------------------------------------------------------

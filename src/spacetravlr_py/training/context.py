@@ -8,6 +8,7 @@ the results independent of the number of workers.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 import time
@@ -80,6 +81,19 @@ class TargetColumns:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_block": None, "_names": {}}  # workers read their own chunks
+
+    def held(self) -> TargetColumns:
+        """The same targets read once into memory: for workers that cannot open the dataset file (a Dask
+        worker on another machine). Values as :meth:`get` returns them (checked, small values 0)."""
+        from ..io.layer import LayerReader, MemoryLayer
+
+        X = self.reader.columns(self.order)
+        if self.cells is not None:
+            X = np.ascontiguousarray(X[self.cells])
+        reader = LayerReader(MemoryLayer(X), np.arange(X.shape[0]).astype(str), self.order,
+                             min_expression=self.reader.min_expression, keep_float32=True,
+                             label=self.reader.label, layer=self.reader.layer)
+        return TargetColumns(reader, self.order, None, chunk_bytes=max(1, X.nbytes))
 
 
 
@@ -154,6 +168,13 @@ class TrainingContext:
     _gi: dict[str, int] = field(default_factory=dict, repr=False)
     _ri: dict[str, int] = field(default_factory=dict, repr=False)
     _li: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+
+    def for_remote_workers(self) -> TrainingContext:
+        """This context with nothing left to read from the dataset file (the targets read on demand are
+        held in memory): what a distributed executor ships to workers that may not see the file."""
+        if self.targets is None:
+            return self
+        return dataclasses.replace(self, targets=self.targets.held())
 
     def __post_init__(self) -> None:
         self._gi = {g: i for i, g in enumerate(self.var_names)}

@@ -163,7 +163,7 @@ class _Dispatch:
         self.pending.extend(genes)
         finished = False
         try:
-            self.shipment = scaleout.Shipment(self.client, (self.job.ctx, self.job.trainer))
+            self.shipment = scaleout.Shipment(self.client, (self.job.ctx.for_remote_workers(), self.job.trainer))
             self.topic = f"spacetravlr-started-{self.shipment.token}"
             self.client.subscribe_topic(self.topic, lambda ev: self.q.put(("started", *ev[1])))
             while self.pending or self.inflight or self.writing or self.parked:
