@@ -477,7 +477,7 @@ def test_missing_scanpy_names_the_prep_extra(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(SpaceTravLRError) as ei:
         require_scanpy()
     msg = str(ei.value)
-    assert "spacetravlr[prep]" in msg and "\n" not in msg
+    assert "spacetravlr-py[prep]" in msg and "\n" not in msg
 
 
 # ---------------------------------------------------------------------------------------------
