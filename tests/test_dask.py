@@ -230,6 +230,27 @@ def test_a_gene_that_kills_every_worker_it_meets_is_recorded_and_the_rest_done(d
     assert Counter(e[1] for e in rec.of("finished")) == Counter(genes)
 
 
+def test_a_local_cluster_whose_nanny_gave_up_gets_its_worker_back(tmp_path):
+    """A worker killed while it starts closes its nanny for good (Dask drops it after the lost-worker
+    timeout); a local:N run that finds no worker starts it again instead of waiting forever."""
+    import dask
+
+    from spacetravlr_py import scaleout
+
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "0.2s"}), \
+            scaleout.connect("local:1") as client:
+        cluster = client.cluster
+        (nanny,) = cluster.workers.values()
+        client.sync(nanny.close)  # what Nanny.instantiate does when the new worker dies during start
+        t0 = time.monotonic()
+        while cluster.workers and time.monotonic() - t0 < 30:
+            time.sleep(0.05)
+        assert not cluster.workers and not client.nthreads(), "Dask itself does not restart it"
+        scaleout.revive_local_workers(client)
+        client.wait_for_workers(1, timeout=60)
+        assert client.submit(sum, [1, 2]).result(timeout=60) == 3
+
+
 @pytest.mark.slow
 def test_a_killed_client_is_finished_by_a_rerun(data, reference, shared_cluster, tmp_path):
     out = tmp_path / "run"

@@ -300,6 +300,7 @@ class Shipment:
         try:
             self.send()
         except TimeoutError:  # "No valid workers found": the nannies / the batch system are restarting them
+            revive_local_workers(self.client)
             return False
         return True
 
@@ -320,6 +321,14 @@ class Shipment:
             self._var.delete()
         with contextlib.suppress(Exception):
             self.future.release()
+
+
+def revive_local_workers(client: Any) -> None:
+    """``local:N``: start again the workers whose nanny gave up (a worker killed while it was starting
+    closes its nanny, and Dask then drops it from the cluster); nothing for a remote scheduler."""
+    cluster = getattr(client, "cluster", None)
+    if cluster is not None and hasattr(cluster, "worker_spec"):
+        cluster.scale(len(cluster.worker_spec))
 
 
 def task_nbytes(key: str, func: Callable[..., Any], *args: Any) -> int:

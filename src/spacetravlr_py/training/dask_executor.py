@@ -13,8 +13,11 @@ This process — the *client* — owns the run folder; the cluster's workers onl
 Workers therefore need no access to the output folder (nor the dataset: the context carries the arrays).
 At most ``in_flight`` tasks per worker thread are outstanding, so pause and stop act within a gene or two;
 on stop the outstanding tasks are cancelled and their locks released. A worker that dies mid-task is
-replaced by the scheduler, which reruns the task elsewhere (a gene that kills several workers in a row is
-recorded as failed); each task's result is committed once, so nothing is written twice. Every fit runs
+replaced by the scheduler, which reruns the task elsewhere. When Dask gives up on a task (``KilledWorker``:
+several workers died running it), every gene of it — and of any task that shared those workers — becomes a
+*suspect*: new work waits, and each suspect is tried alone on the otherwise idle cluster; one that still
+kills its workers is recorded as failed, the others are fitted. Each task's result is committed once, so
+nothing is written twice. Every fit runs
 with one BLAS / numba thread, as in the process executor, so the files are bit-identical to a serial run
 whatever the number of workers or the order in which tasks finish.
 """
@@ -154,8 +157,12 @@ class _Dispatch:
         self.n_fits = 0
         self.writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="spacetravlr-write")
         self.writing = 0
-        self.parked: list[tuple[list[str], int]] = []
-        """(genes, times parked) of tasks that failed because the context was lost: sent again after it"""
+        self.parked: list[tuple[list[str], int, bool]] = []
+        """(genes, times parked, a trial?) of tasks that failed because the context was lost: sent again after it"""
+        self.suspects: deque[str] = deque()
+        """genes of tasks Dask gave up on (KilledWorker): each is tried alone on an idle cluster"""
+        self.trial: str | None = None
+        """the task key of the suspect being tried (nothing else is in flight meanwhile)"""
         self._said_lost = False
         self._threads, self._threads_at = 1, -1.0
 
@@ -166,7 +173,7 @@ class _Dispatch:
             self.shipment = scaleout.Shipment(self.client, (self.job.ctx.for_remote_workers(), self.job.trainer))
             self.topic = f"spacetravlr-started-{self.shipment.token}"
             self.client.subscribe_topic(self.topic, lambda ev: self.q.put(("started", *ev[1])))
-            while self.pending or self.inflight or self.writing or self.parked:
+            while self.pending or self.inflight or self.writing or self.parked or self.suspects:
                 self._resend()
                 self._fill()
                 try:
@@ -196,9 +203,9 @@ class _Dispatch:
             self._said_lost = True
         if self.shipment.resend():
             self._said_lost = False
-            for batch, parks in self.parked:
+            for batch, parks, trial in self.parked:
                 for part in ([[g] for g in batch] if parks > 1 else [batch]):  # isolate a culprit
-                    self._submit(part, 0, parks)
+                    self._submit(part, 0, parks, trial)
             self.parked.clear()
 
     def _limit(self) -> int:
@@ -220,7 +227,12 @@ class _Dispatch:
         return max(1, min(n, MAX_GENES_PER_TASK, share))
 
     def _fill(self) -> None:
-        """Claim and submit genes while fewer than the limit are in flight (and the run is not paused)."""
+        """Claim and submit genes while fewer than the limit are in flight (and the run is not paused); while
+        there are suspects, try them one at a time on the idle cluster instead."""
+        if self.suspects or self.trial is not None:
+            if self.control.may_dispatch() and self.trial is None and not self.inflight and not self.parked:
+                self._submit([self.suspects.popleft()], 0, 0, trial=True)
+            return
         rd, stale = self.job.run_dir, self.job.stale_lock_secs
         while self.pending and len(self.inflight) < self._limit() and self.control.may_dispatch():
             batch: list[str] = []
@@ -238,13 +250,15 @@ class _Dispatch:
             if batch:
                 self._submit(batch, 0)
 
-    def _submit(self, batch: list[str], attempt: int, parks: int = 0) -> None:
+    def _submit(self, batch: list[str], attempt: int, parks: int = 0, trial: bool = False) -> None:
         assert self.shipment is not None
         # unique per submission: Dask hands back the old (failed) future for a key it still knows
         key = f"spacetravlr-fit-{batch[0]}-{self.shipment.token[:8]}-{self.n_tasks}"
         args = (self.shipment.name, self.shipment.token, tuple(batch), self.topic)
         fut = self.client.submit(fit_genes, *args, key=key, pure=False)
         self.inflight[key] = (fut, batch, attempt, self.shipment.ships, parks)
+        if trial:
+            self.trial = key
         fut.add_done_callback(lambda f: self.q.put(("done", f.key)))
         if not self.task_bytes:
             self.task_bytes = scaleout.task_nbytes(key, fit_genes, *args)
@@ -262,24 +276,27 @@ class _Dispatch:
     def _done(self, keys: list[str]) -> None:
         """Commit the finished tasks (their results gathered in one call); resend or record the others."""
         assert self.shipment is not None
-        popped = [self.inflight.pop(k) for k in keys if k in self.inflight]
-        for address, results in self._gather([t[0] for t in popped if t[0].status == "finished"]):
+        popped = [(self.inflight.pop(k), k == self.trial) for k in keys if k in self.inflight]
+        if any(trial for _, trial in popped):
+            self.trial = None
+        for address, results in self._gather([t[0] for t, _ in popped if t[0].status == "finished"]):
             for gene, res, seconds in results:
                 self._commit(gene, res, seconds, address)
                 if not isinstance(res, tuple):
                     self.fit_seconds += seconds
                     self.n_fits += 1
             self.t_last = time.perf_counter()
-        for fut, batch, attempt, ships, parks in (t for t in popped if t[0].status != "finished"):
+        for (fut, batch, attempt, ships, parks), trial in popped:
+            if fut.status == "finished":
+                continue
             exc = fut.exception() if fut.status == "error" else None
-            if _killed_worker(exc) and len(batch) > 1:
-                for gene in batch:  # find the gene that kills workers: the others must not fail with it
-                    self._submit([gene], attempt, parks)
+            if _killed_worker(exc) and not trial:
+                self.suspects.extend(batch)  # the gene that kills workers, or one that shared a worker with it
             elif not _killed_worker(exc) and (self.shipment.lost or self.shipment.ships > ships) \
                     and parks < MAX_PARKS:
-                self.parked.append((batch, parks + 1))  # it could not fetch the context: sent again after it
+                self.parked.append((batch, parks + 1, trial))  # it could not fetch the context: sent after it
             elif not _killed_worker(exc) and attempt < MAX_RESUBMITS:
-                self._submit(batch, attempt + 1, parks)  # fits return their errors: what raised is the cluster's
+                self._submit(batch, attempt + 1, parks, trial)  # fits return their errors: the cluster raised
             else:
                 tb = "".join(traceback.format_exception(type(exc), exc, fut.traceback())) if exc else ""
                 reason = _task_error(exc) if exc else f"CancelledError: the Dask scheduler cancelled the task " \
