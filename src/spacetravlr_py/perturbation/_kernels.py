@@ -206,8 +206,9 @@ def propagate_state(x0: np.ndarray, P: np.ndarray, D: np.ndarray, SW: np.ndarray
     Per cell ``i``: the expression where derivatives are taken is ``G_i = x0_i + P_i`` (x0 float32 or
     float64, converted exactly); the change read at state column ``s`` is ``SW[i, lig_col[s]]`` for a
     ligand (its column after the delta swap) and ``D[i, s]`` otherwise. Every model's
-    ``Σ_u splash_k[i, u] · Δ[i, mods_k[u]]`` is formed from row i only, then row i of ``P`` is
-    overwritten: 0 except at the model targets (cells without a beta row keep 0). Rows are independent,
+    ``Σ_u splash_k[i, u] · Δ[i, mods_k[u]]`` is formed from row i only (skipped, as exactly 0, where none
+    of the model's modulators changed in that cell: most of them in the first steps of a perturbation),
+    then row i of ``P`` is overwritten: 0 except at the model targets (cells without a beta row keep 0). Rows are independent,
     so ``P`` is both input and output. The arithmetic is :func:`propagate`'s, term for term.
     """
     n, width = P.shape
@@ -224,6 +225,13 @@ def propagate_state(x0: np.ndarray, P: np.ndarray, D: np.ndarray, SW: np.ndarray
         for k in range(n_models):
             m0 = mod_ptr[k]
             n_mods = mod_ptr[k + 1] - m0
+            moved = False  # no modulator changed in this cell: the sum is exactly 0, the splash not needed
+            for u in range(n_mods):
+                if d[mods[m0 + u]] != 0.0:
+                    moved = True
+                    break
+            if not moved:
+                continue
             if not _splash_row(k, i, g, RW, RLt, lig_col, coefs, coef_ptr, n_cols, mapping_id, mappings,
                                kind_ptr, coef_col, a, b, slot_a, slot_b, n_mods, scale, cap, min_expr, buf):
                 continue

@@ -404,22 +404,23 @@ class Perturber:
         """
         lig = self.state.lig.tolist()
         x0 = self.x0_state
-        A = np.empty((D.shape[0], len(lig)))
-        for k, c in enumerate(lig):
-            np.add(x0[:, c], D[:, c], out=A[:, k])  # x1 on the ligands (float32 x0 converted exactly)
-        B = filtered(A)
-        for k, c in enumerate(lig):
+        # ligands that did not move anywhere: L1 − L0 = 0, their received amount stays RW0 and SW is 0
+        moved = [(k, c) for k, c in enumerate(lig) if D[:, c].any()]
+        A = np.empty((D.shape[0], len(moved)))
+        B = np.zeros((D.shape[0], len(lig)))
+        for j, (k, c) in enumerate(moved):
+            np.add(x0[:, c], D[:, c], out=A[:, j])  # x1 on the ligands (float32 x0 converted exactly)
+            B[:, k] = filtered(A[:, j])
             B[:, k] -= filtered(x0[:, c])  # L1 − L0
-        RW1 = self._received(B)
+        RW1 = self._received(B)  # all-zero columns are not computed
         del B
         RW1 += self.RW0
         SW = RW1 - self.RW0
-        for k, c in enumerate(lig):
-            A[:, k] -= x0[:, c]  # x1 − x0 on the ligands
-        SW -= A
-        del A
-        for k, c in enumerate(lig):
+        for j, (k, c) in enumerate(moved):
+            A[:, j] -= x0[:, c]  # x1 − x0 on the ligands
+            SW[:, k] -= A[:, j]
             SW[:, k] += D[:, c]
+        del A
         return SW, RW1
 
     def _inert_columns(self, inert: list[tuple[str, float]], mask: np.ndarray) -> HeldColumns:

@@ -521,13 +521,15 @@ class ReceivedOperators:
     def apply(self, ligands: np.ndarray, radii: np.ndarray, *, estimate_error: bool = True) -> np.ndarray:
         """Received amounts of the columns of ``ligands`` (N, M), column ``k`` at ``radii[k]``.
 
-        Columns sharing a radius are computed together, in their order.
+        Columns sharing a radius are computed together, in their order. A column of zeros receives exactly
+        zero and is not computed (the kernels are linear): a perturbation's first steps move few ligands.
         """
         radii = np.asarray(radii, dtype=np.float64)
         out = np.zeros((self.coords.shape[0], ligands.shape[1]))
+        moving = np.any(ligands != 0, axis=0)
         with self._lock:
-            for r in np.unique(radii):
-                cols = np.flatnonzero(radii == r)
+            for r in np.unique(radii[moving]):
+                cols = np.flatnonzero((radii == r) & moving)
                 out[:, cols] = self.operator(float(r)).apply(ligands[:, cols], estimate_error=estimate_error)
         return out
 
