@@ -69,6 +69,7 @@ CASES: dict[str, tuple[Callable[[Ctx], Any], str]] = {
     "wide_200k": (bench_wide.run_200k, "wide panel 200k × 3,001: load / train / knockout + export / field"),
     "fullmode_50k": (bench_wide.run_fullmode, "full-mode run 300 genes × 50k cells: knockout (per-cell float32)"),
     "wide_1m": (bench_wide.run_1m, "wide panel 1M × 5,000 (500 modelled): training and one knockout"),
+    "wide_1m_ko": (bench_wide.run_1m_ko, "wide panel 1M × 5,000: the knockout alone, on wide_1m's trained run"),
     "moonshot_10m": (bench_wide.run_moonshot, "moonshot: 10M cells × 61 genes, training and one knockout"),
     "ab_61": (bench_wide.run_ab61, "61-gene perturbation rows, after vs before (A/B, fresh processes)"),
 }

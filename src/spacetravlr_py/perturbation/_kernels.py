@@ -208,8 +208,8 @@ def propagate_state(x0: np.ndarray, P: np.ndarray, D: np.ndarray, SW: np.ndarray
     ligand (its column after the delta swap) and ``D[i, s]`` otherwise. Every model's
     ``Σ_u splash_k[i, u] · Δ[i, mods_k[u]]`` is formed from row i only (skipped, as exactly 0, where none
     of the model's modulators changed in that cell: most of them in the first steps of a perturbation),
-    then row i of ``P`` is overwritten: 0 except at the model targets (cells without a beta row keep 0). Rows are independent,
-    so ``P`` is both input and output. The arithmetic is :func:`propagate`'s, term for term.
+    then row i of ``P`` is overwritten: 0 except at the model targets (cells without a beta row keep 0).
+    Rows are independent, so ``P`` is both input and output. The arithmetic is :func:`propagate`'s, term for term.
     """
     n, width = P.shape
     n_models = target.shape[0]
