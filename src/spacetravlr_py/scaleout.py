@@ -33,6 +33,8 @@ CONNECT_TIMEOUT_S = 30.0
 WORKER_WAIT_NOTE_S = 10.0
 """After this long without a worker, say that the run waits for workers (it keeps waiting)."""
 POLL_S = 0.2
+REVIVE_EVERY_S = 2.0
+"""``local:N``: how often the client checks that the cluster still has its N workers."""
 FETCH_TIMEOUT_S = 60.0
 """A task waits this long for a shipped object to exist in the cluster (not for its transfer)."""
 
@@ -126,6 +128,7 @@ def connect(spec: str, *, where: str = SCHEDULER_KEY, check_stop: Callable[[], o
             cluster = stack.enter_context(distributed.LocalCluster(
                 n_workers=n_local, threads_per_worker=1, processes=True, dashboard_address=":0"))
             client = stack.enter_context(distributed.Client(cluster))
+            stack.enter_context(_keep_local_workers(client))  # left first: before the cluster closes
         else:
             try:
                 client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
@@ -321,6 +324,26 @@ class Shipment:
             self._var.delete()
         with contextlib.suppress(Exception):
             self.future.release()
+
+
+@contextlib.contextmanager
+def _keep_local_workers(client: Any) -> Iterator[None]:
+    """While a ``local:N`` cluster is in use, start again every few seconds the workers whose nanny gave up
+    (:func:`revive_local_workers`): a task waiting for a recomputation would otherwise wait forever."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(REVIVE_EVERY_S):
+            with contextlib.suppress(Exception):
+                revive_local_workers(client)
+
+    t = threading.Thread(target=watch, name="spacetravlr-local-workers", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        done.set()
+        t.join()
 
 
 def revive_local_workers(client: Any) -> None:
