@@ -87,10 +87,12 @@ def test_wheel_installs_beside_the_reference_and_runs_the_demo(tmp_path):
     why = _registry_reachable(tmp_path / "probe")
     if why is not None:
         pytest.skip(f"the package registry is not reachable ({why}): cannot install dependencies or {REFERENCE}")
-    # build from a copy, so that the build's egg-info stays out of the working tree
+    # build from a copy, so that the build's egg-info stays out of the working tree (without the benchmark
+    # inputs: `make bench` leaves tens of GB in .bench/)
     src = tmp_path / "src_copy"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "dist", "build", "*.egg-info",
-                                                             "__pycache__", ".*_cache", "node_modules", "demo_output"))
+                                                             "__pycache__", ".*_cache", "node_modules", "demo_output",
+                                                             ".bench"))
     _run([sys.executable, "-m", "build", "--outdir", str(tmp_path / "dist"), str(src)])
     wheels = list((tmp_path / "dist").glob("spacetravlr_py-*.whl"))
     sdists = list((tmp_path / "dist").glob("spacetravlr_py-*.tar.gz"))
