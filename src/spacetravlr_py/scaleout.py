@@ -303,7 +303,6 @@ class Shipment:
         try:
             self.send()
         except TimeoutError:  # "No valid workers found": the nannies / the batch system are restarting them
-            revive_local_workers(self.client)
             return False
         return True
 

@@ -17,9 +17,8 @@ replaced by the scheduler, which reruns the task elsewhere. When Dask gives up o
 several workers died running it), every gene of it — and of any task that shared those workers — becomes a
 *suspect*: new work waits, and each suspect is tried alone on the otherwise idle cluster; one that still
 kills its workers is recorded as failed, the others are fitted. Each task's result is committed once, so
-nothing is written twice. Every fit runs
-with one BLAS / numba thread, as in the process executor, so the files are bit-identical to a serial run
-whatever the number of workers or the order in which tasks finish.
+nothing is written twice. Every fit runs with one BLAS / numba thread, as in the process executor, so the
+files are bit-identical to a serial run whatever the number of workers or the order in which tasks finish.
 """
 
 from __future__ import annotations
