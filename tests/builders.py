@@ -8,6 +8,7 @@ or build tiny hand-checkable objects whose every value a test can compute by han
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -294,6 +295,19 @@ def write_tissue(folder: Path, **synthetic_kw: Any) -> WrittenTissue:
     syn = synthetic_tissue(**synthetic_kw)
     paths = syn.write(folder)
     return WrittenTissue(syn, paths["h5ad"], paths["network"].parent)
+
+
+SLOW_GENES = Path(__file__).resolve().parent / "slow_genes"
+"""A folder whose ``sitecustomize.py`` makes each gene of a training subprocess wait after its fit."""
+
+
+def slow_genes_env(delay: float, *paths: str) -> dict[str, str]:
+    """Variables that make every process of a training subprocess (the CLI and each worker it spawns) wait
+    ``delay`` seconds after each gene's fit, so that a signal or key sent after the first genes lands
+    mid-run; the files written are unchanged (``tests/slow_genes/sitecustomize.py``). ``paths`` come next
+    on ``PYTHONPATH``, then this process's ``PYTHONPATH``."""
+    path = os.pathsep.join(p for p in (str(SLOW_GENES), *paths, os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, "SPACETRAVLR_TEST_GENE_DELAY": str(delay)}
 
 
 def run_config(data: WrittenTissue, out: Path, **overrides: Any) -> SpaceshipConfig:

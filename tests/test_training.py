@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow.feather as feather
 import pytest
 
-from builders import WrittenTissue, run_config, write_tissue
+from builders import WrittenTissue, run_config, slow_genes_env, write_tissue
 from spacetravlr_py import _keys
 from spacetravlr_py.betadata.frame import betadata_path, read_betadata
 from spacetravlr_py.config import SpaceshipConfig
@@ -120,7 +120,16 @@ def big(tmp_path_factory) -> WrittenTissue:
 
 
 SLOW_FLAGS = ("--n-iter", "3000", "--tol", "1e-9")
-"""Make every gene take longer (more FISTA iterations), so that a process can be stopped mid-run."""
+"""The flags of the runs that are stopped mid-run (and of :func:`big_reference`, which they must equal)."""
+
+GENE_DELAY_S = 0.05
+"""Seconds each gene of a run with :func:`slow_env` waits after its fit: 145 genes take ~7 s on one core, so a
+signal sent after the first genes lands mid-run even on a loaded machine (the fits alone take ~1 s)."""
+
+
+def slow_env() -> dict[str, str]:
+    """The environment of a training subprocess whose genes each take :data:`GENE_DELAY_S` longer."""
+    return {**os.environ, **slow_genes_env(GENE_DELAY_S)}
 
 
 # -- recovery of planted betas ---------------------------------------------------------------
@@ -473,7 +482,7 @@ def test_run_reclaims_old_foreign_lock_with_stale_lock_secs(small: WrittenTissue
 def test_two_processes_share_a_folder_without_training_a_gene_twice(big: WrittenTissue, tmp_path: Path):
     out = tmp_path / "shared"
     procs = [subprocess.Popen([*CLI, *big.cli_args(out, *SLOW_FLAGS)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+                              stderr=subprocess.PIPE, text=True, env=slow_env()) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e for _, e in outs]
     trained: list[list[str]] = []
@@ -512,7 +521,7 @@ def test_sigkill_then_restart_equals_uninterrupted_run(big: WrittenTissue, big_r
                                                         parallel: str):
     out = tmp_path / "killed"
     cmd = [*CLI, *big.cli_args(out, *SLOW_FLAGS, "--parallel", parallel)]
-    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=slow_env()) as proc:
         wait_for(lambda: n_finished(out) >= 10, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -525,7 +534,7 @@ def test_sigkill_then_restart_equals_uninterrupted_run(big: WrittenTissue, big_r
     done_at_kill = n_finished(out)
     assert 10 <= done_at_kill < len(big.genes), "the kill must land mid-run"
     # whatever it left (locks of dead processes, maybe a temporary file) must not block the restart
-    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=slow_env())
     assert rerun.returncode == 0, rerun.stderr
     assert f"already {done_at_kill}" in rerun.stdout
     assert_same_runs(out, big_reference)
@@ -537,7 +546,7 @@ def test_sigkill_then_restart_equals_uninterrupted_run(big: WrittenTissue, big_r
 def test_a_killed_worker_does_not_lose_its_gene(big: WrittenTissue, big_reference: Path, tmp_path: Path):
     out = tmp_path / "run"
     cmd = [*CLI, *big.cli_args(out, *SLOW_FLAGS, "--parallel", "2")]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=slow_env()) as proc:
         wait_for(lambda: n_finished(out) >= 5 and bool(live_lock_pids(out) - {proc.pid}), proc)
         victim = sorted(live_lock_pids(out) - {proc.pid})[0]
         os.kill(victim, signal.SIGKILL)
@@ -565,7 +574,7 @@ def _check_interrupted(out: Path, proc: subprocess.Popen, stderr: str) -> None:
 def test_ctrl_c_stops_cleanly(big: WrittenTissue, tmp_path: Path):
     out = tmp_path / "run"
     proc = subprocess.Popen([*CLI, *big.cli_args(out, *SLOW_FLAGS)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=slow_env())
     wait_for(lambda: n_finished(out) >= 3, proc)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
@@ -579,7 +588,7 @@ def test_ctrl_c_stops_parallel_workers_cleanly(big: WrittenTissue, tmp_path: Pat
     """Ctrl-C in a terminal signals the whole process group: parent and workers."""
     out = tmp_path / "run"
     proc = subprocess.Popen([*CLI, *big.cli_args(out, *SLOW_FLAGS, "--parallel", "2")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=slow_env())
     wait_for(lambda: n_finished(out) >= 3, proc)
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -591,7 +600,7 @@ def test_ctrl_c_stops_parallel_workers_cleanly(big: WrittenTissue, tmp_path: Pat
 def test_sigint_to_parent_only_stops_workers_promptly(big: WrittenTissue, tmp_path: Path):
     out = tmp_path / "run"
     proc = subprocess.Popen([*CLI, *big.cli_args(out, *SLOW_FLAGS, "--parallel", "2")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=slow_env())
     wait_for(lambda: n_finished(out) >= 3, proc)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)

@@ -17,6 +17,7 @@ import pytest
 
 pytest.importorskip("textual")
 
+from builders import slow_genes_env
 from spacetravlr_py import _keys
 from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import synthetic_tissue
@@ -73,12 +74,15 @@ def tmux(request) -> Iterator[Tmux]:
     t.kill()
 
 
-def program(entry: str, args: list[str], exit_file: Path) -> str:
-    """A shell command running a console entry point with our sources, then recording its exit code."""
+def program(entry: str, args: list[str], exit_file: Path, gene_delay: float = 0.0) -> str:
+    """A shell command running a console entry point with our sources, then recording its exit code;
+    ``gene_delay`` makes each trained gene wait that long after its fit (:func:`builders.slow_genes_env`)."""
     code = f"from spacetravlr_py.cli.{entry} import run; run()"
     cmd = " ".join(shlex.quote(x) for x in [sys.executable, "-c", code, *args])
+    env = slow_genes_env(gene_delay, str(SRC)) if gene_delay else {"PYTHONPATH": str(SRC)}
+    assign = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     # COLUMNS / LINES inherited from the test process would override the terminal's real size
-    return (f"env -u COLUMNS -u LINES PYTHONPATH={shlex.quote(str(SRC))} TERM=xterm-256color {cmd}; "
+    return (f"env -u COLUMNS -u LINES {assign} TERM=xterm-256color {cmd}; "
             f"echo $? > {shlex.quote(str(exit_file))}; sleep 120")
 
 
@@ -95,7 +99,7 @@ def test_training_dashboard_on_a_real_terminal(tmux, tmp_path):
     out, exit_file = tmp_path / "run", tmp_path / "exit"
     args = ["--h5ad", str(paths["h5ad"]), "--network-dir", str(paths["network"].parent), "--output-dir", str(out),
             "--parallel", "2"]
-    tmux.start(program("main", args, exit_file), tmp_path)  # a terminal: the dashboard is the default
+    tmux.start(program("main", args, exit_file, gene_delay=0.1), tmp_path)  # a terminal: the dashboard is the default
     s = tmux.wait_for(lambda s: (m := re.search(r"done (\d+) ·", s)) is not None and int(m.group(1)) >= 2,
                       600, "finished genes")
     tmux.keys("p")
@@ -124,7 +128,7 @@ def test_sigterm_stops_the_dashboard_like_ctrl_c(tmux, tmp_path):
     out, exit_file = tmp_path / "run", tmp_path / "exit"
     args = ["--h5ad", str(paths["h5ad"]), "--network-dir", str(paths["network"].parent), "--output-dir", str(out),
             "--dashboard"]
-    tmux.start(program("main", args, exit_file), tmp_path)
+    tmux.start(program("main", args, exit_file, gene_delay=0.1), tmp_path)
     tmux.wait_for(lambda s: (m := re.search(r"done (\d+) ·", s)) is not None and int(m.group(1)) >= 2, 600,
                   "finished genes")
     shell = psutil.Process(int(tmux._tmux("display", "-p", "-t", tmux.name, "#{pane_pid}")))
@@ -135,7 +139,9 @@ def test_sigterm_stops_the_dashboard_like_ctrl_c(tmux, tmp_path):
     s = tmux.screen()
     assert "interrupted: finished genes are kept" in s and re.search(r"\d+/\d+ genes finished", s), s
     assert not list(out.glob("*.lock")) and not list(out.glob(".spacetravlr-ctx-*"))
-    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    # its child processes end with it (multiprocessing's resource tracker reads end-of-file a moment later)
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not [w for w in alive if w.status() != psutil.STATUS_ZOMBIE]
 
 
 def test_perturbation_workbench_on_a_real_terminal(tmux, tmp_path):
