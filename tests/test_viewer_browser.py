@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from builders import slow_genes_env
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,8 +58,10 @@ def server(demo_run: Path) -> Iterator[str]:
     if not (STATIC / "index.html").is_file():
         pytest.fail(f"the front end is not built ({STATIC}/index.html missing): run `make setup` "
                     "(or `cd web && npm ci && npm run build`)")
+    # each propagation step waits 0.05 s (same results), so that a 32-step job is cancelled while it runs
     proc = subprocess.Popen(_program("spacetravlr_py.cli.viewer", "--run-toml", str(demo_run), "--port", "0"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **slow_genes_env(0.0, step_delay=0.05)})
     try:
         url = _wait_for_url(proc)
         yield url
@@ -148,8 +152,22 @@ def _artefacts(tmp_path: Path, name: str) -> Path:
     return Path(base) / name if base else tmp_path / "screenshots"
 
 
+TOAST_LOG = """window.__toastLog = [];
+document.addEventListener('DOMContentLoaded', () => new MutationObserver(records => {
+  for (const r of records) for (const n of r.addedNodes)
+    if (n.classList && n.classList.contains('toast')) window.__toastLog.push(n.textContent);
+}).observe(document.body, { childList: true, subtree: true }));"""
+"""Every toast the page shows, kept in ``window.__toastLog`` (a toast removes itself after 7 s)."""
+
+
+def toasts_seen(page: Any) -> str:
+    """The text of every toast shown since the page loaded, one per line."""
+    return "\n".join(page.evaluate("window.__toastLog"))
+
+
 def _open(browser: Any, url: str) -> tuple[Any, Any, Watch]:
     ctx = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    ctx.add_init_script(TOAST_LOG)
     page = ctx.new_page()
     page.set_default_timeout(STEP_TIMEOUT_MS)
     watch = Watch()

@@ -255,7 +255,7 @@ def test_the_condition_select_switches_in_the_browser(run, tmp_path) -> None:
     both groups with their cell counts), picking a_b reloads the page on that group's cells."""
     from playwright.sync_api import sync_playwright
 
-    from test_viewer_browser import CHROMIUM, CHROMIUM_ARGS, STATIC, Steps, _artefacts, _open
+    from test_viewer_browser import CHROMIUM, CHROMIUM_ARGS, STATIC, Steps, _artefacts, _open, toasts_seen
 
     if not (STATIC / _keys.INDEX_HTML).is_file():
         pytest.fail(f"the front end is not built ({STATIC}/index.html missing): cd web && npm ci && npm run build")
@@ -269,7 +269,7 @@ def test_the_condition_select_switches_in_the_browser(run, tmp_path) -> None:
             options = page.eval_on_selector_all("#condition-select option", "els => els.map(e => e.textContent)")
             assert options == [f"{LEFT} ({n[LEFT]} cells)", f"{RIGHT} ({n[RIGHT]} cells)"]
             assert page.evaluate("window.spatialViewer.n") == n[LEFT]
-            assert "showing condition 'a/b'" in page.inner_text("#toasts")
+            assert "showing condition 'a/b'" in toasts_seen(page)
             assert f"condition {LEFT}" in page.inner_text("#dataset-chip")
             steps.done("condition_first")
             loads = page.evaluate("window.spatialViewer.loads")
