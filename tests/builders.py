@@ -298,7 +298,7 @@ def write_tissue(folder: Path, **synthetic_kw: Any) -> WrittenTissue:
 
 
 SLOW_GENES = Path(__file__).resolve().parent / "slow_genes"
-"""A folder whose ``sitecustomize.py`` makes each gene of a training subprocess wait after its fit."""
+"""A folder whose ``sitecustomize.py`` slows a subprocess down (see :func:`slow_genes_env`)."""
 
 
 def slow_genes_env(delay: float, *paths: str, step_delay: float = 0.0) -> dict[str, str]:
